@@ -74,6 +74,9 @@ class ModelConfig:
     hidden_units: list[int] = dataclasses.field(default_factory=lambda: [128, 64])
     dropout: float = 0.2
     numeric_transform: str = "log1p"  # "log1p" (signed) or "none"
+    # >0: each numeric feature also enters as a piecewise-linear encoding over this
+    # many training-quantile bins (helps an MLP cut heavy-tailed features like trees do).
+    numeric_bins: int = 0
     max_vocab_size: int = 20_000
     # Tiny random BERT (text_encoder="tiny").
     tiny_vocab_size: int = 500
@@ -141,6 +144,7 @@ class Config:
             (m.attention_units >= 1, "model.attention_units must be >= 1"),
             (m.sequence_encoder in ("lstm", "cnn", "both"), "model.sequence_encoder must be lstm, cnn or both"),
             (m.numeric_transform in ("log1p", "none"), "model.numeric_transform must be log1p or none"),
+            (0 <= m.numeric_bins <= 256, "model.numeric_bins must be in [0, 256]"),
             (0 <= m.dropout < 1, "model.dropout must be in [0, 1)"),
             (m.text_trainable_layers >= -1, "model.text_trainable_layers must be -1 (all), 0 (frozen) or N > 0"),
             (all(u >= 1 for u in m.hidden_units), "model.hidden_units must be positive"),
@@ -239,6 +243,11 @@ def _coerce(key: str, value: Any, current: Any) -> Any:
     if isinstance(current, float):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{key} expects a number, got {value!r}")
     if isinstance(current, list):
         if isinstance(value, int) and not isinstance(value, bool):

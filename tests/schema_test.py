@@ -84,6 +84,10 @@ def test_schema_yaml_roundtrip(tmp_path):
 def test_config_overrides_and_errors():
     cfg = get_config("tiny", overrides=["model.lstm_units=5", "model.hidden_units=[4, 2]"])
     assert cfg.model.lstm_units == 5 and cfg.model.hidden_units == [4, 2]
+    # YAML 1.1 reads "3e-4" (no dot) as a string; a float field still takes it.
+    assert get_config("tiny", overrides=["train.learning_rate=3e-4"]).train.learning_rate == 3e-4
+    with pytest.raises(ConfigError, match="train.learning_rate expects a number"):
+        get_config("tiny", overrides=["train.learning_rate=fast"])
     with pytest.raises(ConfigError, match="Unknown config key 'model.lstm_unit'"):
         get_config("tiny", overrides=["model.lstm_unit=5"])
     with pytest.raises(ConfigError, match="expects an integer"):
