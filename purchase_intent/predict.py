@@ -28,6 +28,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -123,6 +124,65 @@ class Predictor:
         return (self.predict(df, **kwargs) >= self.threshold).astype(np.int64)
 
 
+def write_scored_csv(input_path: str | Path, output_path: str | Path, schema: FeatureSchema,
+                     score: Callable[[pd.DataFrame], np.ndarray], *, batch_size: int,
+                     threshold: float | None = None, keep_columns: list[str] | None = None,
+                     progress: bool | None = None) -> int:
+    """Reads a CSV chunk by chunk, scores each chunk and writes it with the probabilities.
+
+    Shared by :func:`predict_csv` (in process) and
+    :func:`purchase_intent.serving.score.score_csv` (over gRPC). The output is
+    written to ``<output>.partial`` and renamed at the end, so a failed run
+    never leaves a truncated file under the final name.
+
+    Args:
+        schema: validates each chunk; its string columns are read as str.
+        score: maps a validated chunk to its ``[len(chunk)]`` probabilities.
+        batch_size: int. Rows per chunk.
+        input_path, output_path, threshold, keep_columns, progress: as in
+            :func:`~purchase_intent.serving.score.score_csv`.
+
+    Returns:
+        The number of rows scored.
+
+    Raises:
+        SchemaError: a chunk fails validation, a kept column is missing, or the file has no rows.
+    """
+    from tqdm import tqdm
+
+    string_columns = schema.text + schema.categorical + schema.sequence_like
+    output_path = Path(output_path)
+    partial = output_path.with_name(output_path.name + ".partial")
+    rows = 0
+    reader = pd.read_csv(input_path, chunksize=batch_size, dtype={c: str for c in string_columns},
+                         keep_default_na=False, na_values=[""])
+    try:
+        with reader, tqdm(unit=" rows", desc="scoring", file=sys.stderr,
+                          disable=None if progress is None else not progress) as bar:
+            for chunk in reader:
+                if keep_columns is not None:
+                    missing = [c for c in keep_columns if c not in chunk.columns]
+                    if missing:
+                        raise SchemaError(f"{input_path}: --keep-columns {missing} are not in the "
+                                          f"file; it has {list(chunk.columns)}")
+                valid = schema.validate(chunk, require_label=False, where=str(input_path))
+                probs = score(valid)
+                out = chunk if keep_columns is None else chunk[keep_columns]
+                out = out.assign(**{PROBABILITY_COLUMN: probs})
+                if threshold is not None:
+                    out[LABEL_COLUMN] = (probs >= threshold).astype(np.int64)
+                out.to_csv(partial, mode="w" if rows == 0 else "a", header=rows == 0, index=False)
+                rows += len(chunk)
+                bar.update(len(chunk))
+        if rows == 0:
+            raise SchemaError(f"{input_path}: no rows to score")
+        os.replace(partial, output_path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return rows
+
+
 def predict_csv(version_dir: str | Path, input_path: str | Path, output_path: str | Path, *,
                 batch_size: int = 512, threshold: float | None = None,
                 progress: bool | None = None) -> int:
@@ -134,33 +194,11 @@ def predict_csv(version_dir: str | Path, input_path: str | Path, output_path: st
     Raises:
         SchemaError: a chunk fails validation, or the file has no rows.
     """
-    from tqdm import tqdm
-
     predictor = Predictor(version_dir, threshold)
-    schema = predictor.schema
-    string_columns = schema.text + schema.categorical + schema.sequence_like
-    output_path = Path(output_path)
-    partial = output_path.with_name(output_path.name + ".partial")
-    rows = 0
-    reader = pd.read_csv(input_path, chunksize=batch_size, dtype={c: str for c in string_columns},
-                         keep_default_na=False, na_values=[""])
-    try:
-        with reader, tqdm(unit=" rows", desc="scoring", file=sys.stderr,
-                          disable=None if progress is None else not progress) as bar:
-            for chunk in reader:
-                valid = schema.validate(chunk, require_label=False, where=str(input_path))
-                probs = predictor.predict(valid, batch_size=batch_size, validate=False)
-                out = chunk.assign(**{PROBABILITY_COLUMN: probs,
-                                      LABEL_COLUMN: (probs >= predictor.threshold).astype(np.int64)})
-                out.to_csv(partial, mode="w" if rows == 0 else "a", header=rows == 0, index=False)
-                rows += len(chunk)
-                bar.update(len(chunk))
-        if rows == 0:
-            raise SchemaError(f"{input_path}: no rows to score")
-        os.replace(partial, output_path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    rows = write_scored_csv(
+        input_path, output_path, predictor.schema,
+        lambda valid: predictor.predict(valid, batch_size=batch_size, validate=False),
+        batch_size=batch_size, threshold=predictor.threshold, progress=progress)
     logger.info("Scored %d rows of %s with %s (threshold %.4f) into %s", rows, input_path,
                 predictor.version_dir, predictor.threshold, output_path)
     return rows

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from purchase_intent.config import DataConfig
-from purchase_intent.schema import FeatureSchema, SchemaError, row_label
+from purchase_intent.schema import FeatureSchema, SchemaError, _as_label_column, row_label
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,36 @@ def random_split(df: pd.DataFrame, cfg: DataConfig, seed: int, label: str) -> di
     test, val, train = idx[:n_test], idx[n_test:n_test + n_val], idx[n_test + n_val:]
     return {"train": df.iloc[np.sort(train)], "validation": df.iloc[np.sort(val)],
             "test": df.iloc[np.sort(test)]}
+
+
+def stratified_split(labels: np.ndarray, validation_fraction: float, test_fraction: float,
+                     seed: int) -> dict[str, np.ndarray]:
+    """Row indices of a seeded split stratified by label (sorted within each split)."""
+    rng = np.random.default_rng(seed)
+    parts = {"train": [], "validation": [], "test": []}
+    for value in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == value))
+        n_test = int(round(test_fraction * len(idx)))
+        n_val = int(round(validation_fraction * len(idx)))
+        parts["test"].append(idx[:n_test])
+        parts["validation"].append(idx[n_test:n_test + n_val])
+        parts["train"].append(idx[n_test + n_val:])
+    return {k: np.sort(np.concatenate(v)) for k, v in parts.items()}
+
+
+def stratified_split_frames(df: pd.DataFrame, cfg: DataConfig, seed: int, label: str,
+                            where: str) -> dict[str, pd.DataFrame]:
+    """:func:`stratified_split` of a raw table by its ``label`` column, with the fractions of ``cfg``.
+
+    The fixed split of the built-in Online Shoppers and reviews tables (row
+    order kept within each split).
+
+    Raises:
+        SchemaError: a label is not 0/1 or true/false (``where`` names the table, the row is named).
+    """
+    labels = _as_label_column(df[label], label, where).to_numpy()
+    idx = stratified_split(labels, cfg.validation_fraction, cfg.test_fraction, seed)
+    return {k: df.iloc[v] for k, v in idx.items()}
 
 
 # -- built-in datasets: where their raw files are ----------------------------

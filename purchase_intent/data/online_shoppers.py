@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from purchase_intent.config import DataConfig
@@ -38,21 +37,6 @@ ATTRIBUTION = ("UCI Online Shoppers Purchasing Intention (Sakar et al. 2019), "
 SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "online_shoppers.yaml"
 SCHEMA = FeatureSchema.load(SCHEMA_FILE)
 SPLIT_SEED = 20190601
-
-
-def stratified_split(labels: np.ndarray, validation_fraction: float, test_fraction: float,
-                     seed: int) -> dict[str, np.ndarray]:
-    """Row indices of a seeded split stratified by label (sorted within each split)."""
-    rng = np.random.default_rng(seed)
-    parts = {"train": [], "validation": [], "test": []}
-    for value in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == value))
-        n_test = int(round(test_fraction * len(idx)))
-        n_val = int(round(validation_fraction * len(idx)))
-        parts["test"].append(idx[:n_test])
-        parts["validation"].append(idx[n_test:n_test + n_val])
-        parts["train"].append(idx[n_test + n_val:])
-    return {k: np.sort(np.concatenate(v)) for k, v in parts.items()}
 
 
 def read_online_shoppers(path: str | Path) -> pd.DataFrame:
@@ -84,12 +68,9 @@ def load_online_shoppers(cfg: DataConfig, path: str | Path | None = None) -> dic
     Raises:
         SchemaError: file not found or invalid.
     """
-    from purchase_intent.data import resolve_data_file
-    from purchase_intent.schema import _as_label_column
+    from purchase_intent.data import resolve_data_file, stratified_split_frames
 
     path = Path(path) if path is not None else resolve_data_file("online_shoppers", cfg.path)
-    df = read_online_shoppers(path)
-    labels = _as_label_column(df[SCHEMA.label], SCHEMA.label, path.name).to_numpy()
-    idx = stratified_split(labels, cfg.validation_fraction, cfg.test_fraction, SPLIT_SEED)
+    frames = stratified_split_frames(read_online_shoppers(path), cfg, SPLIT_SEED, SCHEMA.label, path.name)
     logger.info("Online Shoppers (%s)", ATTRIBUTION)
-    return {k: df.iloc[v] for k, v in idx.items()}
+    return frames

@@ -29,7 +29,6 @@ from pathlib import Path
 import pandas as pd
 
 from purchase_intent.config import DataConfig
-from purchase_intent.data.online_shoppers import stratified_split
 from purchase_intent.schema import FeatureSchema, SchemaError
 
 logger = logging.getLogger(__name__)
@@ -79,12 +78,9 @@ def load_womens_reviews(cfg: DataConfig, path: str | Path | None = None) -> dict
     Raises:
         SchemaError: file not found or invalid.
     """
-    from purchase_intent.data import resolve_data_file
-    from purchase_intent.schema import _as_label_column
+    from purchase_intent.data import resolve_data_file, stratified_split_frames
 
     path = Path(path) if path is not None else resolve_data_file("womens_reviews", cfg.path)
-    df = read_womens_reviews(path)
-    labels = _as_label_column(df[SCHEMA.label], SCHEMA.label, path.name).to_numpy()
-    idx = stratified_split(labels, cfg.validation_fraction, cfg.test_fraction, SPLIT_SEED)
+    frames = stratified_split_frames(read_womens_reviews(path), cfg, SPLIT_SEED, SCHEMA.label, path.name)
     logger.info("Women's clothing reviews (%s)", ATTRIBUTION)
-    return {k: df.iloc[v] for k, v in idx.items()}
+    return frames

@@ -22,17 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-logger = logging.getLogger(__name__)
+from purchase_intent.predict import LABEL_COLUMN, PROBABILITY_COLUMN, write_scored_csv  # noqa: F401  (re-exported)
 
-PROBABILITY_COLUMN = "purchase_probability"
-LABEL_COLUMN = "purchase_label"
+logger = logging.getLogger(__name__)
 
 
 def read_threshold(value: str | float | None) -> float | None:
@@ -73,47 +71,21 @@ def score_csv(client, input_path: str | Path, output_path: str | Path, *, batch_
         SchemaError: a chunk fails validation (column and row named).
         ServingError: the server refused a request.
     """
-    from tqdm import tqdm
-
-    from purchase_intent.schema import SchemaError
     from purchase_intent.serving.client import frame_to_arrays
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     schema = client.schema
-    string_columns = schema.text + schema.categorical + schema.sequence_like
-    output_path = Path(output_path)
-    partial = output_path.with_name(output_path.name + ".partial")
-    rows = 0
-    reader = pd.read_csv(input_path, chunksize=batch_size, dtype={c: str for c in string_columns},
-                         keep_default_na=False, na_values=[""])
-    try:
-        with reader, tqdm(unit=" rows", desc="scoring", disable=None if progress is None else not progress,
-                          file=sys.stderr) as bar:
-            for chunk in reader:
-                if keep_columns is not None:
-                    missing = [c for c in keep_columns if c not in chunk.columns]
-                    if missing:
-                        raise SchemaError(f"{input_path}: --keep-columns {missing} are not in the "
-                                          f"file; it has {list(chunk.columns)}")
-                valid = schema.validate(chunk, require_label=False, where=str(input_path))
-                probs = client.predict_arrays(frame_to_arrays(valid, schema, client.sequence_length))
-                if probs.shape != (len(chunk),):
-                    raise RuntimeError(f"the server returned {probs.shape} probabilities for "
-                                       f"{len(chunk)} rows")
-                out = chunk if keep_columns is None else chunk[keep_columns]
-                out = out.assign(**{PROBABILITY_COLUMN: probs})
-                if threshold is not None:
-                    out[LABEL_COLUMN] = (probs >= threshold).astype(np.int64)
-                out.to_csv(partial, mode="w" if rows == 0 else "a", header=rows == 0, index=False)
-                rows += len(chunk)
-                bar.update(len(chunk))
-        if rows == 0:
-            raise SchemaError(f"{input_path}: no rows to score")
-        os.replace(partial, output_path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+
+    def score(valid: pd.DataFrame) -> np.ndarray:
+        probs = client.predict_arrays(frame_to_arrays(valid, schema, client.sequence_length))
+        if probs.shape != (len(valid),):
+            raise RuntimeError(f"the server returned {probs.shape} probabilities for "
+                               f"{len(valid)} rows")
+        return probs
+
+    rows = write_scored_csv(input_path, output_path, schema, score, batch_size=batch_size,
+                            threshold=threshold, keep_columns=keep_columns, progress=progress)
     logger.info("Scored %d rows of %s into %s", rows, input_path, output_path)
     return rows
 
