@@ -114,6 +114,67 @@ class BehaviourCNN(keras.layers.Layer):
         return config
 
 
+class BehaviourTransformer(keras.layers.Layer):
+    """A small Transformer encoder over the events (BST-style), then masked mean and max pooling.
+
+    Learned position embeddings (counted from the most recent event, so a
+    short history and a long one agree on what "last" means) are added to the
+    projected events; ``num_layers`` keras-hub ``TransformerEncoder`` blocks
+    attend over the real events only. An all-padding row gives zeros.
+
+    Args:
+        units: int. Model width (events are projected to it).
+        num_heads: int. Attention heads.
+        num_layers: int. Encoder blocks.
+        max_length: int. Longest sequence (positions).
+        dropout: float. Dropout inside the blocks.
+    """
+
+    def __init__(self, units=64, num_heads=2, num_layers=1, max_length=50, dropout=0.1, **kwargs):
+        super().__init__(**kwargs)
+        import keras_hub
+
+        self.units, self.num_heads, self.num_layers = units, num_heads, num_layers
+        self.max_length, self.dropout = max_length, dropout
+        self.project = keras.layers.Dense(units, name="project")
+        self.positions = keras.layers.Embedding(max_length, units, name="positions")
+        self.encoders = [keras_hub.layers.TransformerEncoder(2 * units, num_heads, dropout=dropout,
+                                                             name=f"encoder_{i}")
+                         for i in range(num_layers)]
+        self.max_pool = MaskedMaxPool(name="max_pool")
+        self.mean_pool = MaskedMeanPool(name="mean_pool")
+
+    def build(self, x_shape, mask_shape=None):
+        self.project.build(x_shape)
+        self.positions.build((None, x_shape[1]))
+        for enc in self.encoders:
+            enc.build((x_shape[0], x_shape[1], self.units))
+
+    def call(self, x, mask, training=None):
+        real = ops.not_equal(mask, 0)
+        length = ops.shape(mask)[1]
+        # Events are right-padded: position 0 is the most recent real event.
+        n_real = ops.sum(ops.cast(real, "int32"), axis=1, keepdims=True)
+        pos = ops.clip(n_real - 1 - ops.expand_dims(ops.arange(length), 0), 0, self.max_length - 1)
+        h = self.project(x) + self.positions(pos)
+        # An all-padding row attends to its first slot only (its output is dropped by the pools).
+        has_events = ops.any(real, axis=1, keepdims=True)
+        first = ops.expand_dims(ops.arange(length) == 0, 0)
+        attend = ops.logical_or(real, ops.logical_and(first, ops.logical_not(has_events)))
+        for enc in self.encoders:
+            h = enc(h, padding_mask=attend, training=training)
+        return ops.concatenate([self.max_pool(h, mask), self.mean_pool(h, mask)], axis=-1)
+
+    def compute_output_shape(self, x_shape, mask_shape=None):
+        return (x_shape[0], 2 * self.units)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"units": self.units, "num_heads": self.num_heads, "num_layers": self.num_layers,
+                       "max_length": self.max_length, "dropout": self.dropout})
+        return config
+
+
 def token_fingerprints(token_ids) -> "np.ndarray":
     """64-bit fingerprints of rows of token ids (numpy), equal to :class:`CachedTextEncoder`'s in-graph ones."""
     import numpy as np

@@ -138,8 +138,6 @@ def build_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *,
     over the distinct texts of all splits (inputs only: a frozen encoder is a
     fixed function of the text) and embeddings are memoised across runs.
     """
-    import keras
-
     from purchase_intent import train
     from purchase_intent.blocks import CachedTextEncoder, token_fingerprints
     from purchase_intent.model import build_model
@@ -160,7 +158,7 @@ def build_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *,
     preprocessor = Preprocessor.adapt(
         schema, train_df, max_sequence_length=cfg.data.max_sequence_length,
         text_sequence_length=cfg.data.text_sequence_length,
-        numeric_transform=cfg.model.numeric_transform, max_vocab_size=cfg.model.max_vocab_size,
+        numeric_transform=cfg.model.numeric_transform, numeric_bins=cfg.model.numeric_bins, max_vocab_size=cfg.model.max_vocab_size,
         tokenizer=tokenizer, event_text_vocabulary=event_vocab)
     tables = {}
     for name in schema.event_text:
@@ -180,9 +178,7 @@ def build_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *,
     labels = train_df[schema.label].to_numpy()
     model = build_model(cfg.model, preprocessor, backbone=cached, event_text_tables=tables,
                         positive_rate=float(labels.mean()))
-    model.compile(optimizer=keras.optimizers.Adam(cfg.train.learning_rate), loss="binary_crossentropy",
-                  metrics=[keras.metrics.AUC(name="auc"), keras.metrics.AUC(curve="PR", name="pr_auc")],
-                  steps_per_execution=cfg.train.steps_per_execution, jit_compile=cfg.train.jit_compile)
+    train.compile_model(model, cfg.train)
     return preprocessor, model
 
 

@@ -66,7 +66,11 @@ class ModelConfig:
     text_trainable_layers: int = 0
     text_projection_dim: int = 64
     item_embedding_dim: int = 32
-    sequence_encoder: str = "both"  # "lstm", "cnn" or "both"
+    # Encoders over the events, "+"-joined: "lstm", "cnn", "transformer" ("both" = "lstm+cnn").
+    sequence_encoder: str = "both"
+    transformer_units: int = 64
+    transformer_heads: int = 2
+    transformer_layers: int = 1
     lstm_units: int = 64
     cnn_filters: int = 64
     cnn_kernel_size: int = 3
@@ -87,6 +91,12 @@ class ModelConfig:
     attention_pooling: bool = False
     attention_units: int = 32
 
+    def sequence_encoders(self) -> list[str]:
+        """The event encoders named by ``sequence_encoder`` ([] if any name is unknown)."""
+        names = ["lstm", "cnn"] if self.sequence_encoder == "both" else self.sequence_encoder.split("+")
+        ok = names and all(n in ("lstm", "cnn", "transformer") for n in names) and len(set(names)) == len(names)
+        return names if ok else []
+
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -95,6 +105,9 @@ class TrainConfig:
     epochs: int = 15
     learning_rate: float = 1e-3
     early_stopping_patience: int = 3
+    # "binary_crossentropy" or "focal" (binary focal cross-entropy, gamma below).
+    loss: str = "binary_crossentropy"
+    focal_gamma: float = 2.0
     class_weight: str = "auto"  # "auto" (balanced when positives < 20 % or > 80 %), "balanced", "none"
     seed: int = 42
     strategy: str = "auto"  # "auto", "default", "mirrored", "multi_worker"
@@ -142,7 +155,10 @@ class Config:
             (d.synthetic_examples >= 20, "data.synthetic_examples must be >= 20"),
             (d.max_examples == 0 or d.max_examples >= 20, "data.max_examples must be 0 (all) or >= 20"),
             (m.attention_units >= 1, "model.attention_units must be >= 1"),
-            (m.sequence_encoder in ("lstm", "cnn", "both"), "model.sequence_encoder must be lstm, cnn or both"),
+            (bool(m.sequence_encoders()), "model.sequence_encoder must be 'both' or a '+'-joined list of "
+                                          "lstm, cnn, transformer"),
+            (m.transformer_units >= 1 and m.transformer_heads >= 1 and m.transformer_layers >= 1,
+             "model.transformer_units, transformer_heads and transformer_layers must be >= 1"),
             (m.numeric_transform in ("log1p", "none"), "model.numeric_transform must be log1p or none"),
             (0 <= m.numeric_bins <= 256, "model.numeric_bins must be in [0, 256]"),
             (0 <= m.dropout < 1, "model.dropout must be in [0, 1)"),
@@ -153,6 +169,8 @@ class Config:
             (t.epochs >= 1, "train.epochs must be >= 1"),
             (0 < t.learning_rate < 1, "train.learning_rate must be in (0, 1)"),
             (t.class_weight in ("auto", "balanced", "none"), "train.class_weight must be auto, balanced or none"),
+            (t.loss in ("binary_crossentropy", "focal"), "train.loss must be binary_crossentropy or focal"),
+            (0 <= t.focal_gamma <= 10, "train.focal_gamma must be in [0, 10]"),
             (t.strategy in ("auto", "default", "mirrored", "multi_worker"),
              "train.strategy must be auto, default, mirrored or multi_worker"),
             (t.cpu_replicas >= 0, "train.cpu_replicas must be >= 0"),

@@ -14,7 +14,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from purchase_intent.blocks import AttentionPool, BehaviourCNN, BehaviourLSTM, MaskedMeanPool
+from purchase_intent.blocks import (AttentionPool, BehaviourCNN, BehaviourLSTM, BehaviourTransformer,
+                                   MaskedMeanPool)
 from purchase_intent.config import ModelConfig
 from purchase_intent.preprocessing import Preprocessor
 
@@ -80,17 +81,25 @@ def build_model(cfg: ModelConfig, preprocessor: Preprocessor, *, backbone=None,
                                             name=f"{name}_projection")(emb))
         x = steps[0] if len(steps) == 1 else keras.layers.Concatenate(name="event_concat")(steps)
         mask = inputs[schema.sequence_like[0]]
-        if cfg.sequence_encoder in ("lstm", "both"):
+        encoders = cfg.sequence_encoders()
+        if "lstm" in encoders:
             parts.append(BehaviourLSTM(cfg.lstm_units, name="behaviour_lstm")(x, mask))
-        if cfg.sequence_encoder in ("cnn", "both"):
+        if "cnn" in encoders:
             parts.append(BehaviourCNN(cfg.cnn_filters, cfg.cnn_kernel_size,
                                       name="behaviour_cnn")(x, mask))
+        if "transformer" in encoders:
+            parts.append(BehaviourTransformer(
+                cfg.transformer_units, cfg.transformer_heads, cfg.transformer_layers,
+                max_length=preprocessor.max_sequence_length, dropout=cfg.dropout,
+                name="behaviour_transformer")(x, mask))
         parts.append(HasEvents(name="has_events")(mask))
 
     # Numeric and categorical features.
     context = []
     if schema.numeric:
         context += [inputs["numeric"], inputs["numeric_missing"]]
+        if "numeric_bins" in inputs:
+            context.append(inputs["numeric_bins"])
     for name in schema.categorical:
         emb = keras.layers.Embedding(preprocessor.vocabulary_size(name), cfg.categorical_embedding_dim,
                                      name=f"{name}_embedding")(inputs[name])

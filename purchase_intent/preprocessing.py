@@ -12,7 +12,11 @@ floats) to the numeric tensors the model takes:
   with the same truncation and ids (0 padding, 1 unseen text).
 * numeric -> ``numeric`` (signed log1p, standardised with training
   statistics, NaN/inf imputed with the training mean i.e. 0) and
-  ``numeric_missing`` (1.0 where the raw value was NaN/inf).
+  ``numeric_missing`` (1.0 where the raw value was NaN/inf); with
+  ``numeric_bins > 0`` also ``numeric_bins``: a piecewise-linear encoding
+  (Gorishniy et al. 2022, "On Embeddings for Numerical Features in Tabular
+  Deep Learning") of each feature over its training quantiles, ``[batch,
+  features * bins]``, each entry in [0, 1].
 * categorical -> int32 ids (0 for unseen values, 1, 2, ... for known ones).
 """
 
@@ -41,6 +45,33 @@ def signed_log1p(x):
     return tf.sign(x) * tf.math.log1p(tf.abs(x))
 
 
+def quantile_boundaries(x: np.ndarray, bins: int) -> list[float]:
+    """``bins + 1`` bin edges at the quantiles of the finite values of ``x``.
+
+    Repeated quantiles (a feature that is mostly 0, say) are merged, and the
+    list is padded by repeating the last edge; a bin of zero width encodes as 0.
+    """
+    finite = x[np.isfinite(x)]
+    if len(finite) == 0:
+        return [0.0] * (bins + 1)
+    edges = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)))
+    edges = np.concatenate([edges, np.full(bins + 1 - len(edges), edges[-1])])
+    return [float(e) for e in edges]
+
+
+def piecewise_linear(x, edges):
+    """``x`` ``[batch, features]``, ``edges`` ``[features, bins + 1]`` -> ``[batch, features * bins]``.
+
+    Entry ``(f, t)`` is 0 below bin ``t`` of feature ``f``, 1 above it and
+    the position inside it in between, so the encoding is monotone in ``x``.
+    """
+    lo, hi = edges[None, :, :-1], edges[None, :, 1:]
+    width = hi - lo
+    pos = tf.clip_by_value((x[:, :, None] - lo) / tf.where(width > 0, width, tf.ones_like(width)), 0.0, 1.0)
+    pos = tf.where(width > 0, pos, tf.zeros_like(pos))
+    return tf.reshape(pos, [-1, edges.shape[0] * (edges.shape[1] - 1)])
+
+
 class Preprocessor(keras.layers.Layer):
     """Raw feature dict -> model input dict, in TensorFlow ops only.
 
@@ -53,6 +84,9 @@ class Preprocessor(keras.layers.Layer):
         max_sequence_length: int. Events kept per example (most recent).
         text_sequence_length: int. Tokens per scalar text, with [CLS] and [SEP].
         numeric_transform: str. "log1p" (signed) or "none".
+        numeric_edges: list of list of float. Per numeric feature, the bin
+            edges of the piecewise-linear encoding (in the transformed scale);
+            empty: no ``numeric_bins`` output.
         tokenizer: a keras-hub tokenizer, needed when the schema has scalar text.
 
     Examples:
@@ -65,7 +99,8 @@ class Preprocessor(keras.layers.Layer):
     """
 
     def __init__(self, schema, vocabularies, numeric_mean, numeric_std, max_sequence_length=50,
-                 text_sequence_length=32, numeric_transform="log1p", tokenizer=None, **kwargs):
+                 text_sequence_length=32, numeric_transform="log1p", tokenizer=None, numeric_edges=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.schema = schema
         self.vocabularies = vocabularies
@@ -74,6 +109,7 @@ class Preprocessor(keras.layers.Layer):
         self.max_sequence_length = max_sequence_length
         self.text_sequence_length = text_sequence_length
         self.numeric_transform = numeric_transform
+        self.numeric_edges = [list(e) for e in (numeric_edges or [])]
         self.tokenizer = tokenizer
         self._schema = FeatureSchema.from_dict(schema)
         s = self._schema
@@ -96,6 +132,11 @@ class Preprocessor(keras.layers.Layer):
         if s.numeric:
             self._mean = tf.constant(self.numeric_mean, tf.float32)
             self._std = tf.constant(self.numeric_std, tf.float32)
+        if self.numeric_edges:
+            if len(self.numeric_edges) != len(s.numeric):
+                raise ValueError(f"numeric_edges has {len(self.numeric_edges)} rows for "
+                                 f"{len(s.numeric)} numeric features")
+            self._edges = tf.constant(self.numeric_edges, tf.float32)
 
     def build(self, input_shape=None):
         # Lookup tables and constants are created in __init__; nothing depends on shapes.
@@ -105,10 +146,13 @@ class Preprocessor(keras.layers.Layer):
     def adapt(cls, schema: FeatureSchema, train: pd.DataFrame, *, max_sequence_length: int = 50,
               text_sequence_length: int = 32, numeric_transform: str = "log1p",
               max_vocab_size: int = 20_000, tokenizer=None,
-              event_text_vocabulary: dict[str, list[str]] | None = None) -> "Preprocessor":
+              event_text_vocabulary: dict[str, list[str]] | None = None,
+              numeric_bins: int = 0) -> "Preprocessor":
         """Builds a preprocessor from a validated training frame.
 
         Args:
+            numeric_bins: >0: also output the piecewise-linear encoding of each
+                numeric feature over this many training-quantile bins.
             event_text_vocabulary: per event-text column, the texts of the
                 embedding table (default: the distinct training texts).
         """
@@ -124,18 +168,20 @@ class Preprocessor(keras.layers.Layer):
             vocabularies[name] = _vocabulary(train[name], max_vocab_size)
         # A lookup needs at least one entry; "[NONE]" never matches real data.
         vocabularies = {k: (v or ["[NONE]"]) for k, v in vocabularies.items()}
-        mean, std = [], []
+        mean, std, edges = [], [], []
         for name in schema.numeric:
             x = train[name].to_numpy(np.float64)
             if numeric_transform == "log1p":
                 x = np.sign(x) * np.log1p(np.abs(x))
+            if numeric_bins > 0:
+                edges.append(quantile_boundaries(x, numeric_bins))
             finite = x[np.isfinite(x)]
             mean.append(float(finite.mean()) if len(finite) else 0.0)
             sd = float(finite.std()) if len(finite) > 1 else 1.0
             std.append(sd if sd > 1e-6 else 1.0)
         return cls(schema.to_dict(), vocabularies, mean, std, max_sequence_length=max_sequence_length,
                    text_sequence_length=text_sequence_length, numeric_transform=numeric_transform,
-                   tokenizer=tokenizer)
+                   tokenizer=tokenizer, numeric_edges=edges)
 
     @property
     def feature_schema(self) -> FeatureSchema:
@@ -171,6 +217,10 @@ class Preprocessor(keras.layers.Layer):
             x = tf.where(missing, tf.zeros_like(x), x)
             if self.numeric_transform == "log1p":
                 x = signed_log1p(x)
+            if self.numeric_edges:
+                bins = piecewise_linear(x, self._edges)
+                n_bins = len(self.numeric_edges[0]) - 1
+                out["numeric_bins"] = tf.where(tf.repeat(missing, n_bins, axis=1), tf.zeros_like(bins), bins)
             x = (x - self._mean) / self._std
             x = tf.where(missing, tf.zeros_like(x), tf.clip_by_value(x, -10.0, 10.0))
             out["numeric"] = x
@@ -191,6 +241,8 @@ class Preprocessor(keras.layers.Layer):
         if s.numeric:
             specs["numeric"] = ((len(s.numeric),), "float32")
             specs["numeric_missing"] = ((len(s.numeric),), "float32")
+            if self.numeric_edges:
+                specs["numeric_bins"] = ((len(s.numeric) * (len(self.numeric_edges[0]) - 1),), "float32")
         return specs
 
     def get_config(self):
@@ -203,6 +255,7 @@ class Preprocessor(keras.layers.Layer):
             "max_sequence_length": self.max_sequence_length,
             "text_sequence_length": self.text_sequence_length,
             "numeric_transform": self.numeric_transform,
+            "numeric_edges": self.numeric_edges,
         })
         return config
 

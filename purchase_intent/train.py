@@ -226,7 +226,7 @@ def build(cfg, schema, splits, strategy=None):
     preprocessor = Preprocessor.adapt(
         schema, train_df, max_sequence_length=cfg.data.max_sequence_length,
         text_sequence_length=cfg.data.text_sequence_length,
-        numeric_transform=cfg.model.numeric_transform, max_vocab_size=cfg.model.max_vocab_size,
+        numeric_transform=cfg.model.numeric_transform, numeric_bins=cfg.model.numeric_bins, max_vocab_size=cfg.model.max_vocab_size,
         tokenizer=tokenizer, event_text_vocabulary=event_vocab)
     for name in schema.event_text:
         vocab = preprocessor.vocabularies[name]
@@ -243,14 +243,23 @@ def build(cfg, schema, splits, strategy=None):
         model = build_model(cfg.model, preprocessor,
                             backbone=backbone if schema.text else None,
                             event_text_tables=tables, positive_rate=float(labels.mean()))
-        model.compile(optimizer=keras.optimizers.Adam(cfg.train.learning_rate),
-                      loss="binary_crossentropy",
-                      metrics=[keras.metrics.AUC(name="auc"), keras.metrics.AUC(curve="PR", name="pr_auc")],
-                      steps_per_execution=cfg.train.steps_per_execution,
-                      jit_compile=cfg.train.jit_compile)
+        compile_model(model, cfg.train)
     logger.info("Model: %d parameters (%d trainable)", model.count_params(),
                 sum(int(np.prod(w.shape)) for w in model.trainable_weights))
     return preprocessor, model
+
+
+def compile_model(model, train_cfg) -> None:
+    """Compiles ``model`` with the optimiser, loss and metrics of ``train_cfg`` (a ``TrainConfig``)."""
+    import keras
+
+    if train_cfg.loss == "focal":
+        loss = keras.losses.BinaryFocalCrossentropy(gamma=train_cfg.focal_gamma)
+    else:
+        loss = keras.losses.BinaryCrossentropy()
+    model.compile(optimizer=keras.optimizers.Adam(train_cfg.learning_rate), loss=loss,
+                  metrics=[keras.metrics.AUC(name="auc"), keras.metrics.AUC(curve="PR", name="pr_auc")],
+                  steps_per_execution=train_cfg.steps_per_execution, jit_compile=train_cfg.jit_compile)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -87,6 +87,34 @@ def test_fresh_process_matches_in_memory_model(tiny_run, tmp_path):
     assert np.all(np.isfinite(fresh)) and len(np.unique(np.round(fresh, 4))) > 5
 
 
+def test_transformer_bins_and_focal_loss_export_and_reload(tmp_path):
+    """The optional Transformer encoder and numeric bins export with core ops and reload alike."""
+    from purchase_intent import train
+    from purchase_intent.config import get_config
+    from purchase_intent.data import load_splits
+
+    run_dir = tmp_path / "run"
+    metrics = train.main(["--preset", "tiny", "--output-dir", str(run_dir), "--epochs", "1",
+                          "--set", "model.sequence_encoder=lstm+cnn+transformer",
+                          "--set", "model.numeric_bins=4", "--set", "train.loss=focal"])
+    assert metrics["export"]["max_abs_diff"] < 1e-5
+    vdir = _version_dir(run_dir)
+    cfg = get_config("tiny")
+    schema, splits = load_splits(cfg.data, seed=cfg.train.seed)
+    df = splits["test"].head(16).copy()
+    df.at[df.index[0], "item_id"] = []  # an empty session through the Transformer
+    df.at[df.index[0], "event_type"] = []
+    df.at[df.index[0], "item_title"] = []
+    frame = tmp_path / "frame.json"
+    df.drop(columns=["label"]).to_json(frame)
+    proc = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(vdir), str(frame)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fresh = np.array(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert fresh.shape == (16,) and np.all(np.isfinite(fresh)) and np.all((fresh > 0) & (fresh < 1))
+
+
 def test_in_memory_model_matches_export(tiny_run):
     """serving_default(raw) == model(preprocessor(raw)) for the run's own objects."""
     run_dir, metrics = tiny_run

@@ -35,7 +35,7 @@ def test_every_modality_subset_builds_and_trains(frames, modalities):
     assert probs.shape == (len(splits["test"]), 1) and np.all((probs > 0) & (probs < 1))
 
 
-@pytest.mark.parametrize("encoder", ["lstm", "cnn", "both"])
+@pytest.mark.parametrize("encoder", ["lstm", "cnn", "both", "transformer", "cnn+transformer"])
 def test_empty_and_overlong_sequences_give_finite_output(frames, encoder):
     cfg = get_config("tiny", overrides=[f"model.sequence_encoder={encoder}"])
     schema = SCHEMA.subset(["text", "sequence"])

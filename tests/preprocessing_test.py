@@ -69,3 +69,28 @@ def test_text_is_packed_with_cls_and_sep():
     assert ids[0] == pre.tokenizer.cls_token_id
     assert ids[mask.sum() - 1] == pre.tokenizer.sep_token_id
     assert mask.tolist() == [1, 1, 1, 1, 0, 0]
+
+
+def test_piecewise_linear_bins_are_monotone_bounded_and_zero_when_missing():
+    from purchase_intent.preprocessing import quantile_boundaries
+
+    rng = np.random.default_rng(1)
+    train = make(200)
+    train["x"] = np.where(rng.random(200) < 0.6, 0.0, rng.lognormal(2, 1, 200)).astype(np.float32)
+    pre = Preprocessor.adapt(SCHEMA.subset(["numeric"]), train, numeric_bins=8)
+    edges = np.array(pre.numeric_edges)
+    assert edges.shape == (1, 9)
+    assert np.all(np.diff(edges[0]) >= 0)
+    # 60 % zeros: the low quantiles coincide and are merged into one edge, not 5 empty bins.
+    assert np.sum(np.diff(edges[0]) == 0) >= 4
+    df = make(5).copy()
+    df["x"] = np.array([-5.0, 0.0, 3.0, 1e6, np.nan], np.float32)
+    out = pre(raw_batch(df, SCHEMA.subset(["numeric"])))["numeric_bins"].numpy()
+    assert out.shape == (5, 8)
+    assert np.all((out >= 0) & (out <= 1))
+    # Monotone in x: a larger value is never encoded lower in any bin.
+    assert np.all(np.diff(out[:4], axis=0) >= 0)
+    np.testing.assert_array_equal(out[0], 0.0)  # below every edge
+    assert np.sum(out[3]) == np.sum(np.diff(edges[0]) > 0)  # above every edge: each real bin full
+    np.testing.assert_array_equal(out[4], 0.0)  # missing
+    assert quantile_boundaries(np.array([np.nan, np.inf]), 4) == [0.0] * 5
