@@ -158,7 +158,8 @@ def build_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *,
     preprocessor = Preprocessor.adapt(
         schema, train_df, max_sequence_length=cfg.data.max_sequence_length,
         text_sequence_length=cfg.data.text_sequence_length,
-        numeric_transform=cfg.model.numeric_transform, numeric_bins=cfg.model.numeric_bins, max_vocab_size=cfg.model.max_vocab_size,
+        numeric_transform=cfg.model.numeric_transform, numeric_bins=cfg.model.numeric_bins,
+        bag_of_words=cfg.model.text_bag_of_words, max_vocab_size=cfg.model.max_vocab_size,
         tokenizer=tokenizer, event_text_vocabulary=event_vocab)
     tables = {}
     for name in schema.event_text:

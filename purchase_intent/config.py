@@ -81,6 +81,10 @@ class ModelConfig:
     # >0: each numeric feature also enters as a piecewise-linear encoding over this
     # many training-quantile bins (helps an MLP cut heavy-tailed features like trees do).
     numeric_bins: int = 0
+    # >0: a "wide" linear term over the TF-IDF bag of word uni- and bigrams of all text
+    # (this many most frequent terms), added to the deep part's logit (wide & deep).
+    text_bag_of_words: int = 0
+    text_bag_of_words_l2: float = 1e-4
     max_vocab_size: int = 20_000
     # Tiny random BERT (text_encoder="tiny").
     tiny_vocab_size: int = 500
@@ -161,6 +165,8 @@ class Config:
              "model.transformer_units, transformer_heads and transformer_layers must be >= 1"),
             (m.numeric_transform in ("log1p", "none"), "model.numeric_transform must be log1p or none"),
             (0 <= m.numeric_bins <= 256, "model.numeric_bins must be in [0, 256]"),
+            (0 <= m.text_bag_of_words <= 200_000, "model.text_bag_of_words must be in [0, 200000]"),
+            (m.text_bag_of_words_l2 >= 0, "model.text_bag_of_words_l2 must be >= 0"),
             (0 <= m.dropout < 1, "model.dropout must be in [0, 1)"),
             (m.text_trainable_layers >= -1, "model.text_trainable_layers must be -1 (all), 0 (frozen) or N > 0"),
             (all(u >= 1 for u in m.hidden_units), "model.hidden_units must be positive"),

@@ -120,6 +120,16 @@ def build_model(cfg: ModelConfig, preprocessor: Preprocessor, *, backbone=None,
         x = keras.layers.Dense(units, activation="relu", name=f"fusion_dense_{i}")(x)
         x = keras.layers.Dropout(cfg.dropout, name=f"fusion_dropout_{i}")(x)
     p = min(max(positive_rate, 1e-4), 1 - 1e-4)
-    out = keras.layers.Dense(1, activation="sigmoid", name="purchase_probability",
-                             bias_initializer=keras.initializers.Constant(math.log(p / (1 - p))))(x)
+    prior = keras.initializers.Constant(math.log(p / (1 - p)))
+    if "text_bow" not in inputs:
+        out = keras.layers.Dense(1, activation="sigmoid", name="purchase_probability",
+                                 bias_initializer=prior)(x)
+        return keras.Model(inputs, out, name="purchase_intent")
+    # Wide & deep: a linear term over the TF-IDF bag of words joins the deep logit.
+    deep = keras.layers.Dense(1, name="deep_logit", bias_initializer=prior)(x)
+    wide = keras.layers.Dense(1, use_bias=False, name="text_bow_logit",
+                              kernel_regularizer=keras.regularizers.L2(cfg.text_bag_of_words_l2))(
+        inputs["text_bow"])
+    logit = keras.layers.Add(name="wide_deep_logit")([deep, wide])
+    out = keras.layers.Activation("sigmoid", name="purchase_probability")(logit)
     return keras.Model(inputs, out, name="purchase_intent")

@@ -18,6 +18,11 @@ floats) to the numeric tensors the model takes:
   Deep Learning") of each feature over its training quantiles, ``[batch,
   features * bins]``, each entry in [0, 1].
 * categorical -> int32 ids (0 for unseen values, 1, 2, ... for known ones).
+* with a bag-of-words vocabulary (``model.text_bag_of_words > 0``):
+  ``text_bow``, the TF-IDF vector of word unigrams and bigrams over all text
+  (scalar text columns and the kept events' texts, joined), with sublinear
+  term frequency and L2 normalisation as scikit-learn's ``TfidfVectorizer``
+  does; ``[batch, vocabulary size]``.
 """
 
 from __future__ import annotations
@@ -72,6 +77,16 @@ def piecewise_linear(x, edges):
     return tf.reshape(pos, [-1, edges.shape[0] * (edges.shape[1] - 1)])
 
 
+BOW_NGRAMS = 2
+BOW_STANDARDIZE = "lower_and_strip_punctuation"
+
+
+def _bow_vectorizer(vocabulary=None, max_tokens=None, output_mode="count"):
+    return keras.layers.TextVectorization(
+        max_tokens=max_tokens, standardize=BOW_STANDARDIZE, split="whitespace", ngrams=BOW_NGRAMS,
+        output_mode=output_mode, vocabulary=vocabulary, name="text_bow_vectorizer")
+
+
 class Preprocessor(keras.layers.Layer):
     """Raw feature dict -> model input dict, in TensorFlow ops only.
 
@@ -87,6 +102,8 @@ class Preprocessor(keras.layers.Layer):
         numeric_edges: list of list of float. Per numeric feature, the bin
             edges of the piecewise-linear encoding (in the transformed scale);
             empty: no ``numeric_bins`` output.
+        bow_vocabulary: list of str. Terms of the TF-IDF bag of words; empty: no ``text_bow``.
+        bow_idf: list of float. Inverse document frequency of each term.
         tokenizer: a keras-hub tokenizer, needed when the schema has scalar text.
 
     Examples:
@@ -100,7 +117,7 @@ class Preprocessor(keras.layers.Layer):
 
     def __init__(self, schema, vocabularies, numeric_mean, numeric_std, max_sequence_length=50,
                  text_sequence_length=32, numeric_transform="log1p", tokenizer=None, numeric_edges=None,
-                 **kwargs):
+                 bow_vocabulary=None, bow_idf=None, **kwargs):
         super().__init__(**kwargs)
         self.schema = schema
         self.vocabularies = vocabularies
@@ -110,6 +127,8 @@ class Preprocessor(keras.layers.Layer):
         self.text_sequence_length = text_sequence_length
         self.numeric_transform = numeric_transform
         self.numeric_edges = [list(e) for e in (numeric_edges or [])]
+        self.bow_vocabulary = list(bow_vocabulary or [])
+        self.bow_idf = [float(v) for v in (bow_idf or [])]
         self.tokenizer = tokenizer
         self._schema = FeatureSchema.from_dict(schema)
         s = self._schema
@@ -137,6 +156,13 @@ class Preprocessor(keras.layers.Layer):
                 raise ValueError(f"numeric_edges has {len(self.numeric_edges)} rows for "
                                  f"{len(s.numeric)} numeric features")
             self._edges = tf.constant(self.numeric_edges, tf.float32)
+        self.bow = None
+        if self.bow_vocabulary:
+            if len(self.bow_idf) != len(self.bow_vocabulary):
+                raise ValueError(f"bow_idf has {len(self.bow_idf)} values for "
+                                 f"{len(self.bow_vocabulary)} bag-of-words terms")
+            self.bow = _bow_vectorizer(self.bow_vocabulary)
+            self._idf = tf.constant(self.bow_idf, tf.float32)
 
     def build(self, input_shape=None):
         # Lookup tables and constants are created in __init__; nothing depends on shapes.
@@ -147,12 +173,14 @@ class Preprocessor(keras.layers.Layer):
               text_sequence_length: int = 32, numeric_transform: str = "log1p",
               max_vocab_size: int = 20_000, tokenizer=None,
               event_text_vocabulary: dict[str, list[str]] | None = None,
-              numeric_bins: int = 0) -> "Preprocessor":
+              numeric_bins: int = 0, bag_of_words: int = 0) -> "Preprocessor":
         """Builds a preprocessor from a validated training frame.
 
         Args:
             numeric_bins: >0: also output the piecewise-linear encoding of each
                 numeric feature over this many training-quantile bins.
+            bag_of_words: >0: also output the TF-IDF vector over the this many
+                most frequent training unigrams and bigrams of all text.
             event_text_vocabulary: per event-text column, the texts of the
                 embedding table (default: the distinct training texts).
         """
@@ -179,9 +207,14 @@ class Preprocessor(keras.layers.Layer):
             mean.append(float(finite.mean()) if len(finite) else 0.0)
             sd = float(finite.std()) if len(finite) > 1 else 1.0
             std.append(sd if sd > 1e-6 else 1.0)
+        bow_vocabulary, bow_idf = [], []
+        if bag_of_words > 0 and (schema.text or schema.event_text):
+            bow_vocabulary, bow_idf = _adapt_bag_of_words(
+                schema, train, bag_of_words, max_sequence_length)
         return cls(schema.to_dict(), vocabularies, mean, std, max_sequence_length=max_sequence_length,
                    text_sequence_length=text_sequence_length, numeric_transform=numeric_transform,
-                   tokenizer=tokenizer, numeric_edges=edges)
+                   tokenizer=tokenizer, numeric_edges=edges, bow_vocabulary=bow_vocabulary,
+                   bow_idf=bow_idf)
 
     @property
     def feature_schema(self) -> FeatureSchema:
@@ -200,9 +233,21 @@ class Preprocessor(keras.layers.Layer):
         rt = rt[:, -self.max_sequence_length:]
         return rt.to_tensor(default_value="", shape=[None, self.max_sequence_length])
 
+    def _joined_text(self, raw):
+        """All text of each example as one string: scalar texts, then the kept events' texts."""
+        s = self._schema
+        parts = [tf.reshape(tf.convert_to_tensor(raw[n], tf.string), [-1]) for n in s.text]
+        parts += [tf.strings.reduce_join(self._recent(raw[n]), axis=1, separator=" ") for n in s.event_text]
+        return parts[0] if len(parts) == 1 else tf.strings.join(parts, separator=" ")
+
     def call(self, raw):
         s = self._schema
         out = {}
+        if self.bow is not None:
+            counts = tf.cast(self.bow(self._joined_text(raw))[:, 1:], tf.float32)  # column 0: unknown terms
+            tf_weight = tf.where(counts > 0, 1.0 + tf.math.log(tf.maximum(counts, 1.0)), 0.0)
+            w = tf_weight * self._idf  # sublinear tf (1 + log count) times idf
+            out["text_bow"] = tf.math.l2_normalize(w, axis=1)
         for name in s.text:
             ids, mask = self.packer(self.tokenizer(tf.convert_to_tensor(raw[name], tf.string)))
             out[f"{name}_token_ids"] = tf.cast(ids, tf.int32)
@@ -243,6 +288,8 @@ class Preprocessor(keras.layers.Layer):
             specs["numeric_missing"] = ((len(s.numeric),), "float32")
             if self.numeric_edges:
                 specs["numeric_bins"] = ((len(s.numeric) * (len(self.numeric_edges[0]) - 1),), "float32")
+        if self.bow is not None:
+            specs["text_bow"] = ((len(self.bow_vocabulary),), "float32")
         return specs
 
     def get_config(self):
@@ -256,8 +303,30 @@ class Preprocessor(keras.layers.Layer):
             "text_sequence_length": self.text_sequence_length,
             "numeric_transform": self.numeric_transform,
             "numeric_edges": self.numeric_edges,
+            "bow_vocabulary": self.bow_vocabulary,
+            "bow_idf": self.bow_idf,
         })
         return config
+
+
+def _adapt_bag_of_words(schema: FeatureSchema, train: pd.DataFrame, size: int,
+                        max_sequence_length: int) -> tuple[list[str], list[float]]:
+    """Vocabulary (the ``size`` most frequent terms) and smoothed IDF of the training text."""
+    texts = [" ".join(str(v) for v in row) for row in zip(*(
+        [train[n] for n in schema.text]
+        + [train[n].map(lambda seq: " ".join(seq[-max_sequence_length:])) for n in schema.event_text]))]
+    ds = tf.data.Dataset.from_tensor_slices(tf.constant(texts, tf.string)).batch(1024)
+    vectorizer = _bow_vectorizer(max_tokens=size + 1)
+    vectorizer.adapt(ds)
+    vocabulary = [str(t) for t in vectorizer.get_vocabulary() if t != "[UNK]"]
+    if not vocabulary:
+        return [], []
+    hot = _bow_vectorizer(vocabulary, output_mode="multi_hot")
+    doc_freq = np.zeros(len(vocabulary), np.float64)
+    for block in ds:
+        doc_freq += hot(block).numpy()[:, 1:].sum(axis=0)
+    idf = np.log((1.0 + len(texts)) / (1.0 + doc_freq)) + 1.0  # scikit-learn's smooth_idf
+    return vocabulary, [float(v) for v in idf]
 
 
 def raw_batch(df: pd.DataFrame, schema: FeatureSchema) -> dict[str, tf.Tensor]:

@@ -87,8 +87,8 @@ def test_fresh_process_matches_in_memory_model(tiny_run, tmp_path):
     assert np.all(np.isfinite(fresh)) and len(np.unique(np.round(fresh, 4))) > 5
 
 
-def test_transformer_bins_and_focal_loss_export_and_reload(tmp_path):
-    """The optional Transformer encoder and numeric bins export with core ops and reload alike."""
+def test_optional_parts_export_and_reload(tmp_path):
+    """The Transformer encoder, numeric bins and the wide bag of words export and reload alike."""
     from purchase_intent import train
     from purchase_intent.config import get_config
     from purchase_intent.data import load_splits
@@ -96,7 +96,8 @@ def test_transformer_bins_and_focal_loss_export_and_reload(tmp_path):
     run_dir = tmp_path / "run"
     metrics = train.main(["--preset", "tiny", "--output-dir", str(run_dir), "--epochs", "1",
                           "--set", "model.sequence_encoder=lstm+cnn+transformer",
-                          "--set", "model.numeric_bins=4", "--set", "train.loss=focal"])
+                          "--set", "model.numeric_bins=4", "--set", "train.loss=focal",
+                          "--set", "model.text_bag_of_words=30"])
     assert metrics["export"]["max_abs_diff"] < 1e-5
     vdir = _version_dir(run_dir)
     cfg = get_config("tiny")
@@ -113,6 +114,8 @@ def test_transformer_bins_and_focal_loss_export_and_reload(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     fresh = np.array(json.loads(proc.stdout.strip().splitlines()[-1]))
     assert fresh.shape == (16,) and np.all(np.isfinite(fresh)) and np.all((fresh > 0) & (fresh < 1))
+    assert "StringNGrams" in graph_op_types(vdir)  # the bag of words is in the serving graph
+    _assert_ops_portable(vdir)
 
 
 def test_in_memory_model_matches_export(tiny_run):
@@ -124,7 +127,10 @@ def test_in_memory_model_matches_export(tiny_run):
 def test_exported_ops_exist_in_tf_text_2_12(tiny_run):
     """Every op is a core TF op or a tensorflow-text op that TF Text 2.12 has."""
     run_dir, _ = tiny_run
-    vdir = _version_dir(run_dir)
+    _assert_ops_portable(_version_dir(run_dir))
+
+
+def _assert_ops_portable(vdir):
     allowed = {l.strip() for l in (DATA / "tf_text_2_12_ops.txt").read_text().splitlines()
                if l.strip() and not l.startswith("#")}
     # Registered ops of a process that imported TensorFlow only (no tensorflow_text).
