@@ -141,7 +141,6 @@ def build_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *,
     from purchase_intent import train
     from purchase_intent.blocks import CachedTextEncoder, token_fingerprints
     from purchase_intent.model import build_model
-    from purchase_intent.preprocessing import Preprocessor
 
     has_text = bool(schema.text or schema.event_text)
     if not (has_text and text_cache and cfg.model.text_trainable_layers == 0):
@@ -153,14 +152,7 @@ def build_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *,
     texts += [t for n in schema.event_text for seq in train_df[n] for t in seq]
     tokenizer, backbone = _encoder(cfg, texts)
     backbone.trainable = False
-    event_vocab = {name: sorted({t for df in splits.values() for seq in df[name] for t in seq})
-                   for name in schema.event_text}
-    preprocessor = Preprocessor.adapt(
-        schema, train_df, max_sequence_length=cfg.data.max_sequence_length,
-        text_sequence_length=cfg.data.text_sequence_length,
-        numeric_transform=cfg.model.numeric_transform, numeric_bins=cfg.model.numeric_bins,
-        bag_of_words=cfg.model.text_bag_of_words, max_vocab_size=cfg.model.max_vocab_size,
-        tokenizer=tokenizer, event_text_vocabulary=event_vocab)
+    preprocessor = train.adapt_preprocessor(cfg, schema, splits, tokenizer)
     tables = {}
     for name in schema.event_text:
         vocab = preprocessor.vocabularies[name]
@@ -511,18 +503,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Runs the comparison; returns the dict written to ``compare.json``."""
     args = parse_args(argv)
-    from purchase_intent.train import setup_logging
+    from purchase_intent.train import config_overrides, setup_logging
 
     setup_logging()
     from purchase_intent.config import get_config
     from purchase_intent.data import load_splits
 
-    overrides = list(args.overrides)
-    if args.data:
-        overrides.append(f"data.name={args.data}")
-    if args.epochs is not None:
-        overrides.append(f"train.epochs={args.epochs}")
-    cfg = get_config(args.preset, args.config, overrides)
+    cfg = get_config(args.preset, args.config, config_overrides(args))
     out_dir = Path(args.output_dir or Path("runs") / f"compare-{Path(cfg.data.name).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     out_dir.mkdir(parents=True, exist_ok=True)
     logger.info("Resolved config: %s", json.dumps(cfg.to_dict()))

@@ -194,19 +194,16 @@ def build(cfg, schema, splits, strategy=None):
     Returns:
         ``(preprocessor, model)``.
     """
-    import keras
     import numpy as np
     import tensorflow as tf
 
     from purchase_intent.model import build_model
-    from purchase_intent.preprocessing import Preprocessor
     from purchase_intent.text import encode_texts, load_text_encoder, set_trainable_layers
 
     strategy = strategy or tf.distribute.get_strategy()
     train_df = splits["train"]
     tokenizer = backbone = None
     tables = {}
-    event_vocab = {}
     with strategy.scope():
         if schema.text or schema.event_text:
             texts = [t for n in schema.text for t in train_df[n]]
@@ -220,15 +217,7 @@ def build(cfg, schema, splits, strategy=None):
             logger.info("Text encoder %r: %d parameters, loaded in %.1f s", cfg.model.text_encoder,
                         backbone.count_params(), time.perf_counter() - t0)
             set_trainable_layers(backbone, cfg.model.text_trainable_layers)
-    for name in schema.event_text:
-        # The catalogue: texts of every split (inputs only, no labels) get an embedding.
-        event_vocab[name] = sorted({t for df in splits.values() for seq in df[name] for t in seq})
-    preprocessor = Preprocessor.adapt(
-        schema, train_df, max_sequence_length=cfg.data.max_sequence_length,
-        text_sequence_length=cfg.data.text_sequence_length,
-        numeric_transform=cfg.model.numeric_transform, numeric_bins=cfg.model.numeric_bins,
-        bag_of_words=cfg.model.text_bag_of_words, max_vocab_size=cfg.model.max_vocab_size,
-        tokenizer=tokenizer, event_text_vocabulary=event_vocab)
+    preprocessor = adapt_preprocessor(cfg, schema, splits, tokenizer)
     for name in schema.event_text:
         vocab = preprocessor.vocabularies[name]
         t0 = time.perf_counter()
@@ -250,6 +239,24 @@ def build(cfg, schema, splits, strategy=None):
     return preprocessor, model
 
 
+def adapt_preprocessor(cfg, schema, splits, tokenizer=None):
+    """The :class:`Preprocessor` of ``cfg``, adapted on the training split.
+
+    The per-event text catalogue is the texts of every split (inputs only, no
+    labels): each gets a row in the embedding table.
+    """
+    from purchase_intent.preprocessing import Preprocessor
+
+    event_vocab = {name: sorted({t for df in splits.values() for seq in df[name] for t in seq})
+                   for name in schema.event_text}
+    return Preprocessor.adapt(
+        schema, splits["train"], max_sequence_length=cfg.data.max_sequence_length,
+        text_sequence_length=cfg.data.text_sequence_length,
+        numeric_transform=cfg.model.numeric_transform, numeric_bins=cfg.model.numeric_bins,
+        bag_of_words=cfg.model.text_bag_of_words, max_vocab_size=cfg.model.max_vocab_size,
+        tokenizer=tokenizer, event_text_vocabulary=event_vocab)
+
+
 def compile_model(model, train_cfg) -> None:
     """Compiles ``model`` with the optimiser, loss and metrics of ``train_cfg`` (a ``TrainConfig``)."""
     import keras
@@ -263,21 +270,24 @@ def compile_model(model, train_cfg) -> None:
                   steps_per_execution=train_cfg.steps_per_execution, jit_compile=train_cfg.jit_compile)
 
 
+def config_overrides(args) -> list[str]:
+    """The ``--set`` overrides plus the shortcut flags a command has (``--data``, ``--epochs``, ...)."""
+    overrides = list(args.overrides)
+    for flag, key in (("data", "data.name"), ("epochs", "train.epochs"), ("strategy", "train.strategy"),
+                      ("cpu_replicas", "train.cpu_replicas")):
+        value = getattr(args, flag, None)
+        if value is not None and value != "":
+            overrides.append(f"{key}={value}")
+    return overrides
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Runs one training job; returns the metrics dict written to ``metrics.json``."""
     args = parse_args(argv)
     setup_logging()
     from purchase_intent.config import get_config
 
-    overrides = list(args.overrides)
-    if args.data:
-        overrides.append(f"data.name={args.data}")
-    if args.epochs is not None:
-        overrides.append(f"train.epochs={args.epochs}")
-    if args.strategy:
-        overrides.append(f"train.strategy={args.strategy}")
-    if args.cpu_replicas is not None:
-        overrides.append(f"train.cpu_replicas={args.cpu_replicas}")
+    overrides = config_overrides(args)
     if args.no_export:
         overrides.append("export.enabled=false")
     if args.hash_ids:

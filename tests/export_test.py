@@ -26,6 +26,17 @@ print(json.dumps(fn(**raw_batch(df, schema))["purchase_probability"].numpy().tol
 """
 
 
+def _score_in_fresh_process(vdir, df, tmp_path):
+    """Probabilities of ``df`` from the export loaded by a new Python process."""
+    frame = tmp_path / "frame.json"
+    df.drop(columns=["label"]).to_json(frame)
+    proc = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(vdir), str(frame)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return np.array(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
 def _version_dir(run_dir):
     model_dir = run_dir / "export" / "purchase_intent"
     versions = existing_versions(model_dir)
@@ -74,13 +85,7 @@ def test_fresh_process_matches_in_memory_model(tiny_run, tmp_path):
     df.at[df.index[0], "event_type"] = []
     df.at[df.index[0], "item_title"] = []
     df.at[df.index[1], "device"] = "smart-fridge"  # unseen category
-    frame = tmp_path / "frame.json"
-    df.drop(columns=["label"]).to_json(frame)
-    proc = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(vdir), str(frame)],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    fresh = np.array(json.loads(proc.stdout.strip().splitlines()[-1]))
+    fresh = _score_in_fresh_process(vdir, df, tmp_path)
     in_process = load_serving_fn(vdir)(**raw_batch(df, schema))["purchase_probability"].numpy()
     assert fresh.shape == (40,)
     np.testing.assert_allclose(fresh, in_process, atol=1e-5)
@@ -106,13 +111,7 @@ def test_optional_parts_export_and_reload(tmp_path):
     df.at[df.index[0], "item_id"] = []  # an empty session through the Transformer
     df.at[df.index[0], "event_type"] = []
     df.at[df.index[0], "item_title"] = []
-    frame = tmp_path / "frame.json"
-    df.drop(columns=["label"]).to_json(frame)
-    proc = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(vdir), str(frame)],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    fresh = np.array(json.loads(proc.stdout.strip().splitlines()[-1]))
+    fresh = _score_in_fresh_process(vdir, df, tmp_path)
     assert fresh.shape == (16,) and np.all(np.isfinite(fresh)) and np.all((fresh > 0) & (fresh < 1))
     assert "StringNGrams" in graph_op_types(vdir)  # the bag of words is in the serving graph
     _assert_ops_portable(vdir)

@@ -4,7 +4,6 @@ Every server binds a free loopback port and is stopped in teardown; every
 client call carries a deadline.
 """
 
-import json
 import os
 import re
 import shutil
