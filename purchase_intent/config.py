@@ -85,6 +85,10 @@ class ModelConfig:
     # (this many most frequent terms), added to the deep part's logit (wide & deep).
     text_bag_of_words: int = 0
     text_bag_of_words_l2: float = 1e-4
+    # The TF-IDF vector is multiplied by this before the linear term: Adam moves each weight
+    # about learning_rate per step, so a larger scale lets the wide part reach LR-sized weights
+    # within the few epochs early stopping leaves.
+    text_bag_of_words_scale: float = 10.0
     max_vocab_size: int = 20_000
     # Tiny random BERT (text_encoder="tiny").
     tiny_vocab_size: int = 500
@@ -167,6 +171,7 @@ class Config:
             (0 <= m.numeric_bins <= 256, "model.numeric_bins must be in [0, 256]"),
             (0 <= m.text_bag_of_words <= 200_000, "model.text_bag_of_words must be in [0, 200000]"),
             (m.text_bag_of_words_l2 >= 0, "model.text_bag_of_words_l2 must be >= 0"),
+            (m.text_bag_of_words_scale > 0, "model.text_bag_of_words_scale must be > 0"),
             (0 <= m.dropout < 1, "model.dropout must be in [0, 1)"),
             (m.text_trainable_layers >= -1, "model.text_trainable_layers must be -1 (all), 0 (frozen) or N > 0"),
             (all(u >= 1 for u in m.hidden_units), "model.hidden_units must be positive"),

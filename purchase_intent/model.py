@@ -127,9 +127,9 @@ def build_model(cfg: ModelConfig, preprocessor: Preprocessor, *, backbone=None,
         return keras.Model(inputs, out, name="purchase_intent")
     # Wide & deep: a linear term over the TF-IDF bag of words joins the deep logit.
     deep = keras.layers.Dense(1, name="deep_logit", bias_initializer=prior)(x)
+    bow = keras.layers.Rescaling(cfg.text_bag_of_words_scale, name="text_bow_scale")(inputs["text_bow"])
     wide = keras.layers.Dense(1, use_bias=False, name="text_bow_logit",
-                              kernel_regularizer=keras.regularizers.L2(cfg.text_bag_of_words_l2))(
-        inputs["text_bow"])
+                              kernel_regularizer=keras.regularizers.L2(cfg.text_bag_of_words_l2))(bow)
     logit = keras.layers.Add(name="wide_deep_logit")([deep, wide])
     out = keras.layers.Activation("sigmoid", name="purchase_probability")(logit)
     return keras.Model(inputs, out, name="purchase_intent")
