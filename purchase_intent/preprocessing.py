@@ -208,9 +208,14 @@ class Preprocessor(keras.layers.Layer):
             sd = float(finite.std()) if len(finite) > 1 else 1.0
             std.append(sd if sd > 1e-6 else 1.0)
         bow_vocabulary, bow_idf = [], []
-        if bag_of_words > 0 and (schema.text or schema.event_text):
+        if bag_of_words > 0 and not (schema.text or schema.event_text):
+            logger.warning("model.text_bag_of_words=%d is ignored: the schema has no text columns",
+                           bag_of_words)
+        elif bag_of_words > 0:
             bow_vocabulary, bow_idf = _adapt_bag_of_words(
                 schema, train, bag_of_words, max_sequence_length)
+            if not bow_vocabulary:
+                logger.warning("model.text_bag_of_words: the training text has no words; no bag of words")
         return cls(schema.to_dict(), vocabularies, mean, std, max_sequence_length=max_sequence_length,
                    text_sequence_length=text_sequence_length, numeric_transform=numeric_transform,
                    tokenizer=tokenizer, numeric_edges=edges, bow_vocabulary=bow_vocabulary,

@@ -120,3 +120,11 @@ def test_bag_of_words_matches_scikit_learn_tfidf():
     again = Preprocessor(**{k: v for k, v in pre.get_config().items()
                             if k not in ("name", "trainable", "dtype")}, tokenizer=tok)
     np.testing.assert_allclose(again(raw_batch(test, schema))["text_bow"].numpy(), out, atol=1e-7)
+
+
+def test_bag_of_words_without_text_is_ignored_with_a_warning(caplog):
+    schema = SCHEMA.subset(["numeric"])
+    with caplog.at_level("WARNING"):
+        pre = Preprocessor.adapt(schema, make(), bag_of_words=100)
+    assert "text_bag_of_words=100 is ignored" in caplog.text
+    assert "text_bow" not in pre(raw_batch(make().head(2), schema))
