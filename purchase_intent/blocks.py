@@ -38,6 +38,19 @@ class MaskedMaxPool(keras.layers.Layer):
         return ops.where(has_any, pooled, ops.zeros_like(pooled))
 
 
+def safe_mask(mask):
+    """Boolean ``mask != 0``, with the first slot of an all-padding row switched on.
+
+    Recurrent and attention layers then always see at least one step (no
+    empty softmax or empty scan on CPU or cuDNN); callers zero or mask out
+    what such a row produces.
+    """
+    real = ops.not_equal(mask, 0)
+    has_events = ops.any(real, axis=1, keepdims=True)
+    first = ops.expand_dims(ops.arange(ops.shape(real)[1]) == 0, 0)
+    return ops.logical_or(real, ops.logical_and(first, ops.logical_not(has_events)))
+
+
 class BehaviourLSTM(keras.layers.Layer):
     """LSTM over the event embeddings; output is the state after the last real event.
 
@@ -56,12 +69,9 @@ class BehaviourLSTM(keras.layers.Layer):
         self.lstm.build(x_shape)
 
     def call(self, x, mask, training=None):
-        mask = ops.not_equal(mask, 0)
-        has_events = ops.any(mask, axis=1, keepdims=True)
+        has_events = ops.any(ops.not_equal(mask, 0), axis=1, keepdims=True)
         # An all-padding row still gets one (padding) step, then its output is zeroed.
-        first = ops.expand_dims(ops.arange(ops.shape(mask)[1]) == 0, 0)
-        safe_mask = ops.logical_or(mask, ops.logical_and(first, ops.logical_not(has_events)))
-        h = self.lstm(x, mask=safe_mask, training=training)
+        h = self.lstm(x, mask=safe_mask(mask), training=training)
         return h * ops.cast(has_events, h.dtype)
 
     def compute_output_shape(self, x_shape, mask_shape=None):
@@ -158,9 +168,7 @@ class BehaviourTransformer(keras.layers.Layer):
         pos = ops.clip(n_real - 1 - ops.expand_dims(ops.arange(length), 0), 0, self.max_length - 1)
         h = self.project(x) + self.positions(pos)
         # An all-padding row attends to its first slot only (its output is dropped by the pools).
-        has_events = ops.any(real, axis=1, keepdims=True)
-        first = ops.expand_dims(ops.arange(length) == 0, 0)
-        attend = ops.logical_or(real, ops.logical_and(first, ops.logical_not(has_events)))
+        attend = safe_mask(mask)
         for enc in self.encoders:
             h = enc(h, padding_mask=attend, training=training)
         return ops.concatenate([self.max_pool(h, mask), self.mean_pool(h, mask)], axis=-1)
