@@ -77,6 +77,27 @@ def piecewise_linear(x, edges):
     return tf.reshape(pos, [-1, edges.shape[0] * (edges.shape[1] - 1)])
 
 
+def recent_events(x, max_sequence_length: int):
+    """Right-padded ``[batch, events]`` strings -> the last ``max_sequence_length`` events, padded with ``""``."""
+    x = tf.convert_to_tensor(x, tf.string)
+    if x.shape.rank == 1:  # one example's sequence
+        x = x[None, :]
+    rt = tf.RaggedTensor.from_tensor(x, padding="")
+    rt = rt[:, -max_sequence_length:]
+    return rt.to_tensor(default_value="", shape=[None, max_sequence_length])
+
+
+def joined_text(raw, schema: FeatureSchema, max_sequence_length: int):
+    """All text of each example as one string: scalar texts, then the kept events' texts.
+
+    What the bag of words reads, in training (adapt and ``call``) and serving alike.
+    """
+    parts = [tf.reshape(tf.convert_to_tensor(raw[n], tf.string), [-1]) for n in schema.text]
+    parts += [tf.strings.reduce_join(recent_events(raw[n], max_sequence_length), axis=1, separator=" ")
+              for n in schema.event_text]
+    return parts[0] if len(parts) == 1 else tf.strings.join(parts, separator=" ")
+
+
 BOW_NGRAMS = 2
 BOW_STANDARDIZE = "lower_and_strip_punctuation"
 
@@ -229,27 +250,11 @@ class Preprocessor(keras.layers.Layer):
         """Number of ids the lookup of ``name`` can output (padding/OOV included)."""
         return self.lookups[name].vocabulary_size()
 
-    def _recent(self, x):
-        """Right-padded [batch, events] strings -> the last max_sequence_length events."""
-        x = tf.convert_to_tensor(x, tf.string)
-        if x.shape.rank == 1:  # one example's sequence
-            x = x[None, :]
-        rt = tf.RaggedTensor.from_tensor(x, padding="")
-        rt = rt[:, -self.max_sequence_length:]
-        return rt.to_tensor(default_value="", shape=[None, self.max_sequence_length])
-
-    def _joined_text(self, raw):
-        """All text of each example as one string: scalar texts, then the kept events' texts."""
-        s = self._schema
-        parts = [tf.reshape(tf.convert_to_tensor(raw[n], tf.string), [-1]) for n in s.text]
-        parts += [tf.strings.reduce_join(self._recent(raw[n]), axis=1, separator=" ") for n in s.event_text]
-        return parts[0] if len(parts) == 1 else tf.strings.join(parts, separator=" ")
-
     def call(self, raw):
         s = self._schema
         out = {}
         if self.bow is not None:
-            counts = tf.cast(self.bow(self._joined_text(raw))[:, 1:], tf.float32)  # column 0: unknown terms
+            counts = tf.cast(self.bow(joined_text(raw, s, self.max_sequence_length))[:, 1:], tf.float32)  # column 0: unknown terms
             tf_weight = tf.where(counts > 0, 1.0 + tf.math.log(tf.maximum(counts, 1.0)), 0.0)
             w = tf_weight * self._idf  # sublinear tf (1 + log count) times idf
             out["text_bow"] = tf.math.l2_normalize(w, axis=1)
@@ -258,7 +263,7 @@ class Preprocessor(keras.layers.Layer):
             out[f"{name}_token_ids"] = tf.cast(ids, tf.int32)
             out[f"{name}_padding_mask"] = tf.cast(mask, tf.int32)  # bool breaks AddN under MirroredStrategy
         for name in s.sequence_like:
-            out[name] = tf.cast(self.lookups[name](self._recent(raw[name])), tf.int32)
+            out[name] = tf.cast(self.lookups[name](recent_events(raw[name], self.max_sequence_length)), tf.int32)
         for name in s.categorical:
             out[name] = tf.cast(self.lookups[name](tf.convert_to_tensor(raw[name], tf.string)), tf.int32)
         if s.numeric:
@@ -317,10 +322,9 @@ class Preprocessor(keras.layers.Layer):
 def _adapt_bag_of_words(schema: FeatureSchema, train: pd.DataFrame, size: int,
                         max_sequence_length: int) -> tuple[list[str], list[float]]:
     """Vocabulary (the ``size`` most frequent terms) and smoothed IDF of the training text."""
-    texts = [" ".join(str(v) for v in row) for row in zip(*(
-        [train[n] for n in schema.text]
-        + [train[n].map(lambda seq: " ".join(seq[-max_sequence_length:])) for n in schema.event_text]))]
-    ds = tf.data.Dataset.from_tensor_slices(tf.constant(texts, tf.string)).batch(1024)
+    texts = tf.concat([joined_text(raw_batch(train.iloc[i:i + 1024], schema), schema, max_sequence_length)
+                       for i in range(0, len(train), 1024)], axis=0)
+    ds = tf.data.Dataset.from_tensor_slices(texts).batch(1024)
     vectorizer = _bow_vectorizer(max_tokens=size + 1)
     vectorizer.adapt(ds)
     vocabulary = [str(t) for t in vectorizer.get_vocabulary() if t != "[UNK]"]
@@ -330,7 +334,7 @@ def _adapt_bag_of_words(schema: FeatureSchema, train: pd.DataFrame, size: int,
     doc_freq = np.zeros(len(vocabulary), np.float64)
     for block in ds:
         doc_freq += hot(block).numpy()[:, 1:].sum(axis=0)
-    idf = np.log((1.0 + len(texts)) / (1.0 + doc_freq)) + 1.0  # scikit-learn's smooth_idf
+    idf = np.log((1.0 + int(texts.shape[0])) / (1.0 + doc_freq)) + 1.0  # scikit-learn's smooth_idf
     return vocabulary, [float(v) for v in idf]
 
 
