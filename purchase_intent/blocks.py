@@ -287,3 +287,185 @@ class AttentionPool(keras.layers.Layer):
         config = super().get_config()
         config.update({"units": self.units})
         return config
+
+
+def id_counts(ids):
+    """Per event: how often its id occurs in its row (padding: 0)."""
+    real = ops.not_equal(ids, 0)
+    same = ops.logical_and(ops.equal(ops.expand_dims(ids, 2), ops.expand_dims(ids, 1)),
+                           ops.expand_dims(real, 1))
+    return ops.where(real, ops.sum(ops.cast(same, "float32"), axis=2), 0.0)
+
+
+def bag_weights(ids, normalize=False, idf=None):
+    """Per-event weights that turn a sum over events into a sum over the distinct ids of a row.
+
+    For ids ``[batch, events]`` (0 = padding), an id seen ``c`` times gets the
+    sublinear term frequency ``1 + log c`` (times ``idf[id]`` if given) in all,
+    spread over its ``c`` events, so ``sum(weights * f(ids))`` equals ``sum over
+    distinct ids of tf-idf(id) * f(id)``: the row of scikit-learn's
+    ``TfidfVectorizer(sublinear_tf=True, norm=None)`` (``norm="l2"`` with
+    ``normalize``; ``use_idf=False`` without ``idf``) times ``f``. Computed from
+    an ``[events, events]`` comparison: core ops, no vocabulary-sized tensor.
+    """
+    real = ops.not_equal(ids, 0)
+    count = ops.maximum(id_counts(ids), 1.0)
+    weight = 1.0 + ops.log(count)
+    if idf is not None:
+        weight = weight * ops.take(idf, ops.cast(ids, "int32"), axis=0)
+    per_event = ops.where(real, weight / count, ops.zeros_like(count))
+    if normalize:  # sum over events of w^2 / c = sum over distinct ids of w^2
+        norm = ops.sqrt(ops.sum(per_event * weight, axis=1, keepdims=True))
+        per_event = per_event / ops.maximum(norm, 1e-12)
+    return per_event
+
+
+def cross_ids(a, b, b_vocabulary_size, buckets):
+    """Ids of the pair (``a``, ``b``) per event, in ``[0, buckets)``; 0 where ``a`` or ``b`` is padding."""
+    a64, b64 = ops.cast(a, "int64"), ops.cast(b, "int64")
+    crossed = (a64 * b_vocabulary_size + b64) % (buckets - 1) + 1
+    real = ops.logical_and(ops.not_equal(a, 0), ops.not_equal(b, 0))
+    return ops.cast(ops.where(real, crossed, ops.zeros_like(crossed)), "int32")
+
+
+class CrossIds(keras.layers.Layer):
+    """:func:`cross_ids` as a layer: ``[a_ids, b_ids]`` -> ids of the pairs in ``[0, buckets)``.
+
+    Args:
+        b_vocabulary_size: int. Ids ``b`` can take.
+        buckets: int. Number of crossed ids (0 = padding).
+    """
+
+    def __init__(self, b_vocabulary_size, buckets, **kwargs):
+        super().__init__(**kwargs)
+        self.b_vocabulary_size, self.buckets = b_vocabulary_size, buckets
+
+    def call(self, pair):
+        return cross_ids(pair[0], pair[1], self.b_vocabulary_size, self.buckets)
+
+    def compute_output_shape(self, shapes):
+        return shapes[0]
+
+    def compute_output_spec(self, pair):
+        return keras.KerasTensor(pair[0].shape, dtype="int32")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"b_vocabulary_size": self.b_vocabulary_size, "buckets": self.buckets})
+        return config
+
+
+class BagLinear(keras.layers.Layer):
+    """The wide (linear) term of a bag of ids: ``scale * sum over distinct ids of w[id] * tf(id)``.
+
+    ``tf`` is the sublinear term frequency ``1 + log count`` of :func:`bag_weights`
+    (L2-normalised over the row with ``normalize``). Equal to a logistic
+    regression's linear term over the bag-of-ids count vector, without building
+    that vector. ``scale`` multiplies the input, as in the text bag of words:
+    Adam moves each weight about one learning rate per step, so a larger scale
+    lets the wide weights reach a logistic regression's size within few epochs.
+
+    Args:
+        vocabulary_size: int. Number of ids (0 = padding).
+        scale: float. Input scale.
+        l2: float. L2 penalty on the weights.
+        normalize: bool. L2-normalise each row's bag.
+        idf: list of float or None. Inverse document frequency per id (from
+            the training data), as in TF-IDF; None: 1 for every id.
+    """
+
+    def __init__(self, vocabulary_size, scale=1.0, l2=0.0, normalize=False, idf=None, **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary_size, self.scale, self.l2, self.normalize = vocabulary_size, scale, l2, normalize
+        self.idf = None if idf is None else [float(v) for v in idf]
+        if self.idf is not None and len(self.idf) != vocabulary_size:
+            raise ValueError(f"idf has {len(self.idf)} values for {vocabulary_size} ids")
+
+    def build(self, ids_shape):
+        self.w = self.add_weight(shape=(self.vocabulary_size,), initializer="zeros", name="w",
+                                 regularizer=keras.regularizers.L2(self.l2) if self.l2 else None)
+
+    def call(self, ids):
+        idf = None if self.idf is None else ops.convert_to_tensor(self.idf, "float32")
+        per_event = bag_weights(ids, self.normalize, idf)
+        w = ops.take(self.w, ops.cast(ids, "int32"), axis=0)
+        return self.scale * ops.sum(per_event * w, axis=1, keepdims=True)
+
+    def compute_output_shape(self, ids_shape):
+        return (ids_shape[0], 1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"vocabulary_size": self.vocabulary_size, "scale": self.scale, "l2": self.l2,
+                       "normalize": self.normalize, "idf": self.idf})
+        return config
+
+
+class SequenceStats(keras.layers.Layer):
+    """Counts of the kept events: what a count-based peer sees, made explicit for the deep part.
+
+    Takes a list of id tensors ``[batch, events]`` (0 = padding) and returns
+    ``[has_events, log1p(events), log1p(distinct ids) per id input,
+    log1p(count of each value) per small-vocabulary input]`` (e.g. how many
+    views, carts and purchases), one row per example.
+
+    Args:
+        count_vocabularies: list of int. For each id input, its vocabulary size
+            if its value counts are wanted (a small vocabulary such as event
+            types), else 0.
+    """
+
+    def __init__(self, count_vocabularies=(), **kwargs):
+        super().__init__(**kwargs)
+        self.count_vocabularies = list(count_vocabularies)
+
+    def call(self, ids_list):
+        real = ops.cast(ops.not_equal(ids_list[0], 0), "float32")
+        n = ops.sum(real, axis=1, keepdims=True)
+        out = [ops.cast(n > 0, "float32"), ops.log1p(n)]
+        for ids, vocab in zip(ids_list, self.count_vocabularies):
+            real_ids = ops.cast(ops.not_equal(ids, 0), "float32")
+            distinct = ops.sum(real_ids / ops.maximum(id_counts(ids), 1.0), axis=1, keepdims=True)
+            out.append(ops.log1p(distinct))
+            if vocab:
+                counts = ops.sum(ops.one_hot(ops.cast(ids, "int32"), vocab), axis=1)[:, 1:]
+                out.append(ops.log1p(counts))
+        return ops.concatenate(out, axis=-1)
+
+    def compute_output_shape(self, shapes):
+        width = 2 + len(self.count_vocabularies) + sum(max(v - 1, 0) for v in self.count_vocabularies)
+        return (shapes[0][0], width)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"count_vocabularies": self.count_vocabularies})
+        return config
+
+
+class IdDropout(keras.layers.Layer):
+    """In training, replaces each real id by the out-of-vocabulary id 1 with probability ``rate``.
+
+    Item-id dropout: the model cannot lean on memorised ids alone and learns
+    what the unseen-item embedding should mean. Padding (0) is kept.
+
+    Args:
+        rate: float. Probability of dropping an id.
+        seed: int. Seed of the dropout noise.
+    """
+
+    def __init__(self, rate=0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = rate
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, ids, training=None):
+        if not training or self.rate <= 0:
+            return ids
+        drop = keras.random.uniform(ops.shape(ids), seed=self.seed_generator) < self.rate
+        return ops.where(ops.logical_and(drop, ops.not_equal(ids, 0)), ops.ones_like(ids), ids)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"rate": self.rate, "seed": self.seed})
+        return config

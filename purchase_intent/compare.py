@@ -9,16 +9,22 @@ On one dataset, one split and one test set:
   regression, scikit-learn ``HistGradientBoostingClassifier``, LightGBM and
   XGBoost (the ``[compare]`` extra), plus, when the data has text, logistic
   regression on TF-IDF word and bigram counts of the text beside the tabular
-  features. Each peer is tuned with a small grid (:data:`GRIDS`) on the
-  validation split's ROC-AUC; the boosted trees also early-stop on it;
-* test ROC-AUC, PR-AUC, log loss, F1 at the threshold that maximises F1 on
-  validation (``evaluate.evaluate_all``), and a paired bootstrap 95 %
-  interval of the test ROC-AUC of every model and of the difference between
-  the fusion model and the best peer;
+  features, and, when it has event sequences, logistic regression on a bag
+  of the events (:func:`sequence_tokens`: each value, and the first sequence
+  column crossed with each other one; log(1 + count), unit L2 norm per row)
+  beside the tabular features. Each peer is tuned with a small grid
+  (:data:`GRIDS`) on the validation split's ROC-AUC; the boosted trees also
+  early-stop on it;
+* test ROC-AUC, PR-AUC, log loss, expected calibration error (ECE), F1 at
+  the threshold that maximises F1 on validation (``evaluate.evaluate_all``),
+  and a paired bootstrap 95 % interval of the test ROC-AUC of every model
+  and of the difference between the fusion model and the best peer;
 * ``--ablations``: the same comparison for each modality subset (text,
   sequence, numeric, pairs, all) the dataset has.
 
-Output: a table on stdout and ``compare.json`` in ``--output-dir``.
+Output: a table on stdout and ``compare.json`` in ``--output-dir`` (the command-line
+arguments, the resolved config, and per modality subset every model's metrics, the
+bootstrap intervals and the peers' chosen grid points).
 
 With a frozen text encoder (``model.text_trainable_layers=0``), each distinct
 text is encoded once and looked up (:class:`purchase_intent.blocks.CachedTextEncoder`),
@@ -53,13 +59,15 @@ logger = logging.getLogger("purchase_intent.compare")
 FUSION = "purchase_intent"
 PEERS = ("logistic_regression", "hist_gradient_boosting", "lightgbm", "xgboost")
 TFIDF_PEER = "tfidf_logistic_regression"
-# Small grids, the same size for every peer family (about 6-8 fits each).
+SEQUENCE_PEER = "sequence_logistic_regression"  # the bag-of-items logistic regression
+# Small grids (3-10 fits per peer family), tuned on validation ROC-AUC.
 GRIDS: dict[str, dict[str, list]] = {
     "logistic_regression": {"C": [0.01, 0.1, 1.0, 10.0], "class_weight": [None, "balanced"]},
     "hist_gradient_boosting": {"learning_rate": [0.05, 0.1], "max_leaf_nodes": [15, 31, 63]},
     "lightgbm": {"learning_rate": [0.03, 0.1], "num_leaves": [15, 31, 63]},
     "xgboost": {"learning_rate": [0.03, 0.1], "max_depth": [3, 5, 7]},
     TFIDF_PEER: {"C": [0.1, 1.0, 10.0]},
+    SEQUENCE_PEER: {"C": [0.1, 0.3, 1.0, 3.0, 10.0], "class_weight": [None, "balanced"]},
 }
 SUBSETS: dict[str, list[str]] = {
     "text": ["text"], "sequence": ["sequence"], "numeric": ["numeric"],
@@ -171,7 +179,7 @@ def build_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *,
     labels = train_df[schema.label].to_numpy()
     model = build_model(cfg.model, preprocessor, backbone=cached, event_text_tables=tables,
                         positive_rate=float(labels.mean()))
-    train.compile_model(model, cfg.train)
+    train.compile_model(model, cfg.train, steps_per_epoch=-(-len(train_df) // cfg.data.batch_size))
     return preprocessor, model
 
 
@@ -188,6 +196,7 @@ def fit_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *, s
     import keras
 
     from purchase_intent.pipeline import class_weights, make_dataset
+    from purchase_intent.train import calibrate, fit_callbacks
 
     t0 = time.perf_counter()
     train_df, val_df, test_df = splits["train"], splits["validation"], splits["test"]
@@ -200,11 +209,8 @@ def fit_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *, s
         train_ds = make_dataset(train_df, schema, preprocessor, cfg.data, training=True, seed=seed,
                                 weights=weights)
         val_ds = make_dataset(val_df, schema, preprocessor, cfg.data, training=False)
-        stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
-                                             patience=cfg.train.early_stopping_patience,
-                                             restore_best_weights=True)
-        history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs, callbacks=[stop],
-                            verbose=0)
+        history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
+                            callbacks=fit_callbacks(cfg.train), verbose=0)
         val_auc = history.history.get("val_auc", [0.0])
         best_epochs.append(int(np.argmax(val_auc)) + 1)
         logger.info("Fusion seed %d: best epoch %d of %d, val ROC-AUC %.4f", seed, best_epochs[-1],
@@ -214,11 +220,12 @@ def fit_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *, s
             return model.predict(make_dataset(df, schema, preprocessor, cfg.data, training=False),
                                  verbose=0).reshape(-1)
 
+        model, _ = calibrate(model, cfg.train, val_df[schema.label].to_numpy(), predict(val_df))
         p_val.append(predict(val_df))
         p_test.append(predict(test_df))
         keras.backend.clear_session()
     return {"val": np.mean(p_val, axis=0), "test": np.mean(p_test, axis=0), "epochs": best_epochs,
-            "seconds": time.perf_counter() - t0}
+            "val_per_seed": p_val, "seconds": time.perf_counter() - t0}
 
 
 # -- peers ---------------------------------------------------------------
@@ -228,19 +235,18 @@ def _auc(y, p) -> float:
     return float(roc_auc_score(y, p)) if np.min(y) != np.max(y) else float("nan")
 
 
-def _as_categories(frames: list[pd.DataFrame], cats: list[str],
-                   max_levels: int | None = None) -> list[pd.DataFrame]:
-    """Categorical columns as pandas categories of the training values (unseen -> NaN).
+def _as_categories(frames: dict[str, pd.DataFrame], cats: list[str],
+                   max_levels: int | None = None) -> dict[str, pd.DataFrame]:
+    """Each split with its categorical columns as categories of the training values.
 
-    With ``max_levels``, only the most frequent training values are levels; the rest are NaN.
+    See :func:`purchase_intent.evaluate.category_levels` (``max_levels`` most
+    frequent training values) and :func:`~purchase_intent.evaluate.to_categories`
+    (other values -> NaN).
     """
-    out = [f.copy() for f in frames]
-    for c in cats:
-        counts = frames[0][c].astype(str).value_counts()
-        levels = sorted(counts.index[:max_levels] if max_levels else counts.index)
-        for f in out:
-            f[c] = pd.Categorical(f[c].astype(str), categories=levels)
-    return out
+    from purchase_intent.evaluate import category_levels, to_categories
+
+    levels = category_levels(frames["train"], cats, max_levels)
+    return {k: to_categories(f, levels) for k, f in frames.items()}
 
 
 def _text_column(df: pd.DataFrame, schema: FeatureSchema) -> list[str]:
@@ -251,11 +257,53 @@ def _text_column(df: pd.DataFrame, schema: FeatureSchema) -> list[str]:
     return [" ".join(parts) for parts in zip(*cols)]
 
 
-def peer_names(schema: FeatureSchema, available: bool | None = None) -> list[str]:
-    names = list(PEERS)
-    if schema.text or schema.event_text:
-        names.append(TFIDF_PEER)
-    return names
+def sequence_tokens(df: pd.DataFrame, schema: FeatureSchema) -> list[list[str]]:
+    """The bag-of-events tokens of each row (the input of :data:`SEQUENCE_PEER`).
+
+    Per event, one token per column of ``schema.sequences``, ``"<column>=<value>"``,
+    and one cross of the first sequence column with each other one,
+    ``"<first>=<value>|<other>=<value>"``. A token repeats as often as its event does.
+
+    Args:
+        df: frame with the ``schema.sequences`` columns (one list of values per row).
+        schema: the features; per-event text is not used.
+
+    Returns:
+        One token list per row of ``df``, in event order (empty without events).
+
+    Example:
+        >>> s = FeatureSchema(sequences=["item", "type"])
+        >>> sequence_tokens(pd.DataFrame({"item": [["1", "2"]], "type": [["view", "buy"]]}), s)
+        [['item=1', 'item=2', 'type=view', 'type=buy', 'item=1|type=view', 'item=2|type=buy']]
+    """
+    names = list(schema.sequences)
+    if not names:
+        return [[] for _ in range(len(df))]
+    first, others = names[0], names[1:]
+    out = []
+    for row in zip(*(df[n] for n in names)):
+        seqs = dict(zip(names, row))
+        tokens = [f"{n}={v}" for n in names for v in seqs[n]]
+        tokens += [f"{first}={a}|{o}={b}" for o in others for a, b in zip(seqs[first], seqs[o])]
+        out.append(tokens)
+    return out
+
+
+def peer_names(schema: FeatureSchema, requested: list[str] | None = None) -> list[str]:
+    """The peers that apply to ``schema``, in table order.
+
+    Args:
+        schema: the features of one comparison (a modality subset or all).
+        requested: peer names to keep (default: :data:`PEERS`, :data:`TFIDF_PEER`
+            and :data:`SEQUENCE_PEER`).
+
+    Returns:
+        ``requested`` without :data:`TFIDF_PEER` when ``schema`` has no text and
+        without :data:`SEQUENCE_PEER` when it has no event sequences.
+    """
+    names = list(requested or [*PEERS, TFIDF_PEER, SEQUENCE_PEER])
+    has_text = bool(schema.text or schema.event_text)
+    return [n for n in names if (n != TFIDF_PEER or has_text) and (n != SEQUENCE_PEER or schema.sequences)]
 
 
 def fit_peers(schema: FeatureSchema, splits: dict[str, pd.DataFrame], seed: int = 0,
@@ -304,11 +352,13 @@ def _fit_one(name, params, frames, y, splits, schema, nums, cats, seed):
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+    from sklearn.preprocessing import FunctionTransformer, Normalizer, OneHotEncoder, StandardScaler
+
+    from purchase_intent.evaluate import HGB_MAX_LEVELS
 
     signed_log = FunctionTransformer(lambda x: np.sign(x) * np.log1p(np.abs(x)),
                                      feature_names_out="one-to-one")
-    if name in ("logistic_regression", TFIDF_PEER):
+    if name in ("logistic_regression", TFIDF_PEER, SEQUENCE_PEER):
         from sklearn.linear_model import LogisticRegression
 
         parts = []
@@ -324,6 +374,18 @@ def _fit_one(name, params, frames, y, splits, schema, nums, cats, seed):
             parts.append(("text", TfidfVectorizer(min_df=2, ngram_range=(1, 2), max_features=100_000,
                                                   sublinear_tf=True), "__text__"))
             x = {k: f.assign(__text__=_text_column(splits[k], schema)) for k, f in frames.items()}
+        if name == SEQUENCE_PEER:
+            from sklearn.feature_extraction.text import CountVectorizer
+
+            # Each row is already a token list (analyzer=list keeps it). Counts -> log(1 + count),
+            # then each row scaled to unit L2 norm (as the TF-IDF peer), so that one C suits short
+            # and long histories; the number of events is a tabular feature.
+            bag = make_pipeline(CountVectorizer(analyzer=list, min_df=2),
+                                FunctionTransformer(lambda m: m.log1p()), Normalizer())
+            parts.append(("events", bag, "__events__"))
+            x = {k: f.assign(__events__=pd.Series(sequence_tokens(splits[k], schema), index=f.index,
+                                                  dtype=object))
+                 for k, f in frames.items()}
         lr = LogisticRegression(max_iter=3000, C=params["C"],
                                 class_weight=params.get("class_weight", "balanced"))
         pipe = make_pipeline(ColumnTransformer(parts), lr).fit(x["train"], y["train"])
@@ -331,8 +393,7 @@ def _fit_one(name, params, frames, y, splits, schema, nums, cats, seed):
     if name == "hist_gradient_boosting":
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        # HistGradientBoosting takes at most 255 levels per categorical feature.
-        x = dict(zip(frames, _as_categories(list(frames.values()), cats, max_levels=254)))
+        x = _as_categories(frames, cats, max_levels=HGB_MAX_LEVELS)
         model = HistGradientBoostingClassifier(
             max_iter=1000, early_stopping=True, validation_fraction=0.15, n_iter_no_change=30,
             random_state=seed, categorical_features="from_dtype", **params)
@@ -341,7 +402,7 @@ def _fit_one(name, params, frames, y, splits, schema, nums, cats, seed):
     if name == "lightgbm":
         import lightgbm as lgb
 
-        x = dict(zip(frames, _as_categories(list(frames.values()), cats)))
+        x = _as_categories(frames, cats)
         model = lgb.LGBMClassifier(n_estimators=3000, subsample=0.8, subsample_freq=1, colsample_bytree=0.8,
                                    min_child_samples=20, random_state=seed, n_jobs=2, verbose=-1, **params)
         model.fit(x["train"], y["train"], eval_X=(x["validation"],), eval_y=(y["validation"],), eval_metric="auc",
@@ -350,7 +411,7 @@ def _fit_one(name, params, frames, y, splits, schema, nums, cats, seed):
     if name == "xgboost":
         import xgboost as xgb
 
-        x = dict(zip(frames, _as_categories(list(frames.values()), cats)))
+        x = _as_categories(frames, cats)
         model = xgb.XGBClassifier(n_estimators=3000, subsample=0.8, colsample_bytree=0.8, tree_method="hist",
                                   enable_categorical=True, eval_metric="auc", early_stopping_rounds=100,
                                   random_state=seed, n_jobs=2, **params)
@@ -464,14 +525,14 @@ def modality_subsets(schema: FeatureSchema, names: list[str] | None = None
 
 
 def format_markdown(results: dict[str, dict[str, float]], best_peer: str | None = None) -> str:
-    """A markdown table: one row per model, test metrics and the bootstrap interval."""
-    lines = ["| model | ROC-AUC | 95 % CI | PR-AUC | log loss | F1 | threshold | val ROC-AUC |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    """A markdown table: one row per model, test metrics (log loss and ECE for calibration), bootstrap CI."""
+    lines = ["| model | ROC-AUC | 95 % CI | PR-AUC | log loss | ECE | F1 | threshold | val ROC-AUC |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, m in results.items():
         lo, hi = m["roc_auc_ci95"]
         label = f"**{name}**" if name == FUSION else (f"{name} (best peer on val)" if name == best_peer else name)
         lines.append(f"| {label} | {m['roc_auc']:.4f} | {lo:.4f}-{hi:.4f} | {m['pr_auc']:.4f} | "
-                     f"{m['log_loss']:.4f} | {m['f1']:.4f} | {m['threshold']:.3f} | {m['val_roc_auc']:.4f} |")
+                     f"{m['log_loss']:.4f} | {m['ece']:.4f} | {m['f1']:.4f} | {m['threshold']:.3f} | {m['val_roc_auc']:.4f} |")
     return "\n".join(lines)
 
 
@@ -491,7 +552,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ablations", action="store_true", help="also compare on each modality subset")
     p.add_argument("--subsets", default="", help="comma-separated subsets to run (default: all of them)")
     p.add_argument("--peers", default="", help=f"comma-separated peers (default: {', '.join(PEERS)}, "
-                                               f"and {TFIDF_PEER} when there is text)")
+                                               f"{TFIDF_PEER} when there is text and {SEQUENCE_PEER} "
+                                               f"when there are event sequences)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the test set")
     p.add_argument("--no-text-cache", action="store_true",
                    help="run the frozen text encoder inside the model instead of a lookup of its outputs")
@@ -524,14 +586,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name, why in skipped.items():
         logger.info("Subset %s skipped: %s", name, why)
     report: dict[str, Any] = {
-        "data": cfg.data.name, "config": cfg.to_dict(), "seeds": args.seeds,
+        "data": cfg.data.name, "argv": list(sys.argv[1:] if argv is None else argv),
+        "config": cfg.to_dict(), "seeds": args.seeds,
         "splits": {k: {"examples": len(v), "positive_rate": float(v[schema.label].mean())}
                    for k, v in splits.items()},
         "subsets": {}, "skipped_subsets": skipped,
     }
     for name, sub in subsets.items():
         logger.info("Subset %s: %s", name, sub.feature_names)
-        sub_peers = [p for p in (peers or peer_names(sub)) if p != TFIDF_PEER or sub.text or sub.event_text]
+        sub_peers = peer_names(sub, peers)
         report["subsets"][name] = compare(cfg, sub, splits, seeds=args.seeds, peers=sub_peers,
                                           bootstrap=args.bootstrap, text_cache=not args.no_text_cache,
                                           cache_dir=args.cache_dir)

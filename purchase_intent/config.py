@@ -25,7 +25,8 @@ class ConfigError(ValueError):
 class DataConfig:
     """Where the examples come from and how they are batched."""
 
-    # "online_retail" (built in), "synthetic", or a path to a CSV / Parquet table.
+    # "online_retail" (built in), "synthetic", "synthetic_clickstream", or a path to a CSV /
+    # Parquet table (or event log, with format="events").
     name: str = "online_retail"
     # Schema file (JSON/YAML) for a user table; built-in datasets bring their own.
     schema: str = ""
@@ -52,6 +53,20 @@ class DataConfig:
     path: str = ""
     # >0: keep a seeded random sample of this many examples (before the split), 0 keeps all.
     max_examples: int = 0
+    # Layout of a user file: "table" (one row per example) or "events" (a raw clickstream,
+    # one row per event, turned into in-session prefix examples; README "Your own clickstream").
+    format: str = "table"
+    session_column: str = "session_id"
+    time_column: str = "timestamp"  # date-time strings, or Unix epoch seconds / milliseconds
+    event_type_column: str = "event_type"
+    purchase_value: str = "purchase"  # the event type that means a purchase
+    price_column: str = ""  # optional per-event price: adds prefix_price_mean / prefix_price_last
+    # Cut points of a session (before its first purchase): after every prefix_every-th event
+    # (0: none) and at each event whose type is in prefix_at (e.g. [cart]).
+    prefix_every: int = 1
+    prefix_at: list[str] = dataclasses.field(default_factory=list)
+    max_prefixes_per_session: int = 0  # >0: a seeded random sample of at most this many cuts
+    split_by: str = "session"  # "session" (stable hash of the id) or "time" (latest sessions = test)
 
 
 @dataclasses.dataclass
@@ -81,15 +96,28 @@ class ModelConfig:
     # >0: each numeric feature also enters as a piecewise-linear encoding over this
     # many training-quantile bins (helps an MLP cut heavy-tailed features like trees do).
     numeric_bins: int = 0
-    # >0: a "wide" linear term over the TF-IDF bag of word uni- and bigrams of all text
-    # (this many most frequent terms), added to the deep part's logit (wide & deep).
+    # Wide & deep: linear terms added to the deep part's logit.
+    # >0: a wide term over the TF-IDF bag of word uni- and bigrams of all text (this many
+    # most frequent terms).
     text_bag_of_words: int = 0
-    text_bag_of_words_l2: float = 1e-4
-    # The TF-IDF vector is multiplied by this before the linear term: Adam moves each weight
-    # about learning_rate per step, so a larger scale lets the wide part reach LR-sized weights
-    # within the few epochs early stopping leaves.
-    text_bag_of_words_scale: float = 10.0
+    # A wide term over the bag of ids of each sequence column (items, categories, event types;
+    # sublinear counts of the kept events).
+    wide_sequences: bool = True
+    # Also the bag of (first sequence column x each other one) pairs, e.g. item x event type.
+    wide_crosses: bool = True
+    wide_cross_buckets: int = 200_000  # ids of crossed pairs are hashed into this many buckets
+    wide_idf: bool = False  # weight each sequence value by its training idf (TF-IDF bags)
+    wide_normalize: bool = True  # L2-normalise each sequence bag (as TF-IDF does); false: raw sublinear tf
+    # Every wide input is multiplied by this: Adam moves each weight about learning_rate per
+    # step, so a larger scale lets the wide part reach LR-sized weights within the few epochs
+    # early stopping leaves.
+    wide_scale: float = 10.0
+    wide_l2: float = 1e-4  # L2 penalty on the wide weights
     max_vocab_size: int = 20_000
+    # Sequence values seen fewer times in training share the out-of-vocabulary id.
+    min_item_frequency: int = 1
+    # Item-id dropout: in training, each event's ids become the unseen id with this probability.
+    item_dropout: float = 0.0
     # Tiny random BERT (text_encoder="tiny").
     tiny_vocab_size: int = 500
     tiny_hidden_dim: int = 16
@@ -116,7 +144,17 @@ class TrainConfig:
     # "binary_crossentropy" or "focal" (binary focal cross-entropy, gamma below).
     loss: str = "binary_crossentropy"
     focal_gamma: float = 2.0
-    class_weight: str = "auto"  # "auto" (balanced when positives < 20 % or > 80 %), "balanced", "none"
+    # Class weights distort probabilities; with calibration they are corrected afterwards.
+    class_weight: str = "none"  # "none", "balanced", or "auto" (balanced when positives < 20 % or > 80 %)
+    weight_decay: float = 0.0  # >0: AdamW with this decoupled weight decay
+    # "constant", "plateau" (learning rate x 0.3 when validation ROC-AUC stalls for an epoch)
+    # or "cosine" (cosine decay over train.epochs).
+    lr_schedule: str = "constant"
+    # "platt": a logistic recalibration of the output fitted on the validation split and
+    # exported inside the SavedModel (raw inputs in, calibrated probability out); "none".
+    calibration: str = "platt"
+    # >1: train this many models (seeds train.seed + i) and export their mean probability.
+    ensemble: int = 1
     seed: int = 42
     strategy: str = "auto"  # "auto", "default", "mirrored", "multi_worker"
     cpu_replicas: int = 0  # >1: split the CPU into that many logical devices
@@ -162,6 +200,19 @@ class Config:
             (d.max_train_cutoffs >= 1, "data.max_train_cutoffs must be >= 1"),
             (d.synthetic_examples >= 20, "data.synthetic_examples must be >= 20"),
             (d.max_examples == 0 or d.max_examples >= 20, "data.max_examples must be 0 (all) or >= 20"),
+            (d.format in ("table", "events"), "data.format must be table or events"),
+            (d.split_by in ("session", "time"), "data.split_by must be session or time"),
+            (d.prefix_every >= 0, "data.prefix_every must be >= 0 (0: cut only at data.prefix_at)"),
+            (d.prefix_every >= 1 or bool(d.prefix_at),
+             "data.prefix_every=0 and an empty data.prefix_at leave no cut point"),
+            (all(str(v).strip() for v in d.prefix_at),
+             "data.prefix_at must be a list of non-empty event-type values, e.g. [cart]"),
+            (d.max_prefixes_per_session >= 0, "data.max_prefixes_per_session must be >= 0 (0: all)"),
+            (all(getattr(d, k).strip() for k in ("session_column", "time_column", "event_type_column",
+                                                 "purchase_value")),
+             "data.session_column, time_column, event_type_column and purchase_value must not be empty"),
+            (d.format != "events" or not d.split_column,
+             "data.split_column is not used with data.format=events (the split is by data.split_by)"),
             (m.attention_units >= 1, "model.attention_units must be >= 1"),
             (bool(m.sequence_encoders()), "model.sequence_encoder must be 'both' or a '+'-joined list of "
                                           "lstm, cnn, transformer"),
@@ -170,8 +221,16 @@ class Config:
             (m.numeric_transform in ("log1p", "none"), "model.numeric_transform must be log1p or none"),
             (0 <= m.numeric_bins <= 256, "model.numeric_bins must be in [0, 256]"),
             (0 <= m.text_bag_of_words <= 200_000, "model.text_bag_of_words must be in [0, 200000]"),
-            (m.text_bag_of_words_l2 >= 0, "model.text_bag_of_words_l2 must be >= 0"),
-            (m.text_bag_of_words_scale > 0, "model.text_bag_of_words_scale must be > 0"),
+            (m.wide_l2 >= 0, "model.wide_l2 must be >= 0"),
+            (m.wide_scale > 0, "model.wide_scale must be > 0"),
+            (m.wide_cross_buckets >= 2, "model.wide_cross_buckets must be >= 2"),
+            (m.min_item_frequency >= 1, "model.min_item_frequency must be >= 1"),
+            (0 <= m.item_dropout < 1, "model.item_dropout must be in [0, 1)"),
+            (t.weight_decay >= 0, "train.weight_decay must be >= 0"),
+            (t.lr_schedule in ("constant", "plateau", "cosine"),
+             "train.lr_schedule must be constant, plateau or cosine"),
+            (t.calibration in ("platt", "none"), "train.calibration must be platt or none"),
+            (1 <= t.ensemble <= 20, "train.ensemble must be in [1, 20]"),
             (0 <= m.dropout < 1, "model.dropout must be in [0, 1)"),
             (m.text_trainable_layers >= -1, "model.text_trainable_layers must be -1 (all), 0 (frozen) or N > 0"),
             (all(u >= 1 for u in m.hidden_units), "model.hidden_units must be positive"),
@@ -242,7 +301,13 @@ def _split(item: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
+# Renamed keys still accepted: old name -> new name (the wide part now has one scale and one L2).
+RENAMED = {"model.text_bag_of_words_scale": "model.wide_scale",
+           "model.text_bag_of_words_l2": "model.wide_l2"}
+
+
 def _set(cfg: Config, key: str, value: Any) -> None:
+    key = RENAMED.get(key, key)
     parts = key.split(".")
     if len(parts) != 2:
         raise ConfigError(f"Config key {key!r} must look like section.key (e.g. model.lstm_units)")

@@ -11,6 +11,8 @@ Baselines, trained on the same training split: logistic regression and
 scikit-learn's ``HistGradientBoostingClassifier`` on the numeric features,
 the categorical features and simple aggregates of the other modalities
 (sequence length, distinct values, text length), see :func:`tabular_features`.
+:func:`baseline_predictions` fits and predicts each baseline on its own, so
+that one failing baseline is skipped with a warning instead of stopping a run.
 
 Examples:
 
@@ -34,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 MODEL_NAME = "purchase_intent"
 BASELINES = ("logistic_regression", "hist_gradient_boosting")
+# HistGradientBoosting takes at most 255 levels per categorical feature (missing values included).
+HGB_MAX_LEVELS = 254
 _EPS = 1e-7
 
 
@@ -149,51 +153,93 @@ def tabular_features(df: pd.DataFrame, schema: FeatureSchema) -> tuple[pd.DataFr
     return pd.DataFrame(out, index=df.index), list(schema.categorical)
 
 
-def fit_baselines(train_df: pd.DataFrame, val_df: pd.DataFrame, schema: FeatureSchema,
-                  seed: int = 0) -> dict:
-    """Fits logistic regression and HistGradientBoosting on :func:`tabular_features`.
+def category_levels(train: pd.DataFrame, columns: list[str],
+                    max_levels: int | None = None) -> dict[str, list[str]]:
+    """The levels of each categorical column: its training values, as strings.
 
-    ``val_df`` is used only for HistGradientBoosting's early stopping.
+    Args:
+        train: the training frame.
+        columns: categorical column names.
+        max_levels: keep only this many of the most frequent training values
+            (ties broken by value); ``None`` keeps them all.
 
     Returns:
-        name -> fitted scikit-learn pipeline.
+        column -> sorted levels, for :func:`to_categories`.
+    """
+    levels = {}
+    for c in columns:
+        counts = train[c].astype(str).value_counts()
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        levels[c] = sorted(v for v, _ in ranked[:max_levels])
+    return levels
+
+
+def to_categories(frame: pd.DataFrame, levels: dict[str, list[str]]) -> pd.DataFrame:
+    """A copy of ``frame`` whose ``levels`` columns are pandas categoricals of those levels.
+
+    A value that is not a level (unseen in training, or beyond ``max_levels``
+    of :func:`category_levels`) becomes missing (NaN), which the tree models
+    treat as its own branch.
+    """
+    out = frame.copy()
+    for c, cats in levels.items():
+        out[c] = pd.Categorical(frame[c].astype(str), categories=cats)
+    return out
+
+
+def fit_baselines(train_df: pd.DataFrame, val_df: pd.DataFrame | None, schema: FeatureSchema,
+                  seed: int = 0, names: tuple[str, ...] | list[str] = BASELINES) -> dict:
+    """Fits logistic regression and HistGradientBoosting on :func:`tabular_features`.
+
+    HistGradientBoosting gets each categorical column as the
+    :data:`HGB_MAX_LEVELS` most frequent training values (the rest missing),
+    see :func:`category_levels`.
+
+    Args:
+        train_df: the training split.
+        val_df: unused (HistGradientBoosting early-stops on a fraction of the
+            training split); kept for callers that pass it.
+        schema: the features.
+        seed: random seed of HistGradientBoosting.
+        names: the baselines to fit, a subset of :data:`BASELINES`.
+
+    Returns:
+        name -> fitted scikit-learn pipeline (takes :func:`tabular_features` frames).
     """
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import (FunctionTransformer, OneHotEncoder, OrdinalEncoder,
-                                       StandardScaler)
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
+    unknown = set(names) - set(BASELINES)
+    if unknown:
+        raise ValueError(f"Unknown baselines {sorted(unknown)}; choose from {list(BASELINES)}")
     x_train, cats = tabular_features(train_df, schema)
     nums = [c for c in x_train.columns if c not in cats]
     y_train = train_df[schema.label].to_numpy()
-    signed_log = FunctionTransformer(lambda x: np.sign(x) * np.log1p(np.abs(x)),
-                                     feature_names_out="one-to-one")
-    lr_parts = []
-    if nums:
-        lr_parts.append(("num", make_pipeline(SimpleImputer(add_indicator=True), signed_log,
-                                              StandardScaler()), nums))
-    if cats:
-        lr_parts.append(("cat", OneHotEncoder(handle_unknown="ignore", min_frequency=5), cats))
-    lr = make_pipeline(ColumnTransformer(lr_parts),
-                       LogisticRegression(max_iter=2000, C=1.0, class_weight="balanced"))
-    gb_parts = []
-    if nums:
-        gb_parts.append(("num", "passthrough", nums))
-    if cats:
-        gb_parts.append(("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
-                                               encoded_missing_value=-1), cats))
-    gb = make_pipeline(
-        ColumnTransformer(gb_parts),
-        HistGradientBoostingClassifier(
-            learning_rate=0.05, max_iter=500, early_stopping=True, validation_fraction=0.15,
-            n_iter_no_change=20, random_state=seed,
-            categorical_features=list(range(len(nums), len(nums) + len(cats))) or None))
     fitted = {}
-    for name, pipe in (("logistic_regression", lr), ("hist_gradient_boosting", gb)):
-        fitted[name] = pipe.fit(x_train, y_train)
+    if "logistic_regression" in names:
+        signed_log = FunctionTransformer(lambda x: np.sign(x) * np.log1p(np.abs(x)),
+                                         feature_names_out="one-to-one")
+        lr_parts = []
+        if nums:
+            lr_parts.append(("num", make_pipeline(SimpleImputer(add_indicator=True), signed_log,
+                                                  StandardScaler()), nums))
+        if cats:
+            lr_parts.append(("cat", OneHotEncoder(handle_unknown="ignore", min_frequency=5), cats))
+        lr = make_pipeline(ColumnTransformer(lr_parts),
+                           LogisticRegression(max_iter=2000, C=1.0, class_weight="balanced"))
+        fitted["logistic_regression"] = lr.fit(x_train, y_train)
+    if "hist_gradient_boosting" in names:
+        levels = category_levels(x_train, cats, max_levels=HGB_MAX_LEVELS)
+        gb = make_pipeline(
+            FunctionTransformer(to_categories, kw_args={"levels": levels}),
+            HistGradientBoostingClassifier(
+                learning_rate=0.05, max_iter=500, early_stopping=True, validation_fraction=0.15,
+                n_iter_no_change=20, random_state=seed, categorical_features="from_dtype"))
+        fitted["hist_gradient_boosting"] = gb.fit(x_train, y_train)
     return fitted
 
 
@@ -201,6 +247,50 @@ def predict_baselines(baselines: dict, df: pd.DataFrame, schema: FeatureSchema) 
     """Purchase probabilities of each fitted baseline on ``df``."""
     x, _ = tabular_features(df, schema)
     return {name: model.predict_proba(x)[:, 1] for name, model in baselines.items()}
+
+
+def baseline_predictions(splits: dict[str, pd.DataFrame], schema: FeatureSchema, seed: int = 0,
+                         names: tuple[str, ...] | list[str] = BASELINES
+                         ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
+    """Fits each baseline on ``splits["train"]`` and predicts every other split; fails soft.
+
+    Each baseline is fitted and predicted on its own: if that raises (or
+    gives non-finite probabilities), a warning names the baseline and the
+    error, and the baseline is left out. A baseline is never worth losing
+    the model trained before it.
+
+    Args:
+        splits: split name -> frame; ``"train"`` is fitted on, the others are predicted.
+        schema: the features.
+        seed: random seed of the baselines.
+        names: the baselines, a subset of :data:`BASELINES`.
+
+    Returns:
+        ``(split -> baseline -> probabilities, skipped baseline -> "ErrorType: message")``;
+        a skipped baseline is in no split.
+    """
+    targets = [k for k in splits if k != "train"]
+    probs: dict[str, dict[str, np.ndarray]] = {k: {} for k in targets}
+    skipped: dict[str, str] = {}
+    for name in names:
+        step = "fitting"
+        try:
+            model = fit_baselines(splits["train"], splits.get("validation"), schema, seed=seed,
+                                  names=[name])
+            out = {}
+            for k in targets:
+                step = f"predicting the {k} split"
+                p = predict_baselines(model, splits[k], schema)[name]
+                if not np.all(np.isfinite(p)):
+                    raise ValueError(f"{int(np.sum(~np.isfinite(p)))} non-finite probabilities")
+                out[k] = p
+        except Exception as err:  # any baseline failure must not stop the run
+            skipped[name] = f"{type(err).__name__}: {err}"
+            logger.warning("Baseline %s skipped: %s failed with %s", name, step, skipped[name])
+            continue
+        for k in targets:
+            probs[k][name] = out[k]
+    return probs, skipped
 
 
 # -- plots ---------------------------------------------------------------

@@ -14,24 +14,116 @@ import keras
 import numpy as np
 from keras import ops
 
-from purchase_intent.blocks import (AttentionPool, BehaviourCNN, BehaviourLSTM, BehaviourTransformer,
-                                   MaskedMeanPool)
+from purchase_intent.blocks import (AttentionPool, BagLinear, BehaviourCNN, BehaviourLSTM,
+                                   BehaviourTransformer, CrossIds, IdDropout, MaskedMeanPool,
+                                   SequenceStats)
 from purchase_intent.config import ModelConfig
 from purchase_intent.preprocessing import Preprocessor
 
 logger = logging.getLogger(__name__)
 
 
-class HasEvents(keras.layers.Layer):
-    """1.0 where the example has at least one event, else 0.0."""
+SMALL_VOCABULARY = 32  # sequences with at most this many ids (event types) also enter as value counts
 
-    def call(self, ids):
-        return ops.cast(ops.any(ids != 0, axis=1, keepdims=True), "float32")
+
+def event_steps(cfg: ModelConfig, preprocessor: Preprocessor, inputs: dict,
+                event_text_tables: dict[str, np.ndarray] | None = None):
+    """The per-event vectors of the behaviour sequence, ``[batch, events, dim]``.
+
+    Each sequence column's ids go through item-id dropout (training only) and
+    an embedding ``<name>_embedding``; each per-event text column looks up its
+    frozen text-embedding table and a projection ``<name>_projection``; the
+    per-event vectors are concatenated. Shared by the fusion model and the
+    behaviour pretraining (:mod:`purchase_intent.pretrain`), so both build the
+    same layers under the same names.
+
+    Returns:
+        ``(steps, mask)``: the event vectors and the id tensor whose zeros mark padding.
+    """
+    schema = preprocessor.feature_schema
+    steps = []
+    for name in schema.sequences:
+        ids = inputs[name]
+        if cfg.item_dropout > 0:
+            ids = IdDropout(cfg.item_dropout, name=f"{name}_id_dropout")(ids)
+        steps.append(keras.layers.Embedding(
+            preprocessor.vocabulary_size(name), cfg.item_embedding_dim,
+            name=f"{name}_embedding")(ids))
+    for name in schema.event_text:
+        table = (event_text_tables or {}).get(name)
+        if table is None:
+            raise ValueError(f"Per-event text column {name!r} needs an embedding table")
+        if table.shape[0] != preprocessor.vocabulary_size(name):
+            raise ValueError(f"Embedding table of {name!r} has {table.shape[0]} rows, "
+                             f"the lookup has {preprocessor.vocabulary_size(name)} ids")
+        emb = keras.layers.Embedding(table.shape[0], table.shape[1], trainable=False,
+                                     embeddings_initializer=keras.initializers.Constant(table),
+                                     name=f"{name}_embedding")(inputs[name])
+        steps.append(keras.layers.Dense(cfg.text_projection_dim, activation="relu",
+                                        name=f"{name}_projection")(emb))
+    x = steps[0] if len(steps) == 1 else keras.layers.Concatenate(name="event_concat")(steps)
+    return x, inputs[schema.sequence_like[0]]
+
+
+def sequence_encodings(cfg: ModelConfig, preprocessor: Preprocessor, x, mask) -> list:
+    """The encoders of ``cfg.sequence_encoder`` over event vectors ``x``: one pooled vector each.
+
+    Layer names (``behaviour_lstm``, ``behaviour_cnn``, ``behaviour_transformer``)
+    are what pretrained weights are matched by.
+    """
+    out = []
+    encoders = cfg.sequence_encoders()
+    if "lstm" in encoders:
+        out.append(BehaviourLSTM(cfg.lstm_units, name="behaviour_lstm")(x, mask))
+    if "cnn" in encoders:
+        out.append(BehaviourCNN(cfg.cnn_filters, cfg.cnn_kernel_size, name="behaviour_cnn")(x, mask))
+    if "transformer" in encoders:
+        out.append(BehaviourTransformer(
+            cfg.transformer_units, cfg.transformer_heads, cfg.transformer_layers,
+            max_length=preprocessor.max_sequence_length, dropout=cfg.dropout,
+            name="behaviour_transformer")(x, mask))
+    return out
+
+
+def wide_logits(cfg: ModelConfig, preprocessor: Preprocessor, inputs: dict) -> list:
+    """The wide (linear) terms: one logit each, summed with the deep logit.
+
+    * ``text_bow``: the TF-IDF bag of words of all text (``model.text_bag_of_words``);
+    * per sequence column (``model.wide_sequences``): the bag of its ids
+      (items, categories, event types), :class:`BagLinear`, TF-IDF weighted
+      with ``model.wide_idf`` and L2-normalised with ``model.wide_normalize``;
+    * with ``model.wide_crosses``: the bag of (first sequence column x each
+      other sequence column) pairs, e.g. item x event type.
+
+    All share ``model.wide_scale`` and ``model.wide_l2``; with every wide term
+    on and no deep part, the model is a logistic regression on these bags.
+    """
+    schema = preprocessor.feature_schema
+    out = []
+    if "text_bow" in inputs:
+        bow = keras.layers.Rescaling(cfg.wide_scale, name="text_bow_scale")(inputs["text_bow"])
+        out.append(keras.layers.Dense(1, use_bias=False, name="text_bow_logit",
+                                      kernel_regularizer=keras.regularizers.L2(cfg.wide_l2))(bow))
+    if not cfg.wide_sequences:
+        return out
+    for name in schema.sequences:
+        idf = preprocessor.sequence_idf.get(name) if cfg.wide_idf else None
+        out.append(BagLinear(preprocessor.vocabulary_size(name), cfg.wide_scale, cfg.wide_l2,
+                             cfg.wide_normalize, idf=idf, name=f"{name}_wide")(inputs[name]))
+    if cfg.wide_crosses and len(schema.sequences) > 1:
+        first = schema.sequences[0]
+        for other in schema.sequences[1:]:
+            size_b = preprocessor.vocabulary_size(other)
+            buckets = min(preprocessor.vocabulary_size(first) * size_b + 1, cfg.wide_cross_buckets)
+            ids = CrossIds(size_b, buckets, name=f"{first}_x_{other}_ids")([inputs[first], inputs[other]])
+            out.append(BagLinear(buckets, cfg.wide_scale, cfg.wide_l2, cfg.wide_normalize,
+                                 name=f"{first}_x_{other}_wide")(ids))
+    return out
 
 
 def build_model(cfg: ModelConfig, preprocessor: Preprocessor, *, backbone=None,
                 event_text_tables: dict[str, np.ndarray] | None = None,
-                positive_rate: float = 0.5) -> keras.Model:
+                positive_rate: float = 0.5, name: str = "purchase_intent") -> keras.Model:
     """Builds the functional fusion model.
 
     Args:
@@ -41,9 +133,10 @@ def build_model(cfg: ModelConfig, preprocessor: Preprocessor, *, backbone=None,
         event_text_tables: per event-text column, the frozen embedding table
             ``[vocabulary_size, hidden]`` whose row ``i`` embeds lookup id ``i``.
         positive_rate: training share of positives; sets the output bias.
+        name: the model's name (ensemble members need distinct names).
 
     Returns:
-        A ``keras.Model`` named ``purchase_intent``.
+        A ``keras.Model``.
     """
     schema = preprocessor.feature_schema
     inputs = {name: keras.Input(shape=shape, dtype=dtype, name=name)
@@ -60,39 +153,14 @@ def build_model(cfg: ModelConfig, preprocessor: Preprocessor, *, backbone=None,
         parts.append(keras.layers.Dense(cfg.text_projection_dim, activation="relu",
                                         name=f"{name}_projection")(pooled))
 
-    # Behaviour sequence: per-event embeddings of every sequence-like column, concatenated.
+    # Behaviour sequence: per-event vectors -> encoders, plus the event counts.
     if schema.sequence_like:
-        steps = []
-        for name in schema.sequences:
-            steps.append(keras.layers.Embedding(
-                preprocessor.vocabulary_size(name), cfg.item_embedding_dim,
-                name=f"{name}_embedding")(inputs[name]))
-        for name in schema.event_text:
-            table = (event_text_tables or {}).get(name)
-            if table is None:
-                raise ValueError(f"Per-event text column {name!r} needs an embedding table")
-            if table.shape[0] != preprocessor.vocabulary_size(name):
-                raise ValueError(f"Embedding table of {name!r} has {table.shape[0]} rows, "
-                                 f"the lookup has {preprocessor.vocabulary_size(name)} ids")
-            emb = keras.layers.Embedding(table.shape[0], table.shape[1], trainable=False,
-                                         embeddings_initializer=keras.initializers.Constant(table),
-                                         name=f"{name}_embedding")(inputs[name])
-            steps.append(keras.layers.Dense(cfg.text_projection_dim, activation="relu",
-                                            name=f"{name}_projection")(emb))
-        x = steps[0] if len(steps) == 1 else keras.layers.Concatenate(name="event_concat")(steps)
-        mask = inputs[schema.sequence_like[0]]
-        encoders = cfg.sequence_encoders()
-        if "lstm" in encoders:
-            parts.append(BehaviourLSTM(cfg.lstm_units, name="behaviour_lstm")(x, mask))
-        if "cnn" in encoders:
-            parts.append(BehaviourCNN(cfg.cnn_filters, cfg.cnn_kernel_size,
-                                      name="behaviour_cnn")(x, mask))
-        if "transformer" in encoders:
-            parts.append(BehaviourTransformer(
-                cfg.transformer_units, cfg.transformer_heads, cfg.transformer_layers,
-                max_length=preprocessor.max_sequence_length, dropout=cfg.dropout,
-                name="behaviour_transformer")(x, mask))
-        parts.append(HasEvents(name="has_events")(mask))
+        x, mask = event_steps(cfg, preprocessor, inputs, event_text_tables)
+        parts += sequence_encodings(cfg, preprocessor, x, mask)
+        id_inputs = [inputs[n] for n in schema.sequence_like]
+        small = [preprocessor.vocabulary_size(n) if n in schema.sequences
+                 and preprocessor.vocabulary_size(n) <= SMALL_VOCABULARY else 0 for n in schema.sequence_like]
+        parts.append(SequenceStats(small, name="sequence_stats")(id_inputs))
 
     # Numeric and categorical features.
     context = []
@@ -112,7 +180,7 @@ def build_model(cfg: ModelConfig, preprocessor: Preprocessor, *, backbone=None,
             query = context[0] if len(context) == 1 else keras.layers.Concatenate(
                 name="attention_query_concat")(context)
         else:
-            query = parts[-1]  # has_events: the query becomes a learned vector
+            query = parts[-1]  # the sequence counts
         parts.append(AttentionPool(cfg.attention_units, name="attention_pool")(x, query, mask))
 
     x = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="fusion_concat")(parts)
@@ -121,15 +189,39 @@ def build_model(cfg: ModelConfig, preprocessor: Preprocessor, *, backbone=None,
         x = keras.layers.Dropout(cfg.dropout, name=f"fusion_dropout_{i}")(x)
     p = min(max(positive_rate, 1e-4), 1 - 1e-4)
     prior = keras.initializers.Constant(math.log(p / (1 - p)))
-    if "text_bow" not in inputs:
+    wide = wide_logits(cfg, preprocessor, inputs)
+    if not wide:
         out = keras.layers.Dense(1, activation="sigmoid", name="purchase_probability",
                                  bias_initializer=prior)(x)
-        return keras.Model(inputs, out, name="purchase_intent")
-    # Wide & deep: a linear term over the TF-IDF bag of words joins the deep logit.
+        return keras.Model(inputs, out, name=name)
+    # Wide & deep: the linear terms join the deep logit.
     deep = keras.layers.Dense(1, name="deep_logit", bias_initializer=prior)(x)
-    bow = keras.layers.Rescaling(cfg.text_bag_of_words_scale, name="text_bow_scale")(inputs["text_bow"])
-    wide = keras.layers.Dense(1, use_bias=False, name="text_bow_logit",
-                              kernel_regularizer=keras.regularizers.L2(cfg.text_bag_of_words_l2))(bow)
-    logit = keras.layers.Add(name="wide_deep_logit")([deep, wide])
+    logit = keras.layers.Add(name="wide_deep_logit")([deep, *wide])
     out = keras.layers.Activation("sigmoid", name="purchase_probability")(logit)
+    return keras.Model(inputs, out, name=name)
+
+
+def average_models(models: list[keras.Model], preprocessor: Preprocessor) -> keras.Model:
+    """One model whose output is the mean probability of ``models`` (a seed ensemble), same inputs."""
+    inputs = {name: keras.Input(shape=shape, dtype=dtype, name=name)
+              for name, (shape, dtype) in preprocessor.model_input_specs().items()}
+    out = EnsembleMean(models, name="ensemble_mean")(inputs)
     return keras.Model(inputs, out, name="purchase_intent")
+
+
+class EnsembleMean(keras.layers.Layer):
+    """Mean of the outputs of several models called on the same inputs.
+
+    A layer rather than nested functional models: the members' input layers
+    share the raw feature names, which one functional graph cannot hold twice.
+    """
+
+    def __init__(self, models, **kwargs):
+        super().__init__(**kwargs)
+        self.members = list(models)
+
+    def call(self, inputs, training=None):
+        return ops.mean(ops.stack([m(inputs, training=training) for m in self.members]), axis=0)
+
+    def compute_output_spec(self, inputs, training=None):
+        return self.members[0].compute_output_spec(inputs)

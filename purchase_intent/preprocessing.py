@@ -41,9 +41,11 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 
-def _vocabulary(values, max_size: int) -> list[str]:
+def _vocabulary(values, max_size: int, min_count: int = 1) -> list[str]:
+    """The ``max_size`` most frequent non-empty values seen at least ``min_count`` times."""
     counts = collections.Counter(v for v in values if v != "")
-    return [v for v, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_size]]
+    ranked = sorted(((v, c) for v, c in counts.items() if c >= min_count), key=lambda kv: (-kv[1], kv[0]))
+    return [v for v, _ in ranked[:max_size]]
 
 
 def signed_log1p(x):
@@ -125,6 +127,9 @@ class Preprocessor(keras.layers.Layer):
             empty: no ``numeric_bins`` output.
         bow_vocabulary: list of str. Terms of the TF-IDF bag of words; empty: no ``text_bow``.
         bow_idf: list of float. Inverse document frequency of each term.
+        sequence_idf: dict of str to list of float. Per sequence column, the
+            smoothed inverse document frequency of each lookup id (padding
+            and unseen ids: 0 and the largest value), for the model's wide bags.
         tokenizer: a keras-hub tokenizer, needed when the schema has scalar text.
 
     Examples:
@@ -138,7 +143,7 @@ class Preprocessor(keras.layers.Layer):
 
     def __init__(self, schema, vocabularies, numeric_mean, numeric_std, max_sequence_length=50,
                  text_sequence_length=32, numeric_transform="log1p", tokenizer=None, numeric_edges=None,
-                 bow_vocabulary=None, bow_idf=None, **kwargs):
+                 bow_vocabulary=None, bow_idf=None, sequence_idf=None, **kwargs):
         super().__init__(**kwargs)
         self.schema = schema
         self.vocabularies = vocabularies
@@ -150,6 +155,7 @@ class Preprocessor(keras.layers.Layer):
         self.numeric_edges = [list(e) for e in (numeric_edges or [])]
         self.bow_vocabulary = list(bow_vocabulary or [])
         self.bow_idf = [float(v) for v in (bow_idf or [])]
+        self.sequence_idf = {k: [float(x) for x in v] for k, v in (sequence_idf or {}).items()}
         self.tokenizer = tokenizer
         self._schema = FeatureSchema.from_dict(schema)
         s = self._schema
@@ -194,7 +200,7 @@ class Preprocessor(keras.layers.Layer):
               text_sequence_length: int = 32, numeric_transform: str = "log1p",
               max_vocab_size: int = 20_000, tokenizer=None,
               event_text_vocabulary: dict[str, list[str]] | None = None,
-              numeric_bins: int = 0, bag_of_words: int = 0) -> "Preprocessor":
+              numeric_bins: int = 0, bag_of_words: int = 0, min_frequency: int = 1) -> "Preprocessor":
         """Builds a preprocessor from a validated training frame.
 
         Args:
@@ -204,10 +210,13 @@ class Preprocessor(keras.layers.Layer):
                 most frequent training unigrams and bigrams of all text.
             event_text_vocabulary: per event-text column, the texts of the
                 embedding table (default: the distinct training texts).
+            min_frequency: sequence values (items, event types) seen fewer
+                times in training share the out-of-vocabulary id.
         """
         vocabularies = {}
         for name in schema.sequences:
-            vocabularies[name] = _vocabulary((v for seq in train[name] for v in seq), max_vocab_size)
+            vocabularies[name] = _vocabulary((v for seq in train[name] for v in seq), max_vocab_size,
+                                             min_frequency)
         for name in schema.event_text:
             if event_text_vocabulary and name in event_text_vocabulary:
                 vocabularies[name] = list(event_text_vocabulary[name])
@@ -217,6 +226,8 @@ class Preprocessor(keras.layers.Layer):
             vocabularies[name] = _vocabulary(train[name], max_vocab_size)
         # A lookup needs at least one entry; "[NONE]" never matches real data.
         vocabularies = {k: (v or ["[NONE]"]) for k, v in vocabularies.items()}
+        sequence_idf = {name: _inverse_document_frequency(train[name], vocabularies[name])
+                        for name in schema.sequences}
         mean, std, edges = [], [], []
         for name in schema.numeric:
             x = train[name].to_numpy(np.float64)
@@ -240,7 +251,7 @@ class Preprocessor(keras.layers.Layer):
         return cls(schema.to_dict(), vocabularies, mean, std, max_sequence_length=max_sequence_length,
                    text_sequence_length=text_sequence_length, numeric_transform=numeric_transform,
                    tokenizer=tokenizer, numeric_edges=edges, bow_vocabulary=bow_vocabulary,
-                   bow_idf=bow_idf)
+                   bow_idf=bow_idf, sequence_idf=sequence_idf)
 
     @property
     def feature_schema(self) -> FeatureSchema:
@@ -315,8 +326,26 @@ class Preprocessor(keras.layers.Layer):
             "numeric_edges": self.numeric_edges,
             "bow_vocabulary": self.bow_vocabulary,
             "bow_idf": self.bow_idf,
+            "sequence_idf": self.sequence_idf,
         })
         return config
+
+
+def _inverse_document_frequency(sequences, vocabulary: list[str]) -> list[float]:
+    """scikit-learn's smoothed idf, ``log((1 + n) / (1 + df)) + 1``, per lookup id of ``vocabulary``.
+
+    Id 0 (padding) gets 0; id 1 (unseen values) gets the idf of a value seen
+    in no training row, the largest.
+    """
+    index = {v: i for i, v in enumerate(vocabulary)}
+    df = np.zeros(len(vocabulary), np.float64)
+    n = 0
+    for seq in sequences:
+        n += 1
+        hits = [index[v] for v in set(seq) if v in index]
+        df[hits] += 1
+    idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
+    return [0.0, float(np.log(1.0 + n) + 1.0)] + [float(v) for v in idf]
 
 
 def _adapt_bag_of_words(schema: FeatureSchema, train: pd.DataFrame, size: int,

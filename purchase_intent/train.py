@@ -194,6 +194,20 @@ def build(cfg, schema, splits, strategy=None):
     Returns:
         ``(preprocessor, model)``.
     """
+    preprocessor, models = build_members(cfg, schema, splits, strategy, members=1)
+    return preprocessor, models[0]
+
+
+def build_members(cfg, schema, splits, strategy=None, members=None):
+    """As :func:`build`, with ``members`` (default ``train.ensemble``) models of one preprocessor.
+
+    The members differ in their initial weights (drawn one after the other)
+    and share the text encoder and the per-event text tables.
+
+    Returns:
+        ``(preprocessor, [model, ...])``.
+    """
+    members = members or cfg.train.ensemble
     import numpy as np
     import tensorflow as tf
 
@@ -229,14 +243,20 @@ def build(cfg, schema, splits, strategy=None):
                     time.perf_counter() - t0)
 
     labels = train_df[schema.label].to_numpy()
+    models = []
     with strategy.scope():
-        model = build_model(cfg.model, preprocessor,
-                            backbone=backbone if schema.text else None,
-                            event_text_tables=tables, positive_rate=float(labels.mean()))
-        compile_model(model, cfg.train)
-    logger.info("Model: %d parameters (%d trainable)", model.count_params(),
-                sum(int(np.prod(w.shape)) for w in model.trainable_weights))
-    return preprocessor, model
+        for i in range(members):
+            model = build_model(cfg.model, preprocessor,
+                                backbone=backbone if schema.text else None,
+                                event_text_tables=tables, positive_rate=float(labels.mean()),
+                                name="purchase_intent" if members == 1 else f"purchase_intent_{i}")
+            steps = -(-len(train_df) // cfg.data.batch_size)
+            compile_model(model, cfg.train, steps_per_epoch=steps)
+            models.append(model)
+    logger.info("Model: %d parameters (%d trainable)%s", model.count_params(),
+                sum(int(np.prod(w.shape)) for w in model.trainable_weights),
+                f", {members} ensemble members" if members > 1 else "")
+    return preprocessor, models
 
 
 def adapt_preprocessor(cfg, schema, splits, tokenizer=None):
@@ -254,20 +274,65 @@ def adapt_preprocessor(cfg, schema, splits, tokenizer=None):
         text_sequence_length=cfg.data.text_sequence_length,
         numeric_transform=cfg.model.numeric_transform, numeric_bins=cfg.model.numeric_bins,
         bag_of_words=cfg.model.text_bag_of_words, max_vocab_size=cfg.model.max_vocab_size,
+        min_frequency=cfg.model.min_item_frequency,
         tokenizer=tokenizer, event_text_vocabulary=event_vocab)
 
 
-def compile_model(model, train_cfg) -> None:
-    """Compiles ``model`` with the optimiser, loss and metrics of ``train_cfg`` (a ``TrainConfig``)."""
+def compile_model(model, train_cfg, steps_per_epoch: int | None = None) -> None:
+    """Compiles ``model`` with the optimiser, loss and metrics of ``train_cfg`` (a ``TrainConfig``).
+
+    Adam, or AdamW with ``train.weight_decay > 0``; with ``train.lr_schedule=cosine``
+    the learning rate decays to 0 over ``train.epochs`` x ``steps_per_epoch`` steps.
+    """
     import keras
 
     if train_cfg.loss == "focal":
         loss = keras.losses.BinaryFocalCrossentropy(gamma=train_cfg.focal_gamma)
     else:
         loss = keras.losses.BinaryCrossentropy()
-    model.compile(optimizer=keras.optimizers.Adam(train_cfg.learning_rate), loss=loss,
+    lr = train_cfg.learning_rate
+    if train_cfg.lr_schedule == "cosine" and steps_per_epoch:
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=train_cfg.epochs * steps_per_epoch)
+    if train_cfg.weight_decay > 0:
+        optimizer = keras.optimizers.AdamW(lr, weight_decay=train_cfg.weight_decay)
+    else:
+        optimizer = keras.optimizers.Adam(lr)
+    model.compile(optimizer=optimizer, loss=loss,
                   metrics=[keras.metrics.AUC(name="auc"), keras.metrics.AUC(curve="PR", name="pr_auc")],
                   steps_per_execution=train_cfg.steps_per_execution, jit_compile=train_cfg.jit_compile)
+
+
+def fit_callbacks(train_cfg) -> list:
+    """Early stopping on validation ROC-AUC (best epoch restored) and the learning-rate schedule.
+
+    The callbacks every fit of the fusion model uses (``train``, ``compare``).
+    """
+    import keras
+
+    callbacks = [keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
+                                               patience=train_cfg.early_stopping_patience,
+                                               restore_best_weights=True)]
+    if train_cfg.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_auc", mode="max", factor=0.3,
+                                                           patience=1, min_lr=1e-5, verbose=0))
+    return callbacks
+
+
+def calibrate(model, train_cfg, y_val, p_val):
+    """The model whose output is recalibrated on validation (``train.calibration``), and the fit.
+
+    Returns:
+        ``(model, info)``: with ``train.calibration=platt``, ``model`` followed
+        by a Platt layer fitted on ``(y_val, p_val)`` and ``info`` =
+        ``{"method": "platt", "a": ..., "b": ...}``; otherwise ``model`` unchanged.
+    """
+    from purchase_intent.calibration import calibrated_model, fit_platt
+
+    if train_cfg.calibration != "platt":
+        return model, {"method": "none"}
+    a, b = fit_platt(y_val, p_val)
+    logger.info("Calibration (Platt, fitted on validation): p' = sigmoid(%.3f * logit(p) + %.3f)", a, b)
+    return calibrated_model(model, a, b), {"method": "platt", "a": a, "b": b}
 
 
 def config_overrides(args) -> list[str]:
@@ -302,6 +367,7 @@ def main(argv: list[str] | None = None) -> dict:
     from purchase_intent import evaluate
     from purchase_intent.data import load_splits
     from purchase_intent.export import export_model, load_serving_fn
+    from purchase_intent.model import average_models
     from purchase_intent.pipeline import class_weights, distributed_dataset, make_dataset
     from purchase_intent.preprocessing import raw_batch
 
@@ -322,49 +388,53 @@ def main(argv: list[str] | None = None) -> dict:
     schema.save(run_dir / "schema.json")
     train_df, val_df, test_df = splits["train"], splits["validation"], splits["test"]
 
-    preprocessor, model = build(cfg, schema, splits, strategy)
+    preprocessor, members = build_members(cfg, schema, splits, strategy)
     labels = train_df[schema.label].to_numpy()
 
     # Input pipelines.
     weights = class_weights(labels, cfg.train.class_weight)
     if weights:
         logger.info("Class weights (imbalanced labels): %s", weights)
-    train_ds = distributed_dataset(strategy, train_df, schema, preprocessor, cfg.data,
-                                   training=True, seed=cfg.train.seed, weights=weights)
     # Validation batches at the global size; Keras splits each across the replicas,
     # so every replica gets an equal share of the first batch (Keras 3.15 reduces
     # the first batch across replicas to build, which fails on unequal shapes).
     val_ds = make_dataset(val_df, schema, preprocessor, cfg.data, training=False)
 
-    # Fit.
+    # Fit: each ensemble member with its own shuffle seed and files (member 0 in the run directory).
     timer = EpochTimer.make()
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
-                                      patience=cfg.train.early_stopping_patience,
-                                      restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(str(run_dir / "best.weights.h5"), monitor="val_auc",
-                                        mode="max", save_best_only=True, save_weights_only=True),
-        # double_checkpoint: a kill during a save leaves the previous backup usable.
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
-        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0),
-        timer,
-    ]
-    resumed_from = _backup_epoch(run_dir / "backup")
-    if resumed_from is not None:
-        logger.info("Resuming from the backup in %s: %d epoch(s) already done", run_dir / "backup",
-                    resumed_from)
-    if os.environ.get(STEP_DELAY_ENV):  # test hook: slow steps so a test can kill mid-epoch
-        delay = float(os.environ[STEP_DELAY_ENV]) / 1000
-        callbacks.append(keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: time.sleep(delay)))
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        adapt_for_multi_worker(model, strategy, val_ds)
+    histories, resumed_from = [], None
     t0 = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
-                        callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    for i, member in enumerate(members):
+        member_dir = run_dir if i == 0 else run_dir / f"member_{i}"
+        train_ds = distributed_dataset(strategy, train_df, schema, preprocessor, cfg.data,
+                                       training=True, seed=cfg.train.seed + i, weights=weights)
+        callbacks = fit_callbacks(cfg.train) + [
+            keras.callbacks.ModelCheckpoint(str(member_dir / "best.weights.h5"), monitor="val_auc",
+                                            mode="max", save_best_only=True, save_weights_only=True),
+            # double_checkpoint: a kill during a save leaves the previous backup usable.
+            keras.callbacks.BackupAndRestore(str(member_dir / "backup"), double_checkpoint=True),
+            keras.callbacks.TensorBoard(str(member_dir / "tensorboard"), profile_batch=0),
+            timer,
+        ]
+        backup_epoch = _backup_epoch(member_dir / "backup")
+        if backup_epoch is not None:
+            resumed_from = backup_epoch if resumed_from is None else resumed_from
+            logger.info("Resuming from the backup in %s: %d epoch(s) already done",
+                        member_dir / "backup", backup_epoch)
+        if os.environ.get(STEP_DELAY_ENV):  # test hook: slow steps so a test can kill mid-epoch
+            delay = float(os.environ[STEP_DELAY_ENV]) / 1000
+            callbacks.append(keras.callbacks.LambdaCallback(
+                on_train_batch_end=lambda batch, logs: time.sleep(delay)))
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            adapt_for_multi_worker(member, strategy, val_ds)
+        history = member.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
+                             callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+        histories.append({k: [float(v) for v in vs] for k, vs in history.history.items()})
     fit_seconds = time.perf_counter() - t0
-    hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    model = members[0] if len(members) == 1 else average_models(members, preprocessor)
+    hist = histories[0]
     (run_dir / "history.json").write_text(json.dumps(hist, indent=2))
-    logger.info("Train history: %s", hist)
+    logger.info("Train history: %s", histories if len(histories) > 1 else hist)
     weights_sha256 = weights_digest(model)
     logger.info("Final weights sha256: %s", weights_sha256)
     epoch_s = float(np.median(timer.train_seconds)) if timer.train_seconds else float("nan")
@@ -377,23 +447,32 @@ def main(argv: list[str] | None = None) -> dict:
         return model.predict(make_dataset(df, schema, preprocessor, cfg.data, training=False),
                              verbose=0).reshape(-1)
 
+    model, calibration = calibrate(model, cfg.train, val_df[schema.label].to_numpy(), predict(val_df))
     p_val = {"purchase_intent": predict(val_df)}
     p_test = {"purchase_intent": predict(test_df)}
-    baselines = evaluate.fit_baselines(train_df, val_df, schema, seed=cfg.train.seed)
-    p_val.update(evaluate.predict_baselines(baselines, val_df, schema))
-    p_test.update(evaluate.predict_baselines(baselines, test_df, schema))
+    # Fails soft: a baseline that raises is logged and left out, the trained model is kept.
+    baseline_probs, skipped_baselines = evaluate.baseline_predictions(splits, schema, seed=cfg.train.seed)
+    p_val.update(baseline_probs["validation"])
+    p_test.update(baseline_probs["test"])
     y_val = val_df[schema.label].to_numpy()
     y_test = test_df[schema.label].to_numpy()
     results = evaluate.evaluate_all(y_val, p_val, y_test, p_test)
     table = evaluate.format_table(results)
-    evaluate.plot_calibration(y_test, p_test, run_dir / "calibration.png")
-    evaluate.plot_curves(y_test, p_test, run_dir / "curves.png")
+    for plot, file_name in ((evaluate.plot_calibration, "calibration.png"),
+                            (evaluate.plot_curves, "curves.png")):
+        try:
+            plot(y_test, p_test, run_dir / file_name)
+        except Exception as err:  # a figure is not worth the trained model
+            logger.warning("Figure %s skipped: %s: %s", file_name, type(err).__name__, err)
     metrics = {
         "test": results,
+        "skipped_baselines": skipped_baselines,
         "training": {"examples": len(train_df), "epochs_run": len(hist.get("loss", [])),
                      "resumed_from_epoch": resumed_from,
                      "fit_seconds": fit_seconds, "median_epoch_seconds": epoch_s,
-                     "examples_per_second": throughput,
+                     "examples_per_second": throughput, "calibration": calibration,
+                     "ensemble_members": len(members),
+                     "best_epochs": [int(np.argmax(h["val_auc"])) + 1 for h in histories if h.get("val_auc")],
                      "replicas": strategy.num_replicas_in_sync, "weights_sha256": weights_sha256},
         "splits": {k: {"examples": len(v), "positive_rate": float(v[schema.label].mean())}
                    for k, v in splits.items()},

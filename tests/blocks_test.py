@@ -48,3 +48,104 @@ def test_cnn_handles_an_empty_batch_in_a_graph():
         return layer(x, m)
 
     assert tuple(run(tf.zeros((0, 5, 4)), tf.zeros((0, 5), tf.int32)).shape) == (0, 12)
+
+
+# -- wide part ---------------------------------------------------------------
+def _bags(rows, vocab):
+    """Token lists -> padded ids (0 padding, known token i -> i + 2) as the Preprocessor gives them."""
+    width = max(len(r) for r in rows)
+    ids = np.zeros((len(rows), width), "int32")
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = [vocab.index(t) + 2 for t in r]
+    return ids
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_bag_linear_equals_a_linear_model_on_scikit_learn_counts(normalize):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from purchase_intent.blocks import BagLinear
+
+    rng = np.random.default_rng(1)
+    vocab = [f"sku{i}" for i in range(30)]
+    rows = [list(rng.choice(vocab[:int(rng.integers(1, 30))], size=int(rng.integers(1, 12)))) for _ in range(40)]
+    rows.append([])  # no events at all
+    counts = TfidfVectorizer(analyzer=lambda r: r, vocabulary=vocab, use_idf=False, sublinear_tf=True,
+                             norm="l2" if normalize else None).fit_transform(rows).toarray()
+    layer = BagLinear(len(vocab) + 2, scale=3.0, normalize=normalize)
+    ids = _bags([r or ["sku0"] for r in rows], vocab)
+    ids[-1] = 0
+    layer.build(ids.shape)
+    w = rng.normal(size=len(vocab) + 2).astype("float32")
+    layer.w.assign(w)
+    expected = 3.0 * counts @ w[2:]
+    np.testing.assert_allclose(layer(ids).numpy()[:, 0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_cross_ids_are_distinct_per_pair_and_zero_on_padding():
+    from purchase_intent.blocks import CrossIds
+
+    a = np.array([[2, 2, 3, 0], [5, 2, 0, 0]], "int32")
+    b = np.array([[2, 3, 2, 0], [3, 3, 0, 0]], "int32")
+    out = CrossIds(4, 1000)([a, b]).numpy()
+    assert (out[a == 0] == 0).all()
+    pairs = {(x, y): v for x, y, v in zip(a.ravel(), b.ravel(), out.ravel()) if x}
+    assert len(set(pairs.values())) == len(pairs) and min(pairs.values()) >= 1
+    assert out[0, 0] != out[0, 1]  # same item, other event type
+
+
+def test_sequence_stats_count_events_distinct_ids_and_small_vocabulary_values():
+    from purchase_intent.blocks import SequenceStats
+
+    items = np.array([[7, 7, 3, 0], [0, 0, 0, 0]], "int32")
+    types = np.array([[2, 3, 3, 0], [0, 0, 0, 0]], "int32")  # vocabulary of 4 ids
+    out = SequenceStats([0, 4])([items, types]).numpy()
+    np.testing.assert_allclose(out[0], np.log1p([np.e - 1, 3, 2, 2, 0, 1, 2]), rtol=1e-6)
+    np.testing.assert_allclose(out[1], 0.0)
+
+
+def test_id_dropout_only_in_training_and_never_on_padding():
+    from purchase_intent.blocks import IdDropout
+
+    ids = np.tile(np.array([[5, 6, 7, 0]], "int32"), (500, 1))
+    layer = IdDropout(0.3, seed=1)
+    np.testing.assert_array_equal(layer(ids, training=False), ids)
+    out = np.asarray(layer(ids, training=True))
+    assert (out[:, 3] == 0).all()
+    dropped = (out[:, :3] == 1).mean()
+    assert 0.25 < dropped < 0.35, dropped
+    assert ((out[:, :3] == ids[:, :3]) | (out[:, :3] == 1)).all()
+
+
+def test_bag_linear_with_idf_equals_a_linear_model_on_scikit_learn_tfidf():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from purchase_intent.blocks import BagLinear
+
+    rng = np.random.default_rng(2)
+    vocab = [f"sku{i}" for i in range(20)]
+    rows = [list(rng.choice(vocab, size=int(rng.integers(1, 10)))) for _ in range(30)]
+    vec = TfidfVectorizer(analyzer=lambda r: r, vocabulary=vocab, sublinear_tf=True, norm="l2")
+    tfidf = vec.fit_transform(rows).toarray()
+    idf = [0.0, 9.0] + list(vec.idf_)
+    layer = BagLinear(len(vocab) + 2, normalize=True, idf=idf)
+    ids = _bags(rows, vocab)
+    layer.build(ids.shape)
+    w = rng.normal(size=len(vocab) + 2).astype("float32")
+    layer.w.assign(w)
+    np.testing.assert_allclose(layer(ids).numpy()[:, 0], tfidf @ w[2:], rtol=1e-5, atol=1e-5)
+
+
+def test_sequence_idf_of_the_preprocessor_is_scikit_learns():
+    import pandas as pd
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from purchase_intent.preprocessing import Preprocessor
+    from purchase_intent.schema import FeatureSchema
+
+    schema = FeatureSchema(label="y", sequences=["items"])
+    rows = [["a", "b", "a"], ["b"], ["c", "b"], []]
+    pre = Preprocessor.adapt(schema, schema.validate(pd.DataFrame({"items": rows, "y": [0, 1, 0, 1]})))
+    vocab = pre.vocabularies["items"]
+    vec = TfidfVectorizer(analyzer=lambda r: r, vocabulary=vocab).fit(rows)
+    np.testing.assert_allclose(pre.sequence_idf["items"][2:], vec.idf_, rtol=1e-9)

@@ -5,10 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from purchase_intent import compare
 from purchase_intent.data.online_retail import SCHEMA as RETAIL_SCHEMA
 from purchase_intent.data.online_shoppers import SCHEMA as SHOPPERS_SCHEMA
+from purchase_intent.data.synthetic import SCHEMA as SYNTHETIC_SCHEMA
+from purchase_intent.data.synthetic import make_synthetic
 from purchase_intent.data.womens_reviews import SCHEMA as REVIEWS_SCHEMA
 
 DATA = Path(__file__).parent / "data"
@@ -24,6 +27,46 @@ def test_modality_subsets_skip_what_a_dataset_lacks():
     assert list(run) == ["sequence", "numeric", "text+sequence", "sequence+numeric", "all"]
     assert "per-event text" in skipped["text"]
     assert run["all"].event_text == ["item_description"] and not run["sequence+numeric"].event_text
+
+
+def test_sequence_peer_bags_events_and_their_crosses():
+    """Listed only with sequences; beats tabular logistic regression where items and event types carry signal."""
+    assert compare.SEQUENCE_PEER in compare.peer_names(RETAIL_SCHEMA)
+    assert compare.SEQUENCE_PEER not in compare.peer_names(REVIEWS_SCHEMA)
+    assert compare.SEQUENCE_PEER not in compare.peer_names(RETAIL_SCHEMA.subset(["numeric"]))
+    assert compare.peer_names(REVIEWS_SCHEMA, [compare.SEQUENCE_PEER, "xgboost"]) == ["xgboost"]
+    df = make_synthetic(900, seed=0)
+    tokens = compare.sequence_tokens(df, SYNTHETIC_SCHEMA)
+    row = df.iloc[1]
+    n = len(row["item_id"])
+    assert len(tokens[1]) == 3 * n
+    assert f"item_id={row['item_id'][0]}|event_type={row['event_type'][0]}" in tokens[1]
+    assert all(len(t) == 3 * len(items) for t, items in zip(tokens, df["item_id"]))
+
+    splits = {"train": df.iloc[:500], "validation": df.iloc[500:700], "test": df.iloc[700:]}
+    import sklearn.linear_model  # noqa: F401  (load its BLAS first: the limit applies to loaded libraries)
+
+    with threadpool_limits(1):  # small fits: idle BLAS threads would only spin on a busy machine
+        out = compare.fit_peers(SYNTHETIC_SCHEMA, splits, names=["logistic_regression", compare.SEQUENCE_PEER])
+    peer = out[compare.SEQUENCE_PEER]
+    assert len(peer["grid"]) == 10 and set(peer["params"]) == {"C", "class_weight"}
+    y_test = splits["test"]["label"].to_numpy()
+    assert compare._auc(y_test, peer["test"]) > compare._auc(y_test, out["logistic_regression"]["test"]) + 0.01
+
+
+def test_markdown_table_has_calibration_columns():
+    from purchase_intent import evaluate
+
+    y = np.array([0, 1, 0, 1, 1, 0])
+    p = {"purchase_intent": np.array([0.2, 0.7, 0.4, 0.9, 0.6, 0.1]), "xgboost": np.array([0.3, 0.6, 0.5, 0.8, 0.4, 0.2])}
+    results = evaluate.evaluate_all(y, p, y, p)
+    for m in results.values():
+        m["roc_auc_ci95"] = [0.5, 1.0]
+    table = compare.format_markdown(results, "xgboost").splitlines()
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    assert "log loss" in header and "ECE" in header
+    row = [c.strip() for c in table[2].strip("|").split("|")]
+    assert float(row[header.index("ECE")]) == pytest.approx(results["purchase_intent"]["ece"], abs=1e-4)
 
 
 def test_bootstrap_intervals_are_paired_and_ordered():
@@ -71,14 +114,14 @@ def test_compare_end_to_end_on_fixture(tmp_path, trainable):
         *(["--subsets", "text,all"] if trainable == 0 else []),
     ])
     saved = json.loads((out_dir / "compare.json").read_text())
-    assert saved["data"] == "womens_reviews"
+    assert saved["data"] == "womens_reviews" and "--bootstrap" in saved["argv"]
     expected = {compare.FUSION, *compare.PEERS, compare.TFIDF_PEER}
     for name, sub in saved["subsets"].items():
         assert set(sub["results"]) == expected, name
         for model, m in sub["results"].items():
             lo, hi = m["roc_auc_ci95"]
             assert 0 <= lo <= hi <= 1, model
-            assert {"roc_auc", "pr_auc", "log_loss", "f1", "threshold", "val_roc_auc"} <= set(m)
+            assert {"roc_auc", "pr_auc", "log_loss", "ece", "f1", "threshold", "val_roc_auc"} <= set(m)
         assert sub["best_peer"] in expected
         assert any(k.startswith("purchase_intent - ") for k in sub["bootstrap"]["differences"])
     assert set(saved["subsets"]) == ({"text", "all"} if trainable == 0 else {"all"})

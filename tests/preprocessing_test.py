@@ -128,3 +128,12 @@ def test_bag_of_words_without_text_is_ignored_with_a_warning(caplog):
         pre = Preprocessor.adapt(schema, make(), bag_of_words=100)
     assert "text_bag_of_words=100 is ignored" in caplog.text
     assert "text_bow" not in pre(raw_batch(make().head(2), schema))
+
+
+def test_rare_sequence_values_share_the_unseen_id():
+    schema = FeatureSchema(label="y", sequences=["items"])
+    train = schema.validate(pd.DataFrame({"items": [["a", "a", "b"], ["a", "c"], ["b"]], "y": [0, 1, 0]}))
+    pre = Preprocessor.adapt(schema, train, max_sequence_length=3, min_frequency=2)
+    assert pre.vocabularies["items"] == ["a", "b"]  # "c" seen once
+    ids = pre(raw_batch(train, schema))["items"].numpy()
+    np.testing.assert_array_equal(ids[1], [2, 1, 0])  # "c" -> the out-of-vocabulary id 1

@@ -22,6 +22,7 @@ def test_tiny_run_learns_and_writes_run_directory(tiny_run):
         assert (run_dir / name).exists(), name
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert set(saved["test"]) >= {"purchase_intent", "logistic_regression", "hist_gradient_boosting"}
+    assert saved["skipped_baselines"] == {}
     for model_metrics in saved["test"].values():
         assert {"roc_auc", "pr_auc", "log_loss", "accuracy", "precision", "recall", "f1", "ece",
                 "threshold"} <= set(model_metrics)
@@ -29,11 +30,11 @@ def test_tiny_run_learns_and_writes_run_directory(tiny_run):
     assert saved["export"]["max_abs_diff"] < 1e-5
 
 
-def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+def test_mirrored_strategy_on_two_logical_cpus_with_a_seed_ensemble(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "purchase_intent.train", "--preset", "tiny", "--epochs", "2",
-           "--strategy", "mirrored", "--cpu-replicas", "2", "--output-dir", str(out), "--no-export",
-           "--set", "data.synthetic_examples=400"]
+           "--strategy", "mirrored", "--cpu-replicas", "2", "--output-dir", str(out),
+           "--set", "data.synthetic_examples=400", "--set", "train.ensemble=2"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -41,6 +42,11 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["training"]["replicas"] == 2
     assert metrics["training"]["epochs_run"] == 2
+    # Two members, each with its own files; the export serves their calibrated mean.
+    assert metrics["training"]["ensemble_members"] == 2 and len(metrics["training"]["best_epochs"]) == 2
+    assert (out / "member_1" / "best.weights.h5").exists()
+    assert metrics["training"]["calibration"]["method"] == "platt"
+    assert metrics["export"]["max_abs_diff"] < 1e-5
 
 
 def test_bad_inputs_give_clear_errors(tmp_path):
