@@ -1,4 +1,4 @@
-"""Datasets: the built-in Online Retail task, synthetic sessions, and user tables."""
+"""Datasets: the built-in Online Retail task, synthetic sessions, user tables and clickstreams."""
 
 from __future__ import annotations
 
@@ -19,9 +19,15 @@ def load_splits(cfg: DataConfig, seed: int = 0) -> tuple[FeatureSchema, dict[str
     """Loads and validates the train / validation / test frames named by ``cfg.name``.
 
     Args:
-        cfg: data configuration. ``cfg.name`` is "online_retail", "synthetic"
-            or the path of a CSV / Parquet table described by ``cfg.schema``.
-        seed: seed of the random split of a user table without a split column.
+        cfg: data configuration. ``cfg.name`` is "online_retail",
+            "online_shoppers", "womens_reviews", "synthetic",
+            "synthetic_clickstream" or the path of a CSV / Parquet table
+            described by ``cfg.schema``; with ``cfg.format="events"`` the file
+            is a raw event log, turned into in-session prefix examples and
+            split by session (:mod:`purchase_intent.data.clickstream`).
+        seed: seed of the random split of a user table without a split
+            column, of the synthetic data, and of the
+            ``data.max_prefixes_per_session`` sample of an event log.
 
     Returns:
         ``(schema, {"train": df, "validation": df, "test": df})``, each frame
@@ -48,6 +54,10 @@ def load_splits(cfg: DataConfig, seed: int = 0) -> tuple[FeatureSchema, dict[str
 
         schema = SCHEMA
         frames = random_split(make_synthetic(cfg.synthetic_examples, seed=seed), cfg, seed, SCHEMA.label)
+    elif cfg.name == "synthetic_clickstream" or cfg.format == "events":
+        from purchase_intent.data.clickstream import load_clickstream
+
+        schema, frames = load_clickstream(cfg, seed=seed)
     else:
         from purchase_intent.data.readers import read_table
 

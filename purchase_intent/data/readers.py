@@ -211,7 +211,34 @@ def keep_last_n(codes: np.ndarray, n: int | None) -> np.ndarray:
     return (ends - np.arange(len(codes))) <= n
 
 
-def _is_missing_key(s: pd.Series) -> np.ndarray:
+def event_order(codes: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The order that groups events by key, oldest first within each key.
+
+    A stable sort by time, then a stable sort by key: time order within each
+    key, input order among equal times, keys in order of their first event
+    in time (ties: the key seen first in the input).
+
+    Args:
+        codes: int key code per event (e.g. from ``pd.factorize``), >= 0.
+        times: the events' timestamps (any sortable dtype), aligned with ``codes``.
+
+    Returns:
+        ``(order, groups)``: ``order`` indexes the input rows in that order;
+        ``groups[i]`` is the rank (0, 1, ...) of the key of row ``order[i]``,
+        so the groups are contiguous and ascending (for :func:`group_boundaries`).
+    """
+    if len(codes) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    order = np.argsort(times, kind="stable")
+    uniq, first_pos = np.unique(codes[order], return_index=True)
+    rank = np.empty(codes.max() + 1, dtype=np.int64)
+    rank[uniq[np.argsort(first_pos, kind="stable")]] = np.arange(len(uniq))
+    order = order[np.argsort(rank[codes[order]], kind="stable")]
+    return order, rank[codes[order]]
+
+
+def is_missing_key(s: pd.Series) -> np.ndarray:
+    """Mask of missing or blank (whitespace-only) keys, e.g. session or customer ids."""
     missing = s.isna().to_numpy()
     if s.dtype == object or pd.api.types.is_string_dtype(s):
         blank = s.astype(str).str.strip().eq("").to_numpy()
@@ -269,7 +296,7 @@ def read_event_log(path_or_df: str | Path | pd.DataFrame, schema: FeatureSchema,
     if len(df) == 0:
         raise SchemaError(f"{where}: the event log is empty (0 rows)")
 
-    no_key = _is_missing_key(df[key])
+    no_key = is_missing_key(df[key])
     if no_key.any():
         logger.warning("%s: dropped %d of %d events with a missing %r: cannot attribute them "
                        "to an example", where, int(no_key.sum()), len(df), key)
@@ -279,14 +306,7 @@ def read_event_log(path_or_df: str | Path | pd.DataFrame, schema: FeatureSchema,
 
     times = parse_times(df[time], time, where)
     codes, _ = pd.factorize(df[key], sort=False)
-    # Stable sort by time, then stable sort by key: time order within each key,
-    # input order among equal times, keys in order of first appearance in time.
-    order = np.argsort(times.to_numpy(), kind="stable")
-    uniq, first_pos = np.unique(codes[order], return_index=True)
-    rank = np.empty(codes.max() + 1, dtype=np.int64)
-    rank[uniq[np.argsort(first_pos, kind="stable")]] = np.arange(len(uniq))
-    order = order[np.argsort(rank[codes[order]], kind="stable")]
-    sorted_codes = rank[codes[order]]
+    order, sorted_codes = event_order(codes, times.to_numpy())
 
     seq_cols = list(dict.fromkeys(schema.sequence_like))
     bounds = group_boundaries(sorted_codes)
