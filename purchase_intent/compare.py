@@ -179,6 +179,11 @@ def build_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *,
     labels = train_df[schema.label].to_numpy()
     model = build_model(cfg.model, preprocessor, backbone=cached, event_text_tables=tables,
                         positive_rate=float(labels.mean()))
+    pretrained = train.pretrain(cfg, schema, preprocessor, train_df, tables)
+    if pretrained is not None:
+        from purchase_intent.pretrain import apply_pretrained
+
+        apply_pretrained(model, pretrained.weights)
     train.compile_model(model, cfg.train, steps_per_epoch=-(-len(train_df) // cfg.data.batch_size))
     return preprocessor, model
 

@@ -155,6 +155,9 @@ class TrainConfig:
     calibration: str = "platt"
     # >1: train this many models (seeds train.seed + i) and export their mean probability.
     ensemble: int = 1
+    # >0: first pretrain the behaviour branch (item embeddings + encoders) for this many epochs
+    # by next-item prediction on the training split's event sequences (no labels used).
+    pretrain_epochs: int = 0
     seed: int = 42
     strategy: str = "auto"  # "auto", "default", "mirrored", "multi_worker"
     cpu_replicas: int = 0  # >1: split the CPU into that many logical devices
@@ -231,6 +234,7 @@ class Config:
              "train.lr_schedule must be constant, plateau or cosine"),
             (t.calibration in ("platt", "none"), "train.calibration must be platt or none"),
             (1 <= t.ensemble <= 20, "train.ensemble must be in [1, 20]"),
+            (t.pretrain_epochs >= 0, "train.pretrain_epochs must be >= 0"),
             (0 <= m.dropout < 1, "model.dropout must be in [0, 1)"),
             (m.text_trainable_layers >= -1, "model.text_trainable_layers must be -1 (all), 0 (frozen) or N > 0"),
             (all(u >= 1 for u in m.hidden_units), "model.hidden_units must be positive"),

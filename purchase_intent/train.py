@@ -243,6 +243,8 @@ def build_members(cfg, schema, splits, strategy=None, members=None):
                     time.perf_counter() - t0)
 
     labels = train_df[schema.label].to_numpy()
+    # Outside strategy.scope(): pretraining runs on one device (it refuses a MirroredStrategy scope).
+    pretrained = pretrain(cfg, schema, preprocessor, train_df, tables)
     models = []
     with strategy.scope():
         for i in range(members):
@@ -250,6 +252,10 @@ def build_members(cfg, schema, splits, strategy=None, members=None):
                                 backbone=backbone if schema.text else None,
                                 event_text_tables=tables, positive_rate=float(labels.mean()),
                                 name="purchase_intent" if members == 1 else f"purchase_intent_{i}")
+            if pretrained is not None:
+                from purchase_intent.pretrain import apply_pretrained
+
+                apply_pretrained(model, pretrained.weights)
             steps = -(-len(train_df) // cfg.data.batch_size)
             compile_model(model, cfg.train, steps_per_epoch=steps)
             models.append(model)
@@ -257,6 +263,27 @@ def build_members(cfg, schema, splits, strategy=None, members=None):
                 sum(int(np.prod(w.shape)) for w in model.trainable_weights),
                 f", {members} ensemble members" if members > 1 else "")
     return preprocessor, models
+
+
+def pretrain(cfg, schema, preprocessor, train_df, tables):
+    """With ``train.pretrain_epochs > 0``: the behaviour branch pretrained by next-item prediction.
+
+    Only the training split's event sequences are used (no labels; never the
+    validation or test inputs or their label windows). Returns the
+    :class:`~purchase_intent.pretrain.PretrainResult` (apply it to each model
+    with :func:`purchase_intent.pretrain.apply_pretrained`), or None.
+    """
+    if cfg.train.pretrain_epochs <= 0 or not schema.sequences:
+        return None
+    from purchase_intent.pretrain import pretrain_behaviour
+
+    result = pretrain_behaviour(cfg.model, preprocessor, train_df, event_text_tables=tables,
+                                epochs=cfg.train.pretrain_epochs, seed=cfg.train.seed)
+    logger.info("Pretrained the behaviour branch (next item, %d epochs, %.1f s): held-out "
+                "recall@10 %.3f (most popular items %.3f), held-out loss per epoch %s",
+                cfg.train.pretrain_epochs, result.seconds, result.recall_at_10 or float("nan"),
+                result.popularity_recall_at_10 or float("nan"), result.history.get("val_loss"))
+    return result
 
 
 def adapt_preprocessor(cfg, schema, splits, tokenizer=None):
