@@ -43,7 +43,9 @@ def compare_json(tmp_path_factory):
     return out.parent
 
 
-def test_render_only_writes_md_and_json(quality, compare_json, tmp_path):
+def test_render_only_writes_md_and_json(quality, compare_json, tmp_path, monkeypatch):
+    # The dataset's own setting is not an "extra" override; the run's other --set values are.
+    monkeypatch.setattr(quality.SETTINGS["online_retail"], "overrides", ["model.sequence_encoder=cnn"])
     md = tmp_path / "q.md"
     quality.main(["--datasets", "online_retail", "--work-dir", str(compare_json), "--out", str(md),
                   "--render-only"])
