@@ -286,7 +286,9 @@ def test_hot_swap_to_new_version_without_failed_requests(exported, tmp_path):
                 time.sleep(0.01)
 
     thread = threading.Thread(target=loop)
-    layer = exported["model"].get_layer("purchase_probability")
+    names = {layer.name for layer in exported["model"].layers}
+    # The output bias: on the deep logit in a wide & deep model, else on the output layer.
+    layer = exported["model"].get_layer("deep_logit" if "deep_logit" in names else "purchase_probability")
     try:
         thread.start()
         _wait_for(lambda: len(seen) >= 3, 30, "requests on version 1")
