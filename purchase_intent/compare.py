@@ -355,23 +355,15 @@ def fit_peers(schema: FeatureSchema, splits: dict[str, pd.DataFrame], seed: int 
 def _fit_one(name, params, frames, y, splits, schema, nums, cats, seed):
     """Fits one grid point; returns ``(split name -> probabilities function, extra params)``."""
     from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, Normalizer, OneHotEncoder, StandardScaler
+    from sklearn.preprocessing import FunctionTransformer, Normalizer
 
-    from purchase_intent.evaluate import HGB_MAX_LEVELS
+    from purchase_intent.evaluate import HGB_MAX_LEVELS, linear_tabular_parts
 
-    signed_log = FunctionTransformer(lambda x: np.sign(x) * np.log1p(np.abs(x)),
-                                     feature_names_out="one-to-one")
     if name in ("logistic_regression", TFIDF_PEER, SEQUENCE_PEER):
         from sklearn.linear_model import LogisticRegression
 
-        parts = []
-        if nums:
-            parts.append(("num", make_pipeline(SimpleImputer(add_indicator=True), signed_log,
-                                               StandardScaler()), nums))
-        if cats:
-            parts.append(("cat", OneHotEncoder(handle_unknown="ignore", min_frequency=5), cats))
+        parts = linear_tabular_parts(nums, cats)
         x = {k: f for k, f in frames.items()}
         if name == TFIDF_PEER:
             from sklearn.feature_extraction.text import TfidfVectorizer

@@ -187,6 +187,28 @@ def to_categories(frame: pd.DataFrame, levels: dict[str, list[str]]) -> pd.DataF
     return out
 
 
+def linear_tabular_parts(nums: list[str], cats: list[str]) -> list[tuple]:
+    """``ColumnTransformer`` parts of the linear baselines and peers over :func:`tabular_features`.
+
+    Numeric columns: mean-imputed with a missing indicator, signed log1p,
+    standardised; categorical columns: one-hot (levels seen fewer than 5 times
+    pooled, unseen ignored).
+    """
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+    signed_log = FunctionTransformer(lambda x: np.sign(x) * np.log1p(np.abs(x)),
+                                     feature_names_out="one-to-one")
+    parts = []
+    if nums:
+        parts.append(("num", make_pipeline(SimpleImputer(add_indicator=True), signed_log,
+                                           StandardScaler()), nums))
+    if cats:
+        parts.append(("cat", OneHotEncoder(handle_unknown="ignore", min_frequency=5), cats))
+    return parts
+
+
 def fit_baselines(train_df: pd.DataFrame, val_df: pd.DataFrame | None, schema: FeatureSchema,
                   seed: int = 0, names: tuple[str, ...] | list[str] = BASELINES) -> dict:
     """Fits logistic regression and HistGradientBoosting on :func:`tabular_features`.
@@ -208,10 +230,9 @@ def fit_baselines(train_df: pd.DataFrame, val_df: pd.DataFrame | None, schema: F
     """
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+    from sklearn.preprocessing import FunctionTransformer
 
     unknown = set(names) - set(BASELINES)
     if unknown:
@@ -221,15 +242,7 @@ def fit_baselines(train_df: pd.DataFrame, val_df: pd.DataFrame | None, schema: F
     y_train = train_df[schema.label].to_numpy()
     fitted = {}
     if "logistic_regression" in names:
-        signed_log = FunctionTransformer(lambda x: np.sign(x) * np.log1p(np.abs(x)),
-                                         feature_names_out="one-to-one")
-        lr_parts = []
-        if nums:
-            lr_parts.append(("num", make_pipeline(SimpleImputer(add_indicator=True), signed_log,
-                                                  StandardScaler()), nums))
-        if cats:
-            lr_parts.append(("cat", OneHotEncoder(handle_unknown="ignore", min_frequency=5), cats))
-        lr = make_pipeline(ColumnTransformer(lr_parts),
+        lr = make_pipeline(ColumnTransformer(linear_tabular_parts(nums, cats)),
                            LogisticRegression(max_iter=2000, C=1.0, class_weight="balanced"))
         fitted["logistic_regression"] = lr.fit(x_train, y_train)
     if "hist_gradient_boosting" in names:

@@ -245,6 +245,7 @@ def build_members(cfg, schema, splits, strategy=None, members=None):
     labels = train_df[schema.label].to_numpy()
     # Outside strategy.scope(): pretraining runs on one device (it refuses a MirroredStrategy scope).
     pretrained = pretrain(cfg, schema, preprocessor, train_df, tables)
+    steps = -(-len(train_df) // cfg.data.batch_size)
     models = []
     with strategy.scope():
         for i in range(members):
@@ -256,7 +257,6 @@ def build_members(cfg, schema, splits, strategy=None, members=None):
                 from purchase_intent.pretrain import apply_pretrained
 
                 apply_pretrained(model, pretrained.weights)
-            steps = -(-len(train_df) // cfg.data.batch_size)
             compile_model(model, cfg.train, steps_per_epoch=steps)
             models.append(model)
     logger.info("Model: %d parameters (%d trainable)%s", model.count_params(),
