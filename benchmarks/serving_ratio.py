@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"SavedModel: {version_dir}")
 
     test = splits["test"].copy()
-    width = cfg.data.max_sequence_length
+    width = cfg.data.events_kept()
     for name in schema.sequence_like:
         test[name] = [list(v)[-width:] for v in test[name]]
     event_text = schema.event_text[0]

@@ -290,11 +290,24 @@ class AttentionPool(keras.layers.Layer):
 
 
 def id_counts(ids):
-    """Per event: how often its id occurs in its row (padding: 0)."""
-    real = ops.not_equal(ids, 0)
-    same = ops.logical_and(ops.equal(ops.expand_dims(ids, 2), ops.expand_dims(ids, 1)),
-                           ops.expand_dims(real, 1))
-    return ops.where(real, ops.sum(ops.cast(same, "float32"), axis=2), 0.0)
+    """Per event: how often its id occurs in its row (padding: 0), as float32 ``[batch, events]``.
+
+    Linear in the events (a long history costs no ``[events, events]``
+    comparison): each (row, id) pair becomes one int64 key, ``Unique`` numbers
+    the keys and a segment sum counts them; core ops only.
+    """
+    import tensorflow as tf
+
+    ids = tf.cast(ids, tf.int64)
+    shape = tf.shape(ids)
+    span = tf.reduce_max(ids) + 1 if ids.shape.rank else 1
+    keys = tf.range(tf.cast(shape[0], tf.int64))[:, None] * tf.maximum(span, 1) + ids
+    _, index = tf.unique(tf.reshape(keys, [-1]))
+    flat_index = tf.reshape(index, [-1])
+    counts = tf.math.unsorted_segment_sum(tf.ones_like(flat_index, tf.float32), flat_index,
+                                          tf.size(flat_index))
+    per_event = tf.reshape(tf.gather(counts, flat_index), shape)
+    return tf.where(ids != 0, per_event, tf.zeros_like(per_event))
 
 
 def bag_weights(ids, normalize=False, idf=None):

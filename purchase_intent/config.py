@@ -35,7 +35,11 @@ class DataConfig:
     split_column: str = ""
     validation_fraction: float = 0.15
     test_fraction: float = 0.15
-    max_sequence_length: int = 50  # events kept per example (the most recent ones)
+    max_sequence_length: int = 50  # events the sequence encoders read per example (the most recent ones)
+    # Events the wide bags and the event counts read (the most recent ones): a
+    # count-based model gains from long histories that a recurrent encoder
+    # need not read. Values <= max_sequence_length: the same events as the encoders.
+    max_history_length: int = 200
     text_sequence_length: int = 32  # tokens per scalar text
     event_text_sequence_length: int = 16  # tokens per per-event text
     batch_size: int = 256  # global batch size (split across replicas)
@@ -67,6 +71,10 @@ class DataConfig:
     prefix_at: list[str] = dataclasses.field(default_factory=list)
     max_prefixes_per_session: int = 0  # >0: a seeded random sample of at most this many cuts
     split_by: str = "session"  # "session" (stable hash of the id) or "time" (latest sessions = test)
+
+    def events_kept(self) -> int:
+        """Events per sequence an example keeps: what the encoders or the wide part read, whichever is more."""
+        return max(self.max_sequence_length, self.max_history_length)
 
 
 @dataclasses.dataclass
@@ -192,6 +200,7 @@ class Config:
         d, m, t = self.data, self.model, self.train
         checks = [
             (d.max_sequence_length >= 1, "data.max_sequence_length must be >= 1"),
+            (d.max_history_length >= 0, "data.max_history_length must be >= 0"),
             (d.text_sequence_length >= 3, "data.text_sequence_length must be >= 3"),
             (d.event_text_sequence_length >= 3, "data.event_text_sequence_length must be >= 3"),
             (d.batch_size >= 1, "data.batch_size must be >= 1"),
@@ -262,6 +271,7 @@ def _tiny() -> Config:
     cfg.data.name = "synthetic"
     cfg.data.synthetic_examples = 1_200
     cfg.data.max_sequence_length = 12
+    cfg.data.max_history_length = 24
     cfg.data.text_sequence_length = 12
     cfg.data.event_text_sequence_length = 8
     cfg.data.batch_size = 64

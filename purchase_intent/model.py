@@ -85,6 +85,11 @@ def sequence_encodings(cfg: ModelConfig, preprocessor: Preprocessor, x, mask) ->
     return out
 
 
+def history_ids(inputs: dict, name: str):
+    """The ids the wide part and the event counts read for ``name``: its ``<name>_history`` if any, else its ids."""
+    return inputs.get(f"{name}_history", inputs[name])
+
+
 def wide_logits(cfg: ModelConfig, preprocessor: Preprocessor, inputs: dict) -> list:
     """The wide (linear) terms: one logit each, summed with the deep logit.
 
@@ -95,6 +100,8 @@ def wide_logits(cfg: ModelConfig, preprocessor: Preprocessor, inputs: dict) -> l
     * with ``model.wide_crosses``: the bag of (first sequence column x each
       other sequence column) pairs, e.g. item x event type.
 
+    The bags count the history (``data.max_history_length`` events, see
+    :func:`history_ids`), which may be longer than what the encoders read.
     All share ``model.wide_scale`` and ``model.wide_l2``; with every wide term
     on and no deep part, the model is a logistic regression on these bags.
     """
@@ -109,13 +116,14 @@ def wide_logits(cfg: ModelConfig, preprocessor: Preprocessor, inputs: dict) -> l
     for name in schema.sequences:
         idf = preprocessor.sequence_idf.get(name) if cfg.wide_idf else None
         out.append(BagLinear(preprocessor.vocabulary_size(name), cfg.wide_scale, cfg.wide_l2,
-                             cfg.wide_normalize, idf=idf, name=f"{name}_wide")(inputs[name]))
+                             cfg.wide_normalize, idf=idf, name=f"{name}_wide")(history_ids(inputs, name)))
     if cfg.wide_crosses and len(schema.sequences) > 1:
         first = schema.sequences[0]
         for other in schema.sequences[1:]:
             size_b = preprocessor.vocabulary_size(other)
             buckets = min(preprocessor.vocabulary_size(first) * size_b + 1, cfg.wide_cross_buckets)
-            ids = CrossIds(size_b, buckets, name=f"{first}_x_{other}_ids")([inputs[first], inputs[other]])
+            ids = CrossIds(size_b, buckets, name=f"{first}_x_{other}_ids")(
+                [history_ids(inputs, first), history_ids(inputs, other)])
             out.append(BagLinear(buckets, cfg.wide_scale, cfg.wide_l2, cfg.wide_normalize,
                                  name=f"{first}_x_{other}_wide")(ids))
     return out
@@ -153,11 +161,11 @@ def build_model(cfg: ModelConfig, preprocessor: Preprocessor, *, backbone=None,
         parts.append(keras.layers.Dense(cfg.text_projection_dim, activation="relu",
                                         name=f"{name}_projection")(pooled))
 
-    # Behaviour sequence: per-event vectors -> encoders, plus the event counts.
+    # Behaviour sequence: per-event vectors -> encoders, plus the event counts (of the history).
     if schema.sequence_like:
         x, mask = event_steps(cfg, preprocessor, inputs, event_text_tables)
         parts += sequence_encodings(cfg, preprocessor, x, mask)
-        id_inputs = [inputs[n] for n in schema.sequence_like]
+        id_inputs = [history_ids(inputs, n) for n in schema.sequence_like]
         small = [preprocessor.vocabulary_size(n) if n in schema.sequences
                  and preprocessor.vocabulary_size(n) <= SMALL_VOCABULARY else 0 for n in schema.sequence_like]
         parts.append(SequenceStats(small, name="sequence_stats")(id_inputs))

@@ -4,7 +4,7 @@ Order of stages, and why:
 
 1. ``from_tensor_slices`` over ragged sequences (no Python generator);
 2. ``batch`` in large blocks, then per block (parallel ``map``, vectorised):
-   truncation of the ragged sequences to the most recent ``max_sequence_length``
+   truncation of the ragged sequences to the most recent ``data.events_kept()``
    events and padding with ``""`` (2-4x faster than a per-example ``map`` and
    ``padded_batch``, see ``benchmarks/pipeline.py``);
 3. the ``Preprocessor`` (tokenisation, lookups, normalisation) per block;
@@ -81,7 +81,7 @@ def make_dataset(df: pd.DataFrame, schema: FeatureSchema, preprocessor: Preproce
         # One pipeline per worker: each holds its own shard (every pipelines-th example).
         ds = ds.shard(pipelines, ctx.input_pipeline_id)
         examples_here = len(range(ctx.input_pipeline_id, len(df), pipelines))
-    max_len = cfg.max_sequence_length
+    max_len = cfg.events_kept()
     seq_names = schema.sequence_like
 
     def recent(raw, y):  # a block of ragged rows -> the most recent events, padded with ""

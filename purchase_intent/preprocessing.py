@@ -7,7 +7,9 @@ floats) to the numeric tensors the model takes:
   WordPiece in the graph, ``[CLS] ... [SEP]``).
 * sequences -> int32 ids ``[batch, max_sequence_length]``: the most recent
   events are kept, ``""`` is padding (id 0), unseen values map to the OOV
-  id 1, known values to 2, 3, ...
+  id 1, known values to 2, 3, ...; with ``history_length >
+  max_sequence_length`` also ``<name>_history``, the ids of the most recent
+  ``history_length`` events (what the model's wide bags and event counts read).
 * per-event text -> int32 ids into the precomputed text-embedding table,
   with the same truncation and ids (0 padding, 1 unseen text).
 * numeric -> ``numeric`` (signed log1p, standardised with training
@@ -20,7 +22,7 @@ floats) to the numeric tensors the model takes:
 * categorical -> int32 ids (0 for unseen values, 1, 2, ... for known ones).
 * with a bag-of-words vocabulary (``model.text_bag_of_words > 0``):
   ``text_bow``, the TF-IDF vector of word unigrams and bigrams over all text
-  (scalar text columns and the kept events' texts, joined), with sublinear
+  (scalar text columns and the history's event texts, joined), with sublinear
   term frequency and L2 normalisation as scikit-learn's ``TfidfVectorizer``
   does; ``[batch, vocabulary size]``.
 """
@@ -120,6 +122,9 @@ class Preprocessor(keras.layers.Layer):
         numeric_mean: list of float. Mean of each transformed numeric feature.
         numeric_std: list of float. Standard deviation of each transformed numeric feature.
         max_sequence_length: int. Events kept per example (most recent).
+        history_length: int. If more than ``max_sequence_length``, the
+            ``<name>_history`` ids of the most recent ``history_length``
+            events of each sequence column are output too.
         text_sequence_length: int. Tokens per scalar text, with [CLS] and [SEP].
         numeric_transform: str. "log1p" (signed) or "none".
         numeric_edges: list of list of float. Per numeric feature, the bin
@@ -143,13 +148,14 @@ class Preprocessor(keras.layers.Layer):
 
     def __init__(self, schema, vocabularies, numeric_mean, numeric_std, max_sequence_length=50,
                  text_sequence_length=32, numeric_transform="log1p", tokenizer=None, numeric_edges=None,
-                 bow_vocabulary=None, bow_idf=None, sequence_idf=None, **kwargs):
+                 bow_vocabulary=None, bow_idf=None, sequence_idf=None, history_length=0, **kwargs):
         super().__init__(**kwargs)
         self.schema = schema
         self.vocabularies = vocabularies
         self.numeric_mean = list(numeric_mean)
         self.numeric_std = list(numeric_std)
         self.max_sequence_length = max_sequence_length
+        self.history_length = history_length
         self.text_sequence_length = text_sequence_length
         self.numeric_transform = numeric_transform
         self.numeric_edges = [list(e) for e in (numeric_edges or [])]
@@ -200,7 +206,8 @@ class Preprocessor(keras.layers.Layer):
               text_sequence_length: int = 32, numeric_transform: str = "log1p",
               max_vocab_size: int = 20_000, tokenizer=None,
               event_text_vocabulary: dict[str, list[str]] | None = None,
-              numeric_bins: int = 0, bag_of_words: int = 0, min_frequency: int = 1) -> "Preprocessor":
+              numeric_bins: int = 0, bag_of_words: int = 0, min_frequency: int = 1,
+              history_length: int = 0) -> "Preprocessor":
         """Builds a preprocessor from a validated training frame.
 
         Args:
@@ -212,6 +219,7 @@ class Preprocessor(keras.layers.Layer):
                 embedding table (default: the distinct training texts).
             min_frequency: sequence values (items, event types) seen fewer
                 times in training share the out-of-vocabulary id.
+            history_length: events of the ``<name>_history`` outputs (see the class).
         """
         vocabularies = {}
         for name in schema.sequences:
@@ -245,17 +253,27 @@ class Preprocessor(keras.layers.Layer):
                            bag_of_words)
         elif bag_of_words > 0:
             bow_vocabulary, bow_idf = _adapt_bag_of_words(
-                schema, train, bag_of_words, max_sequence_length)
+                schema, train, bag_of_words, max(max_sequence_length, history_length))
             if not bow_vocabulary:
                 logger.warning("model.text_bag_of_words: the training text has no words; no bag of words")
         return cls(schema.to_dict(), vocabularies, mean, std, max_sequence_length=max_sequence_length,
                    text_sequence_length=text_sequence_length, numeric_transform=numeric_transform,
                    tokenizer=tokenizer, numeric_edges=edges, bow_vocabulary=bow_vocabulary,
-                   bow_idf=bow_idf, sequence_idf=sequence_idf)
+                   bow_idf=bow_idf, sequence_idf=sequence_idf, history_length=history_length)
 
     @property
     def feature_schema(self) -> FeatureSchema:
         return self._schema
+
+    @property
+    def history_names(self) -> list[str]:
+        """Sequence columns with a ``<name>_history`` output (a history longer than the encoders' events)."""
+        return list(self._schema.sequences) if self.history_length > self.max_sequence_length else []
+
+    @property
+    def wide_length(self) -> int:
+        """Events the wide part reads per sequence: the history or the encoders' events, whichever is more."""
+        return max(self.max_sequence_length, self.history_length)
 
     def vocabulary_size(self, name: str) -> int:
         """Number of ids the lookup of ``name`` can output (padding/OOV included)."""
@@ -265,7 +283,7 @@ class Preprocessor(keras.layers.Layer):
         s = self._schema
         out = {}
         if self.bow is not None:
-            counts = tf.cast(self.bow(joined_text(raw, s, self.max_sequence_length))[:, 1:], tf.float32)  # column 0: unknown terms
+            counts = tf.cast(self.bow(joined_text(raw, s, self.wide_length))[:, 1:], tf.float32)  # column 0: unknown terms
             tf_weight = tf.where(counts > 0, 1.0 + tf.math.log(tf.maximum(counts, 1.0)), 0.0)
             w = tf_weight * self._idf  # sublinear tf (1 + log count) times idf
             out["text_bow"] = tf.math.l2_normalize(w, axis=1)
@@ -275,6 +293,9 @@ class Preprocessor(keras.layers.Layer):
             out[f"{name}_padding_mask"] = tf.cast(mask, tf.int32)  # bool breaks AddN under MirroredStrategy
         for name in s.sequence_like:
             out[name] = tf.cast(self.lookups[name](recent_events(raw[name], self.max_sequence_length)), tf.int32)
+        for name in self.history_names:
+            out[f"{name}_history"] = tf.cast(
+                self.lookups[name](recent_events(raw[name], self.history_length)), tf.int32)
         for name in s.categorical:
             out[name] = tf.cast(self.lookups[name](tf.convert_to_tensor(raw[name], tf.string)), tf.int32)
         if s.numeric:
@@ -302,6 +323,8 @@ class Preprocessor(keras.layers.Layer):
             specs[f"{name}_padding_mask"] = ((self.text_sequence_length,), "int32")
         for name in s.sequence_like:
             specs[name] = ((self.max_sequence_length,), "int32")
+        for name in self.history_names:
+            specs[f"{name}_history"] = ((self.history_length,), "int32")
         for name in s.categorical:
             specs[name] = ((), "int32")
         if s.numeric:
@@ -321,6 +344,7 @@ class Preprocessor(keras.layers.Layer):
             "numeric_mean": self.numeric_mean,
             "numeric_std": self.numeric_std,
             "max_sequence_length": self.max_sequence_length,
+            "history_length": self.history_length,
             "text_sequence_length": self.text_sequence_length,
             "numeric_transform": self.numeric_transform,
             "numeric_edges": self.numeric_edges,

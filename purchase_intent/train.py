@@ -298,6 +298,7 @@ def adapt_preprocessor(cfg, schema, splits, tokenizer=None):
                    for name in schema.event_text}
     return Preprocessor.adapt(
         schema, splits["train"], max_sequence_length=cfg.data.max_sequence_length,
+        history_length=cfg.data.max_history_length,
         text_sequence_length=cfg.data.text_sequence_length,
         numeric_transform=cfg.model.numeric_transform, numeric_bins=cfg.model.numeric_bins,
         bag_of_words=cfg.model.text_bag_of_words, max_vocab_size=cfg.model.max_vocab_size,

@@ -64,7 +64,7 @@ def random_cfg(rng: np.random.Generator) -> DataConfig:
     return DataConfig(format="events", session_column="sid", time_column="t", price_column="price",
                       prefix_every=every, prefix_at=at,
                       max_prefixes_per_session=int(rng.choice([0, 0, 1, 2])),
-                      max_sequence_length=int(rng.integers(1, 7)))
+                      max_sequence_length=int(rng.integers(1, 7)), max_history_length=int(rng.integers(0, 9)))
 
 
 def reference_prefixes(log: pd.DataFrame, cfg: DataConfig) -> dict[str, dict]:
@@ -87,8 +87,8 @@ def reference_prefixes(log: pd.DataFrame, cfg: DataConfig) -> dict[str, dict]:
             cut_t = seen[-1]["t"]
             expected[seen[-1]["event_id"]] = {
                 "sid": sid, "cut_t": cut_t, "position": i, "first_buy": first_buy,
-                "event_id": [e["event_id"] for e in seen][-cfg.max_sequence_length:],
-                "item": [e["item"] for e in seen][-cfg.max_sequence_length:],
+                "event_id": [e["event_id"] for e in seen][-cfg.events_kept():],
+                "item": [e["item"] for e in seen][-cfg.events_kept():],
                 "label": int(first_buy < len(types)),
                 "prefix_events": i + 1,
                 "prefix_seconds": (cut_t - seen[0]["t"]).total_seconds(),
@@ -137,7 +137,7 @@ def test_prefixes_never_see_the_future_over_random_logs():
             assert all(times[e] <= ref["cut_t"] for e in row.event_id)
             assert all(types[e] != "purchase" for e in row.event_id)
             assert "purchase" not in row.event_type
-            assert len(row.event_type) == len(row.event_id) == len(row.title) <= cfg.max_sequence_length
+            assert len(row.event_type) == len(row.event_id) == len(row.title) <= cfg.events_kept()
             assert getattr(row, "bought") == ref["label"], seed
             assert pd.Timestamp(row.t) == ref["cut_t"] and row.sid == ref["sid"]
             for name in derived_numeric(RANDOM_SCHEMA, cfg) + ["loyalty"]:
@@ -273,7 +273,7 @@ def test_synthetic_clickstream_through_load_splits_with_the_tiny_preset():
                                         "data.split_by=time", "data.max_prefixes_per_session=3"]).data
     schema, frames = load_splits(cfg, seed=1)
     assert schema.event_text == ["title"] and "prefix_price_last" in schema.numeric
-    assert all(len(v) <= cfg.max_sequence_length for v in frames["train"]["item_id"])
+    assert all(len(v) <= cfg.events_kept() for v in frames["train"]["item_id"])
     assert sum(len(f) for f in frames.values()) <= 3 * 600
 
 

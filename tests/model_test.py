@@ -47,3 +47,28 @@ def test_empty_and_overlong_sequences_give_finite_output(frames, encoder):
     out = model(pre(raw_batch(df, schema)), training=False).numpy()
     assert np.all(np.isfinite(out)), out
     assert out.shape == (3, 1)
+
+
+def test_the_wide_part_reads_the_history_the_encoders_do_not(frames):
+    """An event older than the encoders' window changes the output through the wide bags and counts only."""
+    cfg = get_config("tiny", overrides=["data.max_sequence_length=4", "data.max_history_length=10",
+                                        "model.sequence_encoder=cnn"])
+    schema = SCHEMA.subset(["sequence"])
+    splits = {k: v[[*schema.feature_names, schema.label]] for k, v in frames.items()}
+    pre, model = build(cfg, schema, splits)
+    assert pre.history_names == list(schema.sequences)
+    df = splits["test"].head(2).copy()
+    item = schema.sequences[0]
+    known = pre.vocabularies[item][:2]
+    for col in schema.sequence_like:
+        df.at[0, col] = list(splits["train"][col].iloc[0][:1]) * 8
+        df.at[1, col] = list(df.at[0, col])
+    df.at[0, item] = [known[0]] * 8
+    df.at[1, item] = [known[1]] + [known[0]] * 7  # differs 8 events back: outside the 4 the encoders read
+    inputs = pre(raw_batch(df, schema))
+    np.testing.assert_array_equal(inputs[item].numpy()[0], inputs[item].numpy()[1])
+    assert not np.array_equal(inputs[f"{item}_history"].numpy()[0], inputs[f"{item}_history"].numpy()[1])
+    wide = model.get_layer(f"{item}_wide")
+    wide.w.assign(np.arange(wide.w.shape[0], dtype="float32") / 10)
+    out = model(inputs, training=False).numpy()[:, 0]
+    assert abs(out[0] - out[1]) > 1e-4, out

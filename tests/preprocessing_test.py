@@ -39,6 +39,25 @@ def test_truncation_keeps_most_recent_and_pads():
     np.testing.assert_array_equal(out["items"].numpy()[1], [0, 0, 0, 0])
 
 
+def test_history_keeps_more_events_than_the_encoders_read():
+    train = make()
+    tok, _ = load_text_encoder("tiny", texts=list(train["q"]))
+    pre = Preprocessor.adapt(SCHEMA, train, max_sequence_length=2, history_length=5, text_sequence_length=6,
+                             tokenizer=tok)
+    df = train.head(2).copy()
+    df.at[0, "items"] = ["i0", "i1", "i2", "i3", "i4", "i0"]
+    df.at[1, "items"] = ["i3"]
+    out = pre(raw_batch(df, SCHEMA))
+    ids = pre.lookups["items"](tf.constant([["i1", "i2", "i3", "i4", "i0"], ["i3", "", "", "", ""]])).numpy()
+    np.testing.assert_array_equal(out["items_history"].numpy(), ids)
+    np.testing.assert_array_equal(out["items"].numpy(), [ids[0, -2:], ids[1, :2]])
+    assert pre.model_input_specs()["items_history"] == ((5,), "int32")
+    # No history output when it would be no longer than what the encoders read.
+    short = Preprocessor.adapt(SCHEMA, train, max_sequence_length=4, history_length=4, text_sequence_length=6,
+                               tokenizer=tok)
+    assert "items_history" not in short(raw_batch(df, SCHEMA)) and short.history_names == []
+
+
 def test_unseen_values_map_to_oov_not_padding():
     pre = preprocessor(make())
     df = make().head(1).copy()

@@ -13,7 +13,7 @@ purchase. Each session gives one example per **cut point** (a *prefix*):
   keeps a seeded random sample of at most that many cuts per session;
 * inputs: only the events up to and including the cut event, oldest first:
   the sequence columns (``schema.sequences``, ``schema.event_text``) as
-  lists (the most recent ``data.max_sequence_length`` events), the derived
+  lists (the most recent ``data.events_kept()`` events), the derived
   numeric features of :func:`derived_numeric` (computed from those events
   only), and the session-level columns (``schema.text``, ``categorical``,
   ``numeric``) at the cut event (their last non-missing value so far);
@@ -309,8 +309,8 @@ def _prefix_frame(log: _Log, cuts: np.ndarray, schema: FeatureSchema, cfg: DataC
            SESSION_START: log.t[start].astype("datetime64[ns]"),
            cfg.time_column: log.t[cuts].astype("datetime64[ns]")}
 
-    # Sequences: the events start..cut, the most recent max_sequence_length of them.
-    lo = np.maximum(start, cuts + 1 - cfg.max_sequence_length).tolist()
+    # Sequences: the events start..cut, the most recent events_kept() of them.
+    lo = np.maximum(start, cuts + 1 - cfg.events_kept()).tolist()
     hi = (cuts + 1).tolist()
     for name in schema.sequence_like:
         flat = log.frame[name].to_numpy(dtype=object).tolist()
@@ -378,7 +378,7 @@ def build_prefixes(events: pd.DataFrame, schema: FeatureSchema, cfg: DataConfig,
             session-level ones; ``label`` names the label column to create.
         cfg: data configuration: the column names, ``purchase_value``,
             ``prefix_every``, ``prefix_at``, ``max_prefixes_per_session`` and
-            ``max_sequence_length`` (events kept in each sequence list).
+            ``events_kept()`` (events kept in each sequence list).
         seed: seed of the sample of cuts under ``max_prefixes_per_session``.
         where: the source, for messages (a file name).
 
@@ -427,7 +427,7 @@ def live_example(events: pd.DataFrame | Iterable[Mapping[str, Any]], schema: Fea
     """The raw example of a live session so far, as the exported model takes it.
 
     The same computation as a training prefix cut at the session's latest
-    event: sequences of the last ``max_sequence_length`` events, the
+    event: sequences of the last ``events_kept()`` events, the
     :func:`derived_numeric` features and the session-level columns' latest
     values. Send the result with the serving client
     (``client.predict([live_example(...)])``).

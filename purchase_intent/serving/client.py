@@ -45,9 +45,10 @@ OUTPUT_KEY = "purchase_probability"
 # Events per sequence in a request. Every request gets exactly this width, so
 # TF Serving's batching never pads the events dimension (it would pad with the
 # request's first element, i.e. a real event; see serving/batching.config).
-# Keep it >= the model's data.max_sequence_length: the model only reads the
-# most recent max_sequence_length events, so dropping older ones is lossless.
-DEFAULT_SEQUENCE_LENGTH = 50
+# Keep it >= the model's data.max_sequence_length and data.max_history_length
+# (data.events_kept()): the model only reads that many most recent events, so
+# dropping older ones is lossless.
+DEFAULT_SEQUENCE_LENGTH = 200
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 _NUMPY_TO_DT = {

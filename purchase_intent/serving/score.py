@@ -111,8 +111,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-columns", default=None,
                    help="comma-separated input columns to copy to the output (default: all)")
     p.add_argument("--sequence-length", type=int, default=None,
-                   help="events per sequence in each request (default: the client's, 50); "
-                        "keep it >= the model's data.max_sequence_length")
+                   help="events per sequence in each request (default: the client's, 200); "
+                        "keep it >= the model's data.max_sequence_length and data.max_history_length")
     p.add_argument("--timeout", type=float, default=30.0, help="deadline per request, seconds")
     p.add_argument("--max-retries", type=int, default=3, help="retries when the server is UNAVAILABLE")
     return p.parse_args(argv)
