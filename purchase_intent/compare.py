@@ -201,7 +201,7 @@ def fit_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *, s
     import keras
 
     from purchase_intent.pipeline import class_weights, make_dataset
-    from purchase_intent.train import calibrate, fit_callbacks
+    from purchase_intent.train import calibrate, fit_callbacks, warm_up_wide
 
     t0 = time.perf_counter()
     train_df, val_df, test_df = splits["train"], splits["validation"], splits["test"]
@@ -214,6 +214,7 @@ def fit_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *, s
         train_ds = make_dataset(train_df, schema, preprocessor, cfg.data, training=True, seed=seed,
                                 weights=weights)
         val_ds = make_dataset(val_df, schema, preprocessor, cfg.data, training=False)
+        warm_up_wide(model, cfg.train, train_ds, val_ds, -(-len(train_df) // cfg.data.batch_size))
         history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
                             callbacks=fit_callbacks(cfg.train), verbose=0)
         val_auc = history.history.get("val_auc", [0.0])

@@ -163,6 +163,11 @@ class TrainConfig:
     calibration: str = "platt"
     # >1: train this many models (seeds train.seed + i) and export their mean probability.
     ensemble: int = 1
+    # >0: first fit the wide part alone (a logistic regression on the bags, early-stopped on
+    # validation ROC-AUC) for up to this many epochs, then the whole model from there.
+    wide_warmup_epochs: int = 0
+    wide_warmup_learning_rate: float = 1e-2
+    wide_warmup_freeze: bool = False  # True: keep the warmed-up wide weights fixed (the deep part fits the rest)
     # >0: first pretrain the behaviour branch (item embeddings + encoders) for this many epochs
     # by next-item prediction on the training split's event sequences (no labels used).
     pretrain_epochs: int = 0
@@ -239,6 +244,8 @@ class Config:
             (m.min_item_frequency >= 1, "model.min_item_frequency must be >= 1"),
             (0 <= m.item_dropout < 1, "model.item_dropout must be in [0, 1)"),
             (t.weight_decay >= 0, "train.weight_decay must be >= 0"),
+            (t.wide_warmup_epochs >= 0, "train.wide_warmup_epochs must be >= 0"),
+            (t.wide_warmup_learning_rate > 0, "train.wide_warmup_learning_rate must be > 0"),
             (t.lr_schedule in ("constant", "plateau", "cosine"),
              "train.lr_schedule must be constant, plateau or cosine"),
             (t.calibration in ("platt", "none"), "train.calibration must be platt or none"),

@@ -209,6 +209,35 @@ def build_model(cfg: ModelConfig, preprocessor: Preprocessor, *, backbone=None,
     return keras.Model(inputs, out, name=name)
 
 
+def wide_part(model: keras.Model) -> keras.Model | None:
+    """The wide terms of a wide & deep ``model`` alone: a logistic regression on its bags, or None.
+
+    Same inputs as ``model``; output ``sigmoid(a * sum of the wide logits + b)``
+    with ``b`` starting at the deep logit's bias (the prior). The wide layers
+    are ``model``'s own, so fitting this model fits them in ``model``.
+    """
+    try:
+        add = model.get_layer("wide_deep_logit")
+    except ValueError:
+        return None
+    wide = list(add.input[1:])
+    logit = wide[0] if len(wide) == 1 else keras.layers.Add(name="wide_only_sum")(wide)
+    prior = model.get_layer("deep_logit").bias.numpy()
+    logit = keras.layers.Dense(1, kernel_initializer="ones", name="wide_only_logit",
+                               bias_initializer=keras.initializers.Constant(prior))(logit)
+    out = keras.layers.Activation("sigmoid", name="wide_only_probability")(logit)
+    return keras.Model(model.input, out, name=f"{model.name}_wide")
+
+
+def wide_layers(model: keras.Model) -> list:
+    """The layers with weights that feed only ``model``'s wide logits (not the deep logit)."""
+    sub = wide_part(model)
+    if sub is None:
+        return []
+    own = {id(l) for l in model.layers}
+    return [l for l in sub.layers if id(l) in own and l.weights]
+
+
 def average_models(models: list[keras.Model], preprocessor: Preprocessor) -> keras.Model:
     """One model whose output is the mean probability of ``models`` (a seed ensemble), same inputs."""
     inputs = {name: keras.Input(shape=shape, dtype=dtype, name=name)

@@ -346,6 +346,50 @@ def fit_callbacks(train_cfg) -> list:
     return callbacks
 
 
+def warm_up_wide(model, train_cfg, train_ds, val_ds, steps_per_epoch: int, strategy=None) -> list[float]:
+    """Fits the wide part of ``model`` alone before the whole model (``train.wide_warmup_epochs``).
+
+    The wide terms as a logistic regression (:func:`purchase_intent.model.wide_part`,
+    sharing ``model``'s wide layers and their L2 penalty), Adam at
+    ``train.wide_warmup_learning_rate``, early-stopped on validation ROC-AUC
+    (best epoch restored). With ``train.wide_warmup_freeze`` the wide layers
+    are then frozen and ``model`` is compiled again, so the deep part fits
+    what the linear model leaves.
+
+    Returns:
+        The warm-up's validation ROC-AUC per epoch (empty when there is none).
+    """
+    import contextlib
+
+    import keras
+    import numpy as np
+
+    from purchase_intent.model import wide_layers, wide_part
+
+    if train_cfg.wide_warmup_epochs <= 0:
+        return []
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        wide = wide_part(model)
+        if wide is None:
+            logger.warning("train.wide_warmup_epochs is ignored: the model has no wide part")
+            return []
+        wide.compile(optimizer=keras.optimizers.Adam(train_cfg.wide_warmup_learning_rate),
+                     loss=keras.losses.BinaryCrossentropy(), metrics=[keras.metrics.AUC(name="auc")])
+    history = wide.fit(train_ds, validation_data=val_ds, epochs=train_cfg.wide_warmup_epochs, verbose=0,
+                       callbacks=[keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=2,
+                                                                restore_best_weights=True)])
+    val_auc = [float(v) for v in history.history.get("val_auc", [])]
+    logger.info("Wide part alone: best validation ROC-AUC %.4f at epoch %d of %d", max(val_auc),
+                int(np.argmax(val_auc)) + 1, len(val_auc))
+    if train_cfg.wide_warmup_freeze:
+        with scope:
+            for layer in wide_layers(model):
+                layer.trainable = False
+            compile_model(model, train_cfg, steps_per_epoch=steps_per_epoch)
+    return val_auc
+
+
 def calibrate(model, train_cfg, y_val, p_val):
     """The model whose output is recalibrated on validation (``train.calibration``), and the fit.
 
@@ -455,6 +499,7 @@ def main(argv: list[str] | None = None) -> dict:
                 on_train_batch_end=lambda batch, logs: time.sleep(delay)))
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             adapt_for_multi_worker(member, strategy, val_ds)
+        warm_up_wide(member, cfg.train, train_ds, val_ds, -(-len(train_df) // cfg.data.batch_size), strategy)
         history = member.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
                              callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
         histories.append({k: [float(v) for v in vs] for k, vs in history.history.items()})

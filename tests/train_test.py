@@ -61,3 +61,38 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     schema.write_text('{"label": "y", "numeric": ["b"]}')
     with pytest.raises(SchemaError, match=r"missing column\(s\) \['b'\]"):
         train.main(["--data", str(table), "--set", f"data.schema={schema}", "--output-dir", str(tmp_path / "r")])
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_wide_warmup_fits_the_wide_part_first_and_freezes_it_on_request(freeze):
+    import keras
+    import numpy as np
+
+    from purchase_intent.config import get_config
+    from purchase_intent.data.synthetic import SCHEMA, make_synthetic
+    from purchase_intent.model import wide_layers
+    from purchase_intent.pipeline import make_dataset
+    from purchase_intent.train import build, warm_up_wide
+
+    cfg = get_config("tiny", overrides=["train.wide_warmup_epochs=3", f"train.wide_warmup_freeze={freeze}",
+                                        "data.batch_size=64"])
+    schema = SCHEMA.subset(["sequence", "numeric"])
+    df = SCHEMA.validate(make_synthetic(600, seed=5))[[*schema.feature_names, schema.label]]
+    splits = {"train": df.iloc[:400], "validation": df.iloc[400:500], "test": df.iloc[500:]}
+    keras.utils.set_random_seed(0)
+    pre, model = build(cfg, schema, splits)
+    train_ds = make_dataset(splits["train"], schema, pre, cfg.data, training=True)
+    val_ds = make_dataset(splits["validation"], schema, pre, cfg.data, training=False)
+    wide = wide_layers(model)
+    assert {l.name for l in wide} >= {f"{n}_wide" for n in schema.sequences}
+    before = [w.numpy().copy() for l in wide for w in l.weights]
+    val_auc = warm_up_wide(model, cfg.train, train_ds, val_ds, steps_per_epoch=7)
+    assert 1 <= len(val_auc) <= 3 and max(val_auc) > 0.6, val_auc
+    warmed = [w.numpy().copy() for l in wide for w in l.weights]
+    assert any(not np.allclose(a, b) for a, b in zip(before, warmed)), "the warm-up moved no wide weight"
+    deep = model.get_layer("deep_logit").kernel.numpy().copy()
+    model.fit(train_ds, epochs=1, verbose=0)
+    after = [w.numpy() for l in wide for w in l.weights]
+    assert not np.allclose(deep, model.get_layer("deep_logit").kernel.numpy())
+    moved = any(not np.allclose(a, b) for a, b in zip(warmed, after))
+    assert moved != freeze, "frozen wide weights moved" if freeze else "wide weights did not train"
