@@ -208,7 +208,8 @@ class CachedTextEncoder(keras.layers.Layer):
     embeddings computed once per distinct text, and the embedding is repeated
     over the token axis, so the model's masked mean pool returns it unchanged.
     Rows not in the table (texts unseen when the table was built) get zeros.
-    Used for quick experiments (``purchase_intent.compare``); not exportable.
+    Training stands-in only (``train.build_members`` with ``text_cache``, ``compare``):
+    the evaluated and exported model runs the backbone itself.
 
     Args:
         keys: int64 array ``[n]``. :func:`token_fingerprints` of the cached texts' token ids.
@@ -242,6 +243,11 @@ class CachedTextEncoder(keras.layers.Layer):
         ids = inputs["token_ids"]
         return {"sequence_output": keras.KerasTensor((ids.shape[0], ids.shape[1], self.hidden_dim),
                                                      dtype="float32")}
+
+    def get_config(self):
+        # One short message where Keras (e.g. the TensorBoard callback) asks for a config.
+        raise NotImplementedError("CachedTextEncoder (a table of text embeddings) is not serialised; "
+                                  "the exported model runs the text encoder itself")
 
 
 class AttentionPool(keras.layers.Layer):

@@ -28,8 +28,8 @@ bootstrap intervals and the peers' chosen grid points).
 
 With a frozen text encoder (``model.text_trainable_layers=0``), each distinct
 text is encoded once and looked up (:class:`purchase_intent.blocks.CachedTextEncoder`),
-memoised across runs and, with ``--cache-dir``, on disk; the model is
-otherwise the same as the one ``train`` builds.
+as ``train`` does; the embeddings are memoised across runs and kept on disk
+(``--cache-dir``, default ``data.text_cache_dir``).
 
 Examples:
 
@@ -40,7 +40,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import json
 import logging
@@ -78,118 +77,43 @@ SUBSETS: dict[str, list[str]] = {
 
 # -- fusion model --------------------------------------------------------
 _ENCODERS: dict[str, Any] = {}  # text-encoder spec -> (tokenizer, backbone), frozen ones only
-_EMBEDDINGS: dict[tuple[str, int], dict[str, np.ndarray]] = {}  # (spec, length) -> text -> vector
 
 
-def _encoder(cfg, texts: list[str]):
-    from purchase_intent.text import load_text_encoder
-
-    spec = cfg.model.text_encoder
-    if spec != "tiny" and spec in _ENCODERS:
-        return _ENCODERS[spec]
-    pair = load_text_encoder(
-        spec, texts=texts, tiny_vocab_size=cfg.model.tiny_vocab_size,
-        tiny_hidden_dim=cfg.model.tiny_hidden_dim, tiny_num_layers=cfg.model.tiny_num_layers,
-        max_sequence_length=max(cfg.data.text_sequence_length, cfg.data.event_text_sequence_length))
-    if spec != "tiny":
-        _ENCODERS[spec] = pair
-    return pair
-
-
-def _cache_file(cache_dir: str, spec: str, length: int) -> Path:
-    tag = hashlib.sha1(f"{spec}|{length}".encode()).hexdigest()[:12]
-    return Path(cache_dir) / f"text_embeddings_{tag}.npz"
-
-
-def embed_texts(cfg, tokenizer, backbone, texts: list[str], length: int,
-                cache_dir: str = "") -> np.ndarray:
-    """Mean-pooled embeddings of ``texts`` (``text.encode_texts``), each distinct text once.
-
-    Memoised per (encoder, token length) in memory and, for named encoders
-    (not ``tiny``, whose weights are random), in ``cache_dir``.
-    """
-    from purchase_intent.text import encode_texts
+def _frozen_encoder(cfg, schema: FeatureSchema, train_df: pd.DataFrame):
+    """The frozen text encoder of ``cfg``, loaded once per process (not ``tiny``: its vocabulary is the data's)."""
+    from purchase_intent import train
 
     spec = cfg.model.text_encoder
-    key = (spec, length)
-    memo = _EMBEDDINGS.setdefault(key, {}) if spec != "tiny" else {}
-    if cache_dir and spec != "tiny" and not memo:
-        f = _cache_file(cache_dir, spec, length)
-        if f.exists():
-            with np.load(f, allow_pickle=False) as z:
-                memo.update(zip(z["texts"].tolist(), z["vectors"]))
-            logger.info("Loaded %d cached text embeddings from %s", len(memo), f)
-    todo = sorted({t for t in texts if t not in memo})
-    if todo:
-        t0 = time.perf_counter()
-        vectors = encode_texts(tokenizer, backbone, todo, length, progress=sys.stderr.isatty())
-        memo.update(zip(todo, vectors))
-        logger.info("Encoded %d distinct texts (%d tokens) in %.1f s", len(todo), length,
-                    time.perf_counter() - t0)
-        if cache_dir and spec != "tiny":
-            f = _cache_file(cache_dir, spec, length)
-            f.parent.mkdir(parents=True, exist_ok=True)
-            keys = list(memo)
-            np.savez(f, texts=np.asarray(keys, dtype=str), vectors=np.stack([memo[k] for k in keys]))
-    if not texts:
-        return np.zeros((0, backbone.hidden_dim), np.float32)
-    return np.stack([memo[t] for t in texts]).astype(np.float32)
+    if spec == "tiny":
+        return train.load_encoder(cfg, schema, train_df)
+    if spec not in _ENCODERS:
+        _ENCODERS[spec] = train.load_encoder(cfg, schema, train_df)
+    return _ENCODERS[spec]
 
 
 def build_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *,
-                 text_cache: bool = True, cache_dir: str = ""):
-    """``(preprocessor, compiled model)`` for one run.
+                 text_cache: bool = True, cache_dir: str | None = None):
+    """``(preprocessor, compiled model)`` for one run: ``train.build_members`` with one member.
 
-    With a trainable text encoder, or ``text_cache=False``, or no text, this is
-    ``train.build``. With a frozen encoder it builds the same model, but the
-    scalar-text backbone is a :class:`~purchase_intent.blocks.CachedTextEncoder`
-    over the distinct texts of all splits (inputs only: a frozen encoder is a
-    fixed function of the text) and embeddings are memoised across runs.
+    With a frozen text encoder and ``text_cache``, the scalar-text backbone is a
+    :class:`~purchase_intent.blocks.CachedTextEncoder` over the distinct texts
+    of all splits (inputs only: a frozen encoder is a fixed function of the
+    text), the encoder is loaded once per process and the embeddings are
+    reused across runs (:func:`purchase_intent.text.cached_text_embeddings`; on
+    disk in ``cache_dir``, default ``data.text_cache_dir``). Otherwise this is
+    ``train.build``.
     """
     from purchase_intent import train
-    from purchase_intent.blocks import CachedTextEncoder, token_fingerprints
-    from purchase_intent.model import build_model
 
-    has_text = bool(schema.text or schema.event_text)
-    if not (has_text and text_cache and cfg.model.text_trainable_layers == 0):
-        return train.build(cfg, schema, splits)
-    import tensorflow as tf
-
-    train_df = splits["train"]
-    texts = [t for n in schema.text for t in train_df[n]]
-    texts += [t for n in schema.event_text for seq in train_df[n] for t in seq]
-    tokenizer, backbone = _encoder(cfg, texts)
-    backbone.trainable = False
-    preprocessor = train.adapt_preprocessor(cfg, schema, splits, tokenizer)
-    tables = {}
-    for name in schema.event_text:
-        vocab = preprocessor.vocabularies[name]
-        table = np.zeros((preprocessor.vocabulary_size(name), backbone.hidden_dim), np.float32)
-        table[2:] = embed_texts(cfg, tokenizer, backbone, list(vocab),
-                                cfg.data.event_text_sequence_length, cache_dir)
-        tables[name] = table
-    cached = None
-    if schema.text:
-        distinct = sorted({t for df in splits.values() for n in schema.text for t in df[n]})
-        vectors = embed_texts(cfg, tokenizer, backbone, distinct, cfg.data.text_sequence_length, cache_dir)
-        ids, _ = preprocessor.packer(tokenizer(tf.constant(distinct, dtype=tf.string)))
-        keys = token_fingerprints(ids.numpy())
-        keys, first = np.unique(keys, return_index=True)  # texts that tokenise alike share a row
-        cached = CachedTextEncoder(keys, vectors[first], name="cached_text_encoder")
-    labels = train_df[schema.label].to_numpy()
-    model = build_model(cfg.model, preprocessor, backbone=cached, event_text_tables=tables,
-                        positive_rate=float(labels.mean()))
-    pretrained = train.pretrain(cfg, schema, preprocessor, train_df, tables)
-    if pretrained is not None:
-        from purchase_intent.pretrain import apply_pretrained
-
-        apply_pretrained(model, pretrained.weights)
-    train.compile_model(model, cfg.train, steps_per_epoch=-(-len(train_df) // cfg.data.batch_size))
-    return preprocessor, model
+    frozen = cfg.model.text_trainable_layers == 0 and bool(schema.text or schema.event_text)
+    encoder = _frozen_encoder(cfg, schema, splits["train"]) if frozen and text_cache else None
+    preprocessor, models, _ = train.build_members(cfg, schema, splits, members=1, text_cache=text_cache,
+                                                  cache_dir=cache_dir, encoder=encoder)
+    return preprocessor, models[0]
 
 
 def fit_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *, seeds: int = 1,
-               text_cache: bool = True, cache_dir: str = "") -> dict[str, Any]:
+               text_cache: bool = True, cache_dir: str | None = None) -> dict[str, Any]:
     """Trains the fusion model as ``train.main`` does (no files) and predicts validation and test.
 
     With ``seeds > 1``, trains that many models (seeds ``train.seed + i``) and
@@ -452,7 +376,7 @@ def bootstrap_auc(y: np.ndarray, probs: dict[str, np.ndarray], n: int = 1000, se
 # -- one comparison ------------------------------------------------------
 def compare(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *, seeds: int = 1,
             peers: list[str] | None = None, bootstrap: int = 1000, text_cache: bool = True,
-            cache_dir: str = "") -> dict[str, Any]:
+            cache_dir: str | None = None) -> dict[str, Any]:
     """The fusion model and the tuned peers on one schema (a modality subset or all).
 
     Returns:
@@ -555,7 +479,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the test set")
     p.add_argument("--no-text-cache", action="store_true",
                    help="run the frozen text encoder inside the model instead of a lookup of its outputs")
-    p.add_argument("--cache-dir", default="", help="directory for text embeddings reused across runs")
+    p.add_argument("--cache-dir", default=None,
+                   help="directory for text embeddings reused across runs (default: data.text_cache_dir; "
+                        "'' for none)")
     p.add_argument("--output-dir", default=None, help="where compare.json goes (default runs/compare-<data>-<time>)")
     return p.parse_args(argv)
 

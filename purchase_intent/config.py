@@ -45,6 +45,9 @@ class DataConfig:
     batch_size: int = 256  # global batch size (split across replicas)
     shuffle_buffer: int = 10_000
     cache: bool = True
+    # Embeddings of the texts a frozen encoder has encoded, reused by later runs on the same
+    # texts (text_embeddings_<hash>.npz; not for the random "tiny" encoder). Empty: no disk cache.
+    text_cache_dir: str = "~/.cache/purchase_intent"
     synthetic_examples: int = 4_000
     # Online Retail task: rolling cut-offs T, label = buys in (T, T + horizon].
     horizon_days: int = 60

@@ -15,13 +15,22 @@ Encoders are named by ``ModelConfig.text_encoder``:
 Only a single text segment is packed, with ``StartEndPacker``: keras-hub's
 ``MultiSegmentPacker`` uses the ``RoundRobinTrim`` op that stock TF Serving
 builds lack.
+
+A frozen encoder is a fixed function of the text: :func:`cached_text_embeddings`
+encodes each distinct text once and keeps the embeddings in memory and on disk
+(``text_embeddings_<key>.npz``), for ``train`` and ``compare`` alike.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
+import os
 import re
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -195,3 +204,116 @@ def encode_texts(tokenizer, backbone, texts: list[str], sequence_length: int,
         width = max(int(mask[idx].sum(1).max()), 1)
         result[idx] = embed(token_ids[idx, :width], mask[idx, :width]).numpy()
     return result[inverse]
+
+
+_MEMO: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()  # cache key -> vectors
+_MEMO_SIZE = 8
+
+
+def encoder_digest(tokenizer, backbone) -> str:
+    """SHA-256 of the tokenizer's vocabulary and the backbone's weights.
+
+    Part of the cache key of :func:`cached_text_embeddings`: a preset directory
+    edited in place, another package version or another random ``tiny``
+    encoder never reads the embeddings of a different one.
+    """
+    h = hashlib.sha256()
+    h.update("\n".join(tokenizer.get_vocabulary()).encode("utf-8"))
+    for w in backbone.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
+
+
+def texts_digest(texts: list[str]) -> str:
+    """SHA-256 of a list of texts (each length-prefixed, so no separator can be ambiguous)."""
+    h = hashlib.sha256()
+    for t in texts:
+        b = t.encode("utf-8")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.hexdigest()
+
+
+def embedding_cache_file(cache_dir: str | Path, key: str) -> Path:
+    """The file of the cached text embeddings of ``key`` (see :func:`cached_text_embeddings`)."""
+    return Path(cache_dir).expanduser() / f"text_embeddings_{key}.npz"
+
+
+def cached_text_embeddings(tokenizer, backbone, texts: list[str], sequence_length: int, *,
+                           spec: str, cache_dir: str | Path = "", what: str = "texts",
+                           progress: bool | None = None) -> np.ndarray:
+    """Mean-pooled embeddings of ``texts`` by a frozen encoder, each distinct text encoded once.
+
+    The distinct texts are encoded by :func:`encode_texts` (batched, a progress
+    bar on a terminal, the time logged) unless an earlier call encoded the same
+    ones: results are kept in memory for the process and, with ``cache_dir``,
+    in ``cache_dir/text_embeddings_<key>.npz``, where ``key`` hashes the encoder
+    spec, ``sequence_length``, :func:`encoder_digest` and the distinct texts.
+
+    Args:
+        tokenizer: the encoder's tokenizer.
+        backbone: the encoder's ``BertBackbone`` (its weights must not change
+            between calls with the same key: frozen).
+        texts: list of str. Texts to embed, repeats allowed.
+        sequence_length: int. Tokens per text, ``[CLS]`` and ``[SEP]`` included.
+        spec: str. The encoder's name (``ModelConfig.text_encoder``).
+        cache_dir: directory of the on-disk cache; empty: memory only.
+        what: str. What the texts are, for the log (e.g. a column name).
+        progress: bool. Show a progress bar; default: when stderr is a terminal.
+
+    Returns:
+        float32 array ``[len(texts), hidden_dim]``.
+    """
+    texts = [str(t) for t in texts]
+    if not texts:
+        return np.zeros((0, backbone.hidden_dim), np.float32)
+    distinct, inverse = np.unique(np.asarray(texts, dtype=object).astype(str), return_inverse=True)
+    key = hashlib.sha256("|".join([spec, str(sequence_length), encoder_digest(tokenizer, backbone),
+                                   texts_digest(distinct.tolist())]).encode()).hexdigest()[:20]
+    vectors = _MEMO.get(key)
+    path = embedding_cache_file(cache_dir, key) if cache_dir else None
+    if vectors is None and path is not None and path.exists():
+        vectors = _read_cache(path, distinct)
+    if vectors is None:
+        t0 = time.perf_counter()
+        vectors = encode_texts(tokenizer, backbone, distinct.tolist(), sequence_length,
+                               progress=sys.stderr.isatty() if progress is None else progress)
+        logger.info("Encoded %d distinct %s (%d tokens) in %.1f s", len(distinct), what,
+                    sequence_length, time.perf_counter() - t0)
+        if path is not None:
+            _write_cache(path, distinct, vectors)
+    _MEMO[key] = vectors
+    _MEMO.move_to_end(key)
+    while len(_MEMO) > _MEMO_SIZE:
+        _MEMO.popitem(last=False)
+    return vectors[inverse]
+
+
+def _read_cache(path: Path, distinct: np.ndarray) -> np.ndarray | None:
+    """The vectors stored in ``path`` if it holds exactly ``distinct``; None (and a warning) otherwise."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            stored, vectors = z["texts"], z["vectors"]
+    except (OSError, ValueError, KeyError) as e:
+        logger.warning("Ignoring unreadable text-embedding cache %s: %s", path, e)
+        return None
+    if stored.shape != distinct.shape or not np.array_equal(stored, distinct.astype(str)):
+        logger.warning("Ignoring text-embedding cache %s: it holds other texts", path)
+        return None
+    logger.info("Loaded %d cached text embeddings from %s", len(stored), path)
+    return vectors.astype(np.float32)
+
+
+def _write_cache(path: Path, distinct: np.ndarray, vectors: np.ndarray) -> None:
+    """Writes the cache file atomically (a temporary file renamed into place); failures only warn."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, texts=distinct.astype(str), vectors=vectors)
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        logger.warning("Text embeddings not cached in %s: %s", path, e)

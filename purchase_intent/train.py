@@ -194,75 +194,189 @@ def build(cfg, schema, splits, strategy=None):
     Returns:
         ``(preprocessor, model)``.
     """
-    preprocessor, models = build_members(cfg, schema, splits, strategy, members=1)
+    preprocessor, models, _ = build_members(cfg, schema, splits, strategy, members=1)
     return preprocessor, models[0]
 
 
-def build_members(cfg, schema, splits, strategy=None, members=None):
+def build_members(cfg, schema, splits, strategy=None, members=None, *, text_cache=False,
+                  cache_dir=None, encoder=None):
     """As :func:`build`, with ``members`` (default ``train.ensemble``) models of one preprocessor.
 
     The members differ in their initial weights (drawn one after the other)
     and share the text encoder and the per-event text tables.
 
+    With ``text_cache``, scalar text and a frozen encoder (``model.text_trainable_layers=0``),
+    the members to fit hold a :class:`~purchase_intent.blocks.CachedTextEncoder`
+    (the encoder's output for each distinct text of all splits, computed once:
+    :func:`cached_scalar_text`) in place of the backbone: training never runs
+    BERT. ``exportable`` then builds the same models around the real backbone
+    and copies the trained weights over, for evaluation and export (raw strings
+    in, texts never seen in training included).
+
+    Args:
+        cfg: the run's :class:`~purchase_intent.config.Config`.
+        schema: the features.
+        splits: ``{"train", "validation", "test"}`` frames.
+        strategy: a ``tf.distribute`` strategy (default: the current one).
+        members: int. Models to build (default ``train.ensemble``).
+        text_cache: bool. Fit on cached embeddings of a frozen scalar-text encoder.
+        cache_dir: directory of the on-disk text-embedding cache (default
+            ``data.text_cache_dir``; never for the random ``tiny`` encoder).
+        encoder: ``(tokenizer, backbone)`` already loaded by :func:`load_encoder`
+            (reused across runs by ``compare``); default: loaded here.
+
     Returns:
-        ``(preprocessor, [model, ...])``.
+        ``(preprocessor, [model, ...], exportable)``: ``exportable(models)``
+        returns the fitted models with the backbone in place of the cached
+        embeddings (the models themselves when there is none).
     """
     members = members or cfg.train.ensemble
     import numpy as np
     import tensorflow as tf
 
     from purchase_intent.model import build_model
-    from purchase_intent.text import encode_texts, load_text_encoder, set_trainable_layers
 
     strategy = strategy or tf.distribute.get_strategy()
     train_df = splits["train"]
     tokenizer = backbone = None
-    tables = {}
-    with strategy.scope():
-        if schema.text or schema.event_text:
-            texts = [t for n in schema.text for t in train_df[n]]
-            texts += [t for n in schema.event_text for seq in train_df[n] for t in seq]
-            t0 = time.perf_counter()
-            tokenizer, backbone = load_text_encoder(
-                cfg.model.text_encoder, texts=texts, tiny_vocab_size=cfg.model.tiny_vocab_size,
-                tiny_hidden_dim=cfg.model.tiny_hidden_dim, tiny_num_layers=cfg.model.tiny_num_layers,
-                max_sequence_length=max(cfg.data.text_sequence_length,
-                                        cfg.data.event_text_sequence_length))
-            logger.info("Text encoder %r: %d parameters, loaded in %.1f s", cfg.model.text_encoder,
-                        backbone.count_params(), time.perf_counter() - t0)
-            set_trainable_layers(backbone, cfg.model.text_trainable_layers)
+    if schema.text or schema.event_text:
+        with strategy.scope():
+            tokenizer, backbone = encoder or load_encoder(cfg, schema, train_df)
+    cache_dir = text_cache_dir(cfg, cache_dir)
     preprocessor = adapt_preprocessor(cfg, schema, splits, tokenizer)
-    for name in schema.event_text:
-        vocab = preprocessor.vocabularies[name]
-        t0 = time.perf_counter()
-        table = np.zeros((preprocessor.vocabulary_size(name), backbone.hidden_dim), np.float32)
-        table[2:] = encode_texts(tokenizer, backbone, vocab, cfg.data.event_text_sequence_length,
-                                 progress=sys.stderr.isatty())
-        tables[name] = table
-        logger.info("Embedded %d distinct %r texts in %.1f s", len(vocab), name,
-                    time.perf_counter() - t0)
+    tables = event_text_tables(cfg, schema, preprocessor, tokenizer, backbone, cache_dir)
+    cached = None
+    if text_cache and schema.text and cfg.model.text_trainable_layers == 0:
+        with strategy.scope():
+            cached = cached_scalar_text(cfg, schema, splits, preprocessor, tokenizer, backbone, cache_dir)
 
     labels = train_df[schema.label].to_numpy()
     # Outside strategy.scope(): pretraining runs on one device (it refuses a MirroredStrategy scope).
     pretrained = pretrain(cfg, schema, preprocessor, train_df, tables)
     steps = -(-len(train_df) // cfg.data.batch_size)
+
+    def make(text_encoder, name):
+        return build_model(cfg.model, preprocessor, backbone=text_encoder if schema.text else None,
+                           event_text_tables=tables, positive_rate=float(labels.mean()), name=name)
+
     models = []
     with strategy.scope():
         for i in range(members):
-            model = build_model(cfg.model, preprocessor,
-                                backbone=backbone if schema.text else None,
-                                event_text_tables=tables, positive_rate=float(labels.mean()),
-                                name="purchase_intent" if members == 1 else f"purchase_intent_{i}")
+            model = make(cached or backbone, "purchase_intent" if members == 1 else f"purchase_intent_{i}")
             if pretrained is not None:
                 from purchase_intent.pretrain import apply_pretrained
 
                 apply_pretrained(model, pretrained.weights)
             compile_model(model, cfg.train, steps_per_epoch=steps)
             models.append(model)
-    logger.info("Model: %d parameters (%d trainable)%s", model.count_params(),
+    logger.info("Model: %d parameters (%d trainable)%s%s", model.count_params(),
                 sum(int(np.prod(w.shape)) for w in model.trainable_weights),
-                f", {members} ensemble members" if members > 1 else "")
-    return preprocessor, models
+                f", {members} ensemble members" if members > 1 else "",
+                "; scalar text through cached embeddings of the frozen encoder" if cached else "")
+
+    def exportable(fitted):
+        if cached is None:
+            return fitted
+        with strategy.scope():
+            twins = [make(backbone, m.name) for m in fitted]
+        for twin, m in zip(twins, fitted):
+            copy_trained_weights(m, twin, skip=backbone.name)
+        return twins
+
+    return preprocessor, models, exportable
+
+
+def load_encoder(cfg, schema, train_df):
+    """The ``(tokenizer, backbone)`` of ``model.text_encoder``, with ``model.text_trainable_layers`` set.
+
+    The ``tiny`` encoder's vocabulary comes from the training split's texts.
+    """
+    from purchase_intent.text import load_text_encoder, set_trainable_layers
+
+    texts = [t for n in schema.text for t in train_df[n]]
+    texts += [t for n in schema.event_text for seq in train_df[n] for t in seq]
+    t0 = time.perf_counter()
+    tokenizer, backbone = load_text_encoder(
+        cfg.model.text_encoder, texts=texts, tiny_vocab_size=cfg.model.tiny_vocab_size,
+        tiny_hidden_dim=cfg.model.tiny_hidden_dim, tiny_num_layers=cfg.model.tiny_num_layers,
+        max_sequence_length=max(cfg.data.text_sequence_length, cfg.data.event_text_sequence_length))
+    logger.info("Text encoder %r: %d parameters, loaded in %.1f s", cfg.model.text_encoder,
+                backbone.count_params(), time.perf_counter() - t0)
+    set_trainable_layers(backbone, cfg.model.text_trainable_layers)
+    return tokenizer, backbone
+
+
+def text_cache_dir(cfg, cache_dir=None) -> str:
+    """The on-disk text-embedding cache to use: ``cache_dir``, else ``data.text_cache_dir``.
+
+    Empty (no disk cache) for the ``tiny`` encoder: random weights, cheap to
+    encode, and test runs stay out of the user's cache.
+    """
+    if cfg.model.text_encoder == "tiny":
+        return ""
+    chosen = cfg.data.text_cache_dir if cache_dir is None else cache_dir
+    return str(Path(chosen).expanduser()) if chosen else ""
+
+
+def event_text_tables(cfg, schema, preprocessor, tokenizer, backbone, cache_dir=""):
+    """Per per-event text column, the frozen table whose row ``i`` embeds lookup id ``i`` (0, 1: zeros)."""
+    import numpy as np
+
+    from purchase_intent.text import cached_text_embeddings
+
+    tables = {}
+    for name in schema.event_text:
+        vocab = preprocessor.vocabularies[name]
+        table = np.zeros((preprocessor.vocabulary_size(name), backbone.hidden_dim), np.float32)
+        table[2:] = cached_text_embeddings(tokenizer, backbone, list(vocab),
+                                           cfg.data.event_text_sequence_length,
+                                           spec=cfg.model.text_encoder, cache_dir=cache_dir,
+                                           what=f"{name!r} texts")
+        tables[name] = table
+    return tables
+
+
+def cached_scalar_text(cfg, schema, splits, preprocessor, tokenizer, backbone, cache_dir=""):
+    """A :class:`~purchase_intent.blocks.CachedTextEncoder` standing in for the frozen ``backbone``.
+
+    Holds the encoder's output for each distinct scalar text of every split
+    (inputs only, no labels: a frozen encoder is a fixed function of the text),
+    keyed by the fingerprint of its token ids as the preprocessor packs them.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    from purchase_intent.blocks import CachedTextEncoder, token_fingerprints
+    from purchase_intent.text import cached_text_embeddings
+
+    distinct = sorted({str(t) for df in splits.values() for n in schema.text for t in df[n]})
+    vectors = cached_text_embeddings(tokenizer, backbone, distinct, cfg.data.text_sequence_length,
+                                     spec=cfg.model.text_encoder, cache_dir=cache_dir,
+                                     what="scalar texts")
+    ids, _ = preprocessor.packer(tokenizer(tf.constant(distinct, dtype=tf.string)))
+    keys, first = np.unique(token_fingerprints(ids.numpy()), return_index=True)  # same tokens, one row
+    return CachedTextEncoder(keys, vectors[first], name="cached_text_encoder")
+
+
+def copy_trained_weights(source, target, skip: str = "") -> None:
+    """Sets every layer of ``target`` that has weights to those of the same-named layer of ``source``.
+
+    Args:
+        source: the fitted model.
+        target: the same model built around other text-encoder layers.
+        skip: str. The one layer of ``target`` that ``source`` lacks (the backbone).
+
+    Raises:
+        ValueError: a layer with weights of either model has no counterpart, or shapes differ.
+    """
+    weights = {layer.name: layer.get_weights() for layer in source.layers if layer.weights}
+    layers = {layer.name: layer for layer in target.layers if layer.weights and layer.name != skip}
+    if set(layers) != set(weights):
+        raise ValueError(f"Cannot copy the weights of {source.name!r} to {target.name!r}: layers only "
+                         f"in the fitted model {sorted(set(weights) - set(layers))}, only in the target "
+                         f"{sorted(set(layers) - set(weights))}")
+    for name, layer in layers.items():
+        layer.set_weights(weights[name])
 
 
 def pretrain(cfg, schema, preprocessor, train_df, tables):
@@ -460,7 +574,7 @@ def main(argv: list[str] | None = None) -> dict:
     schema.save(run_dir / "schema.json")
     train_df, val_df, test_df = splits["train"], splits["validation"], splits["test"]
 
-    preprocessor, members = build_members(cfg, schema, splits, strategy)
+    preprocessor, members, exportable = build_members(cfg, schema, splits, strategy, text_cache=True)
     labels = train_df[schema.label].to_numpy()
 
     # Input pipelines.
@@ -504,6 +618,8 @@ def main(argv: list[str] | None = None) -> dict:
                              callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
         histories.append({k: [float(v) for v in vs] for k, vs in history.history.items()})
     fit_seconds = time.perf_counter() - t0
+    # Evaluated and exported: the fitted weights around the real text encoder (raw strings in).
+    members = exportable(members)
     model = members[0] if len(members) == 1 else average_models(members, preprocessor)
     hist = histories[0]
     (run_dir / "history.json").write_text(json.dumps(hist, indent=2))

@@ -49,6 +49,26 @@ def test_mirrored_strategy_on_two_logical_cpus_with_a_seed_ensemble(tmp_path):
     assert metrics["export"]["max_abs_diff"] < 1e-5
 
 
+def test_frozen_text_with_mirrored_strategy_ensemble_pretraining_and_calibration(tmp_path):
+    """train.main on frozen text: fits on cached embeddings, evaluates and exports the BERT model."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "purchase_intent.train", "--preset", "tiny", "--epochs", "2",
+           "--strategy", "mirrored", "--cpu-replicas", "2", "--output-dir", str(out),
+           "--set", "data.synthetic_examples=400", "--set", "train.ensemble=2",
+           "--set", "model.text_trainable_layers=0", "--set", "train.pretrain_epochs=1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "scalar text through cached embeddings of the frozen encoder" in proc.stderr
+    assert "distinct scalar texts (12 tokens)" in proc.stderr and "Pretrained the behaviour branch" in proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["training"]["replicas"] == 2 and metrics["training"]["ensemble_members"] == 2
+    assert metrics["training"]["calibration"]["method"] == "platt"
+    # Test metrics come from the model that is exported (the real encoder in the graph).
+    assert metrics["export"]["max_abs_diff"] < 1e-5
+    assert metrics["test"]["purchase_intent"]["roc_auc"] > AUC_BAR
+
+
 def test_bad_inputs_give_clear_errors(tmp_path):
     from purchase_intent import train
 
@@ -96,3 +116,48 @@ def test_wide_warmup_fits_the_wide_part_first_and_freezes_it_on_request(freeze):
     assert not np.allclose(deep, model.get_layer("deep_logit").kernel.numpy())
     moved = any(not np.allclose(a, b) for a, b in zip(warmed, after))
     assert moved != freeze, "frozen wide weights moved" if freeze else "wide weights did not train"
+
+
+def _layer_types(model):
+    return {type(layer).__name__ for layer in model.layers}
+
+
+def test_frozen_text_fits_on_cached_embeddings_and_exports_the_backbone(tmp_path):
+    """Fit without BERT; the exported model runs BERT on raw strings, unseen ones included."""
+    import numpy as np
+
+    from purchase_intent import train
+    from purchase_intent.config import get_config
+    from purchase_intent.data.synthetic import SCHEMA, make_synthetic
+    from purchase_intent.export import export_model, load_serving_fn
+    from purchase_intent.pipeline import make_dataset
+    from purchase_intent.preprocessing import raw_batch
+
+    cfg = get_config("tiny", overrides=["model.text_trainable_layers=0", "data.batch_size=32"])
+    df = SCHEMA.validate(make_synthetic(300, seed=5))
+    splits = {"train": df.iloc[:200], "validation": df.iloc[200:250], "test": df.iloc[250:]}
+    preprocessor, (model,), exportable = train.build_members(cfg, SCHEMA, splits, members=1, text_cache=True)
+    # Training never calls the backbone: it is not in the model, the cached lookup is.
+    assert "CachedTextEncoder" in _layer_types(model) and "BertBackbone" not in _layer_types(model)
+    model.fit(make_dataset(splits["train"], SCHEMA, preprocessor, cfg.data, training=True), epochs=1, verbose=0)
+
+    (served_model,) = exportable([model])
+    assert "BertBackbone" in _layer_types(served_model) and "CachedTextEncoder" not in _layer_types(served_model)
+    test_ds = make_dataset(splits["test"], SCHEMA, preprocessor, cfg.data, training=False)
+    p_cached = model.predict(test_ds, verbose=0).reshape(-1)
+    p_model = served_model.predict(test_ds, verbose=0).reshape(-1)
+    np.testing.assert_allclose(p_model, p_cached, atol=1e-5)  # same weights, texts of every split cached
+
+    serve = load_serving_fn(export_model(served_model, preprocessor, tmp_path, version=1))
+    served = serve(**raw_batch(splits["test"], SCHEMA))["purchase_probability"].numpy()
+    np.testing.assert_allclose(served, p_model, atol=1e-5)
+
+    # A query no split has: the export encodes it; the cached lookup would give the zero vector.
+    unseen = splits["test"].head(8).assign(query="mug mug lamp garden cheap kitchen vintage")
+    p_unseen = serve(**raw_batch(unseen, SCHEMA))["purchase_probability"].numpy()
+    p_zero = model.predict(make_dataset(unseen, SCHEMA, preprocessor, cfg.data, training=False),
+                           verbose=0).reshape(-1)
+    assert np.all(np.isfinite(p_unseen)) and np.all((p_unseen > 0) & (p_unseen < 1))
+    assert np.max(np.abs(p_unseen - p_zero)) > 1e-4
+    np.testing.assert_allclose(p_unseen, served_model.predict(
+        make_dataset(unseen, SCHEMA, preprocessor, cfg.data, training=False), verbose=0).reshape(-1), atol=1e-5)

@@ -1,0 +1,179 @@
+"""Training throughput with a scalar text column: no text vs a frozen encoder whose texts are encoded once.
+
+    .venv/bin/python benchmarks/text_speed.py [--examples 3000] [--epochs 3] [--json]
+
+In one process, on synthetic sessions (``purchase_intent.data.synthetic``: a
+scalar ``query`` text column beside behaviour sequences, per-event titles,
+numeric and categorical features), default model configuration, encoder
+``minilm`` if it loads offline, else ``tiny`` (the output says which):
+
+* ``no_text``: the model without the ``query`` column;
+* ``frozen_text``: the model ``python -m purchase_intent.train`` fits with a frozen
+  encoder (``model.text_trainable_layers=0``): each distinct query of all splits
+  encoded once (``frozen_text_encode_s``, no disk cache), then a lookup of the
+  embeddings in every step (:class:`purchase_intent.blocks.CachedTextEncoder`);
+* ``frozen_text_live`` (for reference, a few batches only): the encoder run in
+  every training step, as before;
+* ``lora``: not wired yet (``null``).
+
+The fits alternate one epoch of each variant, so load from other processes
+hits them alike; the first (tracing, cache-filling) epoch is not timed; medians
+of ``--epochs`` epochs, training part only (no validation). The issue's target:
+frozen text at least 50 % of the no-text rate. ``--json`` prints one JSON
+object on stdout (logs go to stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+TARGET_RATIO = 0.5
+LORA_NOTE = "LoRA is not wired yet (issue 12, part 2): no measurement"
+
+
+def load_encoder(cfg, schema, train_df):
+    """``(spec, note, (tokenizer, backbone))``: ``model.text_encoder`` (minilm), or tiny if minilm does not load."""
+    from purchase_intent import train
+    from purchase_intent.text import TextEncoderError
+
+    spec = cfg.model.text_encoder
+    try:
+        return spec, f"{spec}, loaded offline", train.load_encoder(cfg, schema, train_df)
+    except TextEncoderError as e:
+        if spec != "minilm":
+            raise
+        cfg.model.text_encoder = "tiny"
+        return "tiny", f"tiny random BERT: minilm did not load ({e})", train.load_encoder(cfg, schema, train_df)
+
+
+def epoch_seconds(model, ds, steps: int | None = None) -> float:
+    """Seconds of one training epoch of ``model`` over ``ds`` (or its first ``steps`` batches)."""
+    t0 = time.perf_counter()
+    model.fit(ds if steps is None else ds.take(steps), epochs=1, verbose=0)
+    return time.perf_counter() - t0
+
+
+def cached_vs_live(cfg, splits, encoder, n: int = 64) -> float:
+    """Max |cached - live| pooled embedding over ``n`` queries: lookup table vs the backbone in the model."""
+    import numpy as np
+    import tensorflow as tf
+
+    from purchase_intent.blocks import MaskedMeanPool
+    from purchase_intent.text import cached_text_embeddings, make_packer
+
+    tokenizer, backbone = encoder
+    texts = list(dict.fromkeys(splits["test"]["query"]))[:n]
+    cached = cached_text_embeddings(tokenizer, backbone, texts, cfg.data.text_sequence_length,
+                                    spec=cfg.model.text_encoder, progress=False)
+    ids, mask = make_packer(tokenizer, cfg.data.text_sequence_length)(tokenizer(tf.constant(texts)))
+    ids, mask = tf.cast(ids, tf.int32), tf.cast(mask, tf.int32)
+    out = backbone({"token_ids": ids, "segment_ids": tf.zeros_like(ids), "padding_mask": mask})
+    live = MaskedMeanPool()(out["sequence_output"], mask).numpy()
+    return float(np.max(np.abs(cached - live)))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--examples", type=int, default=3000, help="synthetic sessions (train is 70 %%)")
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs per variant, after the first")
+    p.add_argument("--live-steps", type=int, default=3,
+                   help="batches per timed pass of the live-encoder reference (0: skip it)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true", help="print one JSON object only")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import keras
+
+    from purchase_intent import text, train
+    from purchase_intent.config import get_config
+    from purchase_intent.data import load_splits
+    from purchase_intent.pipeline import make_dataset
+    from purchase_intent.schema import FeatureSchema
+
+    t_start = time.perf_counter()
+    cfg = get_config("default", overrides=["data.name=synthetic", f"data.synthetic_examples={args.examples}",
+                                            "model.text_trainable_layers=0", *args.overrides])
+    keras.utils.set_random_seed(cfg.train.seed)
+    schema, splits = load_splits(cfg.data, seed=cfg.train.seed)
+    assert schema.text == ["query"], schema
+    spec, note, encoder = load_encoder(cfg, schema, splits["train"])
+    no_text_schema = FeatureSchema.from_dict({**schema.to_dict(), "text": []})
+
+    # The one-off encoding: every distinct query of every split, nothing cached yet.
+    distinct = sorted({t for df in splits.values() for t in df["query"]})
+    text._MEMO.clear()
+    t0 = time.perf_counter()
+    text.cached_text_embeddings(*encoder, distinct, cfg.data.text_sequence_length, spec=spec, cache_dir="",
+                                what="queries")
+    encode_s = time.perf_counter() - t0
+
+    def fitted_variant(variant_schema, text_cache):
+        keras.utils.set_random_seed(cfg.train.seed)
+        preprocessor, (model,), _ = train.build_members(cfg, variant_schema, splits, members=1,
+                                                        text_cache=text_cache, cache_dir="", encoder=encoder)
+        ds = make_dataset(splits["train"], variant_schema, preprocessor, cfg.data, training=True,
+                          seed=cfg.train.seed)
+        return model, ds
+
+    variants = {"no_text": fitted_variant(no_text_schema, True), "frozen_text": fitted_variant(schema, True)}
+    n = len(splits["train"])
+    times = {k: [] for k in variants}
+    for epoch in range(args.epochs + 1):
+        for name, (model, ds) in variants.items():
+            seconds = epoch_seconds(model, ds)
+            if epoch:
+                times[name].append(seconds)
+            logging.info("%s epoch %d: %.2f s", name, epoch, seconds)
+    rate = {k: n / statistics.median(v) for k, v in times.items()}
+
+    live_rate = None
+    if args.live_steps > 0:  # the encoder in every step: a few batches, it is slow
+        model, ds = fitted_variant(schema, False)
+        epoch_seconds(model, ds, 1)  # tracing
+        live = [epoch_seconds(model, ds, args.live_steps) for _ in range(2)]
+        live_rate = args.live_steps * cfg.data.batch_size / statistics.median(live)
+
+    ratio = rate["frozen_text"] / rate["no_text"]
+    result = {
+        "encoder": spec, "encoder_note": note, "train_examples": n, "batch_size": cfg.data.batch_size,
+        "text_sequence_length": cfg.data.text_sequence_length, "distinct_texts": len(distinct),
+        "timed_epochs": args.epochs,
+        "no_text_ex_per_s": round(rate["no_text"], 1),
+        "frozen_text_ex_per_s": round(rate["frozen_text"], 1),
+        "frozen_text_encode_s": round(encode_s, 2),
+        "frozen_text_live_ex_per_s": None if live_rate is None else round(live_rate, 1),
+        "frozen_vs_no_text": round(ratio, 3), "target_frozen_vs_no_text": TARGET_RATIO,
+        "target_met": bool(ratio >= TARGET_RATIO),
+        "cached_vs_live_embedding_max_abs_diff": cached_vs_live(cfg, splits, encoder),
+        "lora_ex_per_s": None, "lora_note": LORA_NOTE,
+        "epoch_seconds": {k: [round(s, 3) for s in v] for k, v in times.items()},
+        "seconds": round(time.perf_counter() - t_start, 1),
+        "command": "benchmarks/text_speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    if args.json:
+        print(json.dumps(result), flush=True)
+    else:
+        print(f"Encoder {spec} ({note}); {n} training examples, batch {cfg.data.batch_size}, "
+              f"{len(distinct)} distinct queries")
+        for key in ("no_text_ex_per_s", "frozen_text_ex_per_s", "frozen_text_encode_s",
+                    "frozen_text_live_ex_per_s", "frozen_vs_no_text", "target_met",
+                    "cached_vs_live_embedding_max_abs_diff", "lora_ex_per_s"):
+            print(f"{key:<40}{result[key]}")
+        print(LORA_NOTE)
+    return result
+
+
+if __name__ == "__main__":
+    main()
