@@ -128,7 +128,7 @@ MODEL_METRICS = ("roc_auc", "roc_auc_ci95", "pr_auc", "log_loss", "ece", "f1", "
 
 
 def run(datasets: list[str], work_dir: Path, cache_dir: str,
-        extra_overrides: list[str] = ()) -> dict[str, dict]:
+        extra_overrides: list[str] = (), subsets: str = "") -> dict[str, dict]:
     """Runs ``compare --ablations`` on each dataset; returns dataset -> its ``compare.json`` dict.
 
     Args:
@@ -136,6 +136,7 @@ def run(datasets: list[str], work_dir: Path, cache_dir: str,
         work_dir: each dataset's ``compare.json`` goes to ``work_dir/<dataset>/``.
         cache_dir: text embeddings reused across runs.
         extra_overrides: ``KEY=VALUE`` overrides added to every dataset's own.
+        subsets: comma-separated ablation subsets to run (``compare --subsets``); empty: every one.
     """
     from purchase_intent import compare
 
@@ -144,7 +145,8 @@ def run(datasets: list[str], work_dir: Path, cache_dir: str,
         out = work_dir / name
         t0 = time.perf_counter()
         report = compare.main(["--data", name, "--ablations", "--output-dir", str(out),
-                               "--cache-dir", cache_dir, *SETTINGS[name].compare_args(extra_overrides)])
+                               "--cache-dir", cache_dir, *(["--subsets", subsets] if subsets else []),
+                               *SETTINGS[name].compare_args(extra_overrides)])
         report["wall_seconds"] = time.perf_counter() - t0
         reports[name] = report
     return reports
@@ -350,6 +352,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="the .md; the .json goes beside it (same name, suffix .json)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override added to every dataset's own (repeatable)")
+    p.add_argument("--subsets", default="",
+                   help="comma-separated ablation subsets to run, e.g. sequence,all (default: every one)")
     p.add_argument("--render-only", action="store_true",
                    help="rebuild the .md and .json from the compare.json files in --work-dir (no training)")
     args = p.parse_args(argv)
@@ -363,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.render_only:
         reports = {d: json.loads((work_dir / d / "compare.json").read_text()) for d in datasets}
     else:
-        reports = run(datasets, work_dir, args.cache_dir, args.overrides)
+        reports = run(datasets, work_dir, args.cache_dir, args.overrides, args.subsets)
     summaries = {name: summarise(name, rep) for name, rep in reports.items()}
     out = Path(args.out)
     out.write_text(render(reports, summaries))
