@@ -10,7 +10,10 @@ package is stood in for by an empty package object with TensorFlow's own
 ``sys.modules``; a later ``import tensorflow`` runs normally and reuses
 these same modules (one descriptor pool, one class per message type).
 
-If TensorFlow is already imported, the modules are imported as usual.
+If TensorFlow is already imported, the modules are imported as usual. The
+stand-in is in ``sys.modules`` only while this module first loads (about
+0.1 s): a second thread importing TensorFlow at that very moment would see it,
+so import the client at start-up, not from worker threads racing TensorFlow.
 
 Examples:
 
