@@ -5,7 +5,7 @@
 
 The default model (Online Retail, MiniLM per-event text table) is exported by
 ``python -m purchase_intent.train`` (one epoch is enough: latency does not depend
-on the weights). The local server (``purchase_intent.serving.server``) runs in its
+on the weights). The local server (``purchase_intent.serving.local``) runs in its
 own process on a free loopback port; the clients are threads of this process,
 each with its own channel, sending prepared ``PredictRequest`` protos built from
 test examples (fixed sequence width 50, as the client sends them). For each
@@ -50,8 +50,8 @@ def default_export(workdir: Path) -> Path:
 
 def start_server(model_dir: Path, port: int) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "purchase_intent.serving.server", "--model-base-path", str(model_dir),
-         "--model-name", MODEL, "--port", str(port), "--poll-seconds", "0"],
+        [sys.executable, "-m", "purchase_intent.serving.local", "--model-base-path", str(model_dir),
+         "--model-name", MODEL, "--port", str(port), "--no-rest", "--poll-seconds", "0"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     return proc

@@ -3,7 +3,8 @@
 Layout: ``<base_dir>/<model_name>/<version>/`` with ``saved_model.pb``,
 ``variables/`` and ``assets.extra/`` (schema, threshold, metrics, config).
 A version is written to a hidden temporary folder beside it and renamed into
-place, so a polling server never sees a half-written version.
+place, so a polling server never sees a half-written version; the version
+folder is made mode 0755 (readable by a model server running as another user).
 
 Loading the export needs ``import tensorflow_text`` when the schema has
 scalar text (WordPiece runs in the graph).
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 SIGNATURE = "serving_default"
 OUTPUT_KEY = "purchase_probability"
+VERSION_DIR_MODE = 0o755  # TF Serving often runs as another (non-root) user than the trainer
 
 
 def existing_versions(model_dir: str | Path) -> list[int]:
@@ -107,6 +109,7 @@ def export_model(model: keras.Model, preprocessor: Preprocessor, base_dir: str |
 
             write_warmup_requests(tmp, warmup_examples, model_name, n=warmup_records,
                                   schema=preprocessor.feature_schema)
+        os.chmod(tmp, VERSION_DIR_MODE)  # mkdtemp made it 0700: unreadable for a model server user
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -76,18 +76,10 @@ class Predictor:
         self._fn = load_serving_fn(path)
 
     def _tensors(self, valid: pd.DataFrame) -> dict:
-        import tensorflow as tf
-
         from purchase_intent.serving.client import frame_to_arrays
+        from purchase_intent.serving.codec import to_tensors
 
-        arrays = frame_to_arrays(valid, self.schema, sequence_length=None)
-        out = {}
-        for name, arr in arrays.items():
-            if arr.dtype == object:
-                out[name] = tf.constant(arr.astype(str))
-            else:
-                out[name] = tf.constant(arr, tf.float32)
-        return out
+        return to_tensors(frame_to_arrays(valid, self.schema, sequence_length=None))
 
     def predict(self, df: pd.DataFrame, *, batch_size: int = 512, validate: bool = True,
                 progress: bool | None = False) -> np.ndarray:

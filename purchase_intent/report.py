@@ -430,8 +430,8 @@ def serving_commands(version_dir: str | Path, model_name: str = "purchase_intent
     return {
         "offline scoring": (f"python -m purchase_intent.predict --model {version_dir} "
                             "--input customers.csv --output scored.csv"),
-        "local gRPC server": (f"python -m purchase_intent.serving.server --model-base-path {base} "
-                              f"--model-name {model_name} --port 8500"),
+        "local server (gRPC, REST)": (f"python -m purchase_intent.serving.local --model-base-path {base} "
+                                      f"--model-name {model_name} --port 8500 --rest-port 8501"),
         "score over gRPC": (f"python -m purchase_intent.serving.score --target localhost:8500 "
                             f"--input customers.csv --output scored.csv "
                             f"--threshold {version_dir / 'assets.extra' / 'threshold.json'}"),
@@ -454,8 +454,8 @@ def run_summary(run_dir: str | Path) -> str:
         cmds = serving_commands(export, model_name)
         lines += [f"SavedModel:     {export}", "",
                   "Score a CSV offline (no server):", f"  {cmds['offline scoring']}",
-                  "Start the local gRPC server (development stand-in for TF Serving):",
-                  f"  {cmds['local gRPC server']}",
+                  "Start the local server, gRPC and REST (development stand-in for TF Serving):",
+                  f"  {cmds['local server (gRPC, REST)']}",
                   "Then score over gRPC, from the shell:", f"  {cmds['score over gRPC']}",
                   "or from Python:",
                   "  from purchase_intent.serving import PurchaseIntentClient",

@@ -1,11 +1,15 @@
-"""Shared fixtures: one tiny end-to-end training run reused by several test modules."""
+"""Shared fixtures: one tiny end-to-end training run and one tiny served export, reused by test modules."""
 
 import json
 import os
+import shutil
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SERVING_MODEL = "purchase_intent"
+SERVING_WARMUP_RECORDS = 6
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +25,62 @@ def tiny_run(tmp_path_factory):
 def read_json(path):
     with open(path) as f:
         return json.load(f)
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """A tiny untrained model exported as version 1 (with warm-up records), and its expected outputs.
+
+    ``sample`` holds an empty session (row 0), an unseen category (1), a
+    missing number (2) and sessions longer than the client's 200 events (3).
+    """
+    import keras
+    import numpy as np
+
+    from purchase_intent.config import get_config
+    from purchase_intent.data import load_splits
+    from purchase_intent.export import export_model
+    from purchase_intent.preprocessing import raw_batch
+    from purchase_intent.train import build
+
+    cfg = get_config("tiny")
+    cfg.data.synthetic_examples = 300
+    keras.utils.set_random_seed(0)
+    schema, splits = load_splits(cfg.data, seed=0)
+    pre, model = build(cfg, schema, splits)
+    sample = splits["test"].head(24).copy().reset_index(drop=True)
+    for col in schema.sequence_like:  # an empty session
+        sample.at[0, col] = []
+    sample.at[1, "device"] = "smart-fridge"  # an unseen category
+    sample.at[2, "session_minutes"] = np.nan  # a missing number
+    long = [f"sku{i}" for i in range(250)]  # longer than the client's 200 events and the model's 12
+    sample.at[3, "item_id"] = long
+    sample.at[3, "event_type"] = ["view"] * 250
+    sample.at[3, "item_title"] = ["red mug sale"] * 250
+    expected = model(pre(raw_batch(sample, schema)), training=False).numpy().reshape(-1)
+    assert np.std(expected) > 1e-4, "the tiny model should not be constant"
+    base = tmp_path_factory.mktemp("models")
+    # The exporter writes the warm-up records into the version before it becomes visible.
+    vdir = export_model(model, pre, base, SERVING_MODEL, 1,
+                        extra_assets={"schema.json": schema.to_dict(), "threshold.json": {"threshold": 0.25}},
+                        warmup_examples=splits["validation"].head(20), warmup_records=SERVING_WARMUP_RECORDS)
+    return {"model": model, "pre": pre, "schema": schema, "sample": sample, "expected": expected,
+            "base": base, "vdir": vdir, "splits": splits}
+
+
+@pytest.fixture(scope="session")
+def two_version_server(exported, tmp_path_factory):
+    """A local server (gRPC and REST on free ports) with versions 1 and 2 of ``exported``.
+
+    Labels: stable=1, canary=2; the default version is 2. Both versions are
+    the same model, so either answers ``exported["expected"]``.
+    """
+    from purchase_intent.serving.local import start_server
+
+    base = tmp_path_factory.mktemp("two_versions") / SERVING_MODEL
+    for version in (1, 2):
+        shutil.copytree(exported["vdir"], base / str(version))
+    server = start_server(base, SERVING_MODEL, port=0, rest_port=0, poll_seconds=0, warmup=False,
+                          version_labels={"stable": 1, "canary": 2})
+    yield server
+    server.stop()

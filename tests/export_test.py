@@ -44,6 +44,14 @@ def _version_dir(run_dir):
     return model_dir / "1"
 
 
+def test_version_folder_is_readable_by_other_users(tiny_run):
+    import stat
+
+    run_dir, _ = tiny_run
+    vdir = _version_dir(run_dir)
+    assert stat.S_IMODE(vdir.stat().st_mode) == 0o755  # not mkdtemp's 0700: TF Serving may run as another user
+
+
 def metrics_schema_names(extra):
     from purchase_intent.schema import FeatureSchema
 

@@ -41,7 +41,8 @@ def two_models(tmp_path_factory):
 
 def test_eight_clients_500_requests_each_with_a_version_swap(two_models, capsys):
     from purchase_intent.export import export_model
-    from purchase_intent.serving import PurchaseIntentClient, start_server
+    from purchase_intent.serving import PurchaseIntentClient
+    from purchase_intent.serving.local import start_server
     from purchase_intent.serving.client import frame_to_arrays
 
     schema, sample, base = two_models["schema"], two_models["sample"], two_models["base"]

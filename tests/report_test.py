@@ -42,7 +42,7 @@ def test_tiny_run_writes_real_figures_and_report(tiny_run):
     for model in metrics["test"]:
         assert model in md and model in page
     assert metrics["export"]["path"] in md
-    assert "purchase_intent.serving.server" in md
+    assert "purchase_intent.serving.local" in md
 
 
 def test_predictions_file_matches_metrics(tiny_run):

@@ -127,7 +127,7 @@ def test_killed_export_leaves_no_loadable_version(tmp_path):
     assert (model_dir / leftovers[0] / "saved_model.pb").exists()  # half a version, hidden
     assert existing_versions(model_dir) == [1]  # what a server would load
 
-    from purchase_intent.serving import start_server
+    from purchase_intent.serving.local import start_server
 
     with start_server(model_dir, "purchase_intent", port=0, poll_seconds=0) as server:
         assert server.manager.loaded_versions == [1]

@@ -29,7 +29,7 @@ def tiny(tmp_path_factory):
     import keras
 
     from purchase_intent.export import export_model
-    from purchase_intent.serving import start_server
+    from purchase_intent.serving.local import start_server
     from purchase_intent.train import build
 
     cfg = get_config("tiny")

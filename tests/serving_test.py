@@ -1,9 +1,12 @@
-"""Serving: gRPC client, local server (hot swap, errors, labels), warm-up records, score CLI.
+"""Serving: gRPC client against the local server (hot swap, errors, labels), warm-up records,
+score CLI, deployment files. The local server's protocol parity with TF Serving is tested
+with hand-written requests in local_grpc_test.py and local_rest_test.py.
 
 Every server binds a free loopback port and is stopped in teardown; every
 client call carries a deadline.
 """
 
+import json
 import os
 import re
 import shutil
@@ -13,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -22,7 +26,7 @@ import pytest
 
 MODEL = "purchase_intent"
 REPO = Path(__file__).resolve().parents[1]
-N_WARMUP = 6
+N_WARMUP = 6  # conftest.SERVING_WARMUP_RECORDS, the exported fixture's
 
 
 def _free_port() -> int:
@@ -42,44 +46,8 @@ def _wait_for(predicate, timeout: float, what: str):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A tiny untrained model exported as version 1 (with warm-up records), and its expected outputs."""
-    import keras
-
-    from purchase_intent.config import get_config
-    from purchase_intent.data import load_splits
-    from purchase_intent.export import export_model
-    from purchase_intent.preprocessing import raw_batch
-    from purchase_intent.train import build
-
-    cfg = get_config("tiny")
-    cfg.data.synthetic_examples = 300
-    keras.utils.set_random_seed(0)
-    schema, splits = load_splits(cfg.data, seed=0)
-    pre, model = build(cfg, schema, splits)
-    sample = splits["test"].head(24).copy().reset_index(drop=True)
-    for col in schema.sequence_like:  # an empty session
-        sample.at[0, col] = []
-    sample.at[1, "device"] = "smart-fridge"  # an unseen category
-    sample.at[2, "session_minutes"] = np.nan  # a missing number
-    long = [f"sku{i}" for i in range(70)]  # longer than the client's 50 events and the model's 12
-    sample.at[3, "item_id"] = long
-    sample.at[3, "event_type"] = ["view"] * 70
-    sample.at[3, "item_title"] = ["red mug sale"] * 70
-    expected = model(pre(raw_batch(sample, schema)), training=False).numpy().reshape(-1)
-    assert np.std(expected) > 1e-4, "the tiny model should not be constant"
-    base = tmp_path_factory.mktemp("models")
-    # The exporter writes the warm-up records into the version before it becomes visible.
-    vdir = export_model(model, pre, base, MODEL, 1,
-                        extra_assets={"schema.json": schema.to_dict(), "threshold.json": {"threshold": 0.25}},
-                        warmup_examples=splits["validation"].head(20), warmup_records=N_WARMUP)
-    return {"model": model, "pre": pre, "schema": schema, "sample": sample, "expected": expected,
-            "base": base, "vdir": vdir, "splits": splits}
-
-
-@pytest.fixture(scope="module")
 def server(exported):
-    from purchase_intent.serving import start_server
+    from purchase_intent.serving.local import start_server
 
     srv = start_server(exported["base"] / MODEL, MODEL, port=0, poll_seconds=0.5, max_batch=64,
                        max_request_bytes=1024 * 1024, version_labels={"stable": 1, "canary": 2})
@@ -156,7 +124,8 @@ ERROR_CASES = {
     "unknown version": ({"version": 99}, None, grpc.StatusCode.NOT_FOUND, ["version 99", "[1]"]),
     "label of an unloaded version": ({"version_label": "canary"}, None, grpc.StatusCode.NOT_FOUND,
                                      ["canary", "version 2"]),
-    "unknown label": ({"version_label": "beta"}, None, grpc.StatusCode.NOT_FOUND, ["'beta'"]),
+    "unknown label": ({"version_label": "beta"}, None, grpc.StatusCode.INVALID_ARGUMENT,
+                      ["Unrecognized servable version label: beta"]),
     "missing input": ({}, _drop("query"), grpc.StatusCode.INVALID_ARGUMENT, ["missing", "'query'"]),
     "unknown input": ({}, lambda a: {**a, "qurey": a["query"]}, grpc.StatusCode.INVALID_ARGUMENT,
                       ["unknown input", "'qurey'"]),
@@ -196,25 +165,15 @@ def test_bad_requests_get_clear_errors_and_server_keeps_answering(case, server, 
     np.testing.assert_allclose(client.predict(exported["sample"]), exported["expected"], atol=1e-5)
 
 
-def test_unimplemented_methods_and_status_errors(server, client):
-    from tensorflow_serving.apis import classification_pb2, get_model_status_pb2
-
+def test_status_errors(server):
     from purchase_intent.serving import PurchaseIntentClient, ServingError
 
-    request = classification_pb2.ClassificationRequest()
-    request.model_spec.name = MODEL
-    with pytest.raises(grpc.RpcError) as info:
-        client._predict_stub.Classify(request, timeout=10)
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    status = get_model_status_pb2.GetModelStatusRequest()
-    status.model_spec.name = "nope"
-    with pytest.raises(grpc.RpcError) as info:
-        client._model_stub.GetModelStatus(status, timeout=10)
-    assert info.value.code() == grpc.StatusCode.NOT_FOUND
-    with PurchaseIntentClient(server.target, MODEL, version=42, timeout=10.0) as c:
-        with pytest.raises(ServingError) as info:
-            c.status()
-    assert info.value.code == grpc.StatusCode.NOT_FOUND and "42" in str(info.value)
+    for kwargs in ({"model_name": "nope"}, {"version": 42}):
+        with PurchaseIntentClient(server.target, **{"model_name": MODEL, **kwargs}, timeout=10.0) as c:
+            with pytest.raises(ServingError) as info:
+                c.status()
+        assert info.value.code == grpc.StatusCode.NOT_FOUND
+    assert "42" in str(info.value)
 
 
 def test_client_retries_unavailable_then_gives_up():
@@ -232,7 +191,8 @@ def test_client_retries_unavailable_then_gives_up():
 
 
 def test_client_retry_reaches_a_server_that_starts_late(exported):
-    from purchase_intent.serving import PurchaseIntentClient, start_server
+    from purchase_intent.serving import PurchaseIntentClient
+    from purchase_intent.serving.local import start_server
 
     port = _free_port()
     result = {}
@@ -264,8 +224,10 @@ def test_hot_swap_to_new_version_without_failed_requests(exported, tmp_path):
     from tensorflow_serving.apis import model_pb2
 
     from purchase_intent.export import export_model
-    from purchase_intent.serving import PurchaseIntentClient, start_server
-    from purchase_intent.serving.client import OUTPUT_KEY, tensor_proto_to_ndarray
+    from purchase_intent.serving import PurchaseIntentClient
+    from purchase_intent.serving.local import start_server
+    from purchase_intent.serving.client import OUTPUT_KEY
+    from purchase_intent.serving.codec import tensor_proto_to_ndarray
 
     model_dir = tmp_path / MODEL
     shutil.copytree(exported["vdir"], model_dir / "1")
@@ -340,7 +302,8 @@ def test_hot_swap_to_new_version_without_failed_requests(exported, tmp_path):
 
 
 def test_broken_version_does_not_replace_a_good_one(exported, tmp_path):
-    from purchase_intent.serving import PurchaseIntentClient, start_server
+    from purchase_intent.serving import PurchaseIntentClient
+    from purchase_intent.serving.local import start_server
     from purchase_intent.serving.warmup import write_warmup_requests
 
     model_dir = tmp_path / MODEL
@@ -439,14 +402,16 @@ def test_server_cli_starts_answers_and_stops_on_sigterm(exported):
     from purchase_intent.serving import PurchaseIntentClient
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "purchase_intent.serving.server", "--model-base-path",
-         str(exported["base"] / MODEL), "--port", "0", "--version-labels", "stable=1"],
+        [sys.executable, "-m", "purchase_intent.serving.local", "--model-base-path",
+         str(exported["base"] / MODEL), "--port", "0", "--rest-port", "0", "--version-labels", "stable=1"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     try:
         line = proc.stdout.readline()  # printed once the model is loaded and the port bound
-        match = re.search(r" on (127\.0\.0\.1:\d+) ", line)
+        match = re.search(r" on (127\.0\.0\.1:\d+) \(gRPC\) and (http://127\.0\.0\.1:\d+) \(REST\)", line)
         assert match and "stand-in for TF Serving" in line, line
+        with urllib.request.urlopen(f"{match.group(2)}/v1/models/{MODEL}", timeout=20) as response:
+            assert json.load(response)["model_version_status"][0]["state"] == "AVAILABLE"
         with PurchaseIntentClient(match.group(1), MODEL, version_label="stable", timeout=20.0) as c:
             np.testing.assert_allclose(c.predict(exported["sample"]), exported["expected"], atol=1e-5)
         proc.send_signal(signal.SIGTERM)
@@ -458,7 +423,7 @@ def test_server_cli_starts_answers_and_stops_on_sigterm(exported):
 
 
 def test_deployment_config_files():
-    from purchase_intent.serving.server import parse_size, read_model_config
+    from purchase_intent.serving.local.server import parse_size, read_model_config
 
     conf = read_model_config(REPO / "serving" / "models.config", MODEL)
     assert conf["version_labels"] == {"stable": 1, "canary": 2}
@@ -469,9 +434,19 @@ def test_deployment_config_files():
                  "--monitoring_config_file=/config/monitoring.config",
                  "--allow_version_labels_for_unavailable_models", "8500:8500", "8501:8501"):
         assert flag in compose, flag
-    batching = (REPO / "serving" / "batching.config").read_text()
-    assert re.search(r"^max_batch_size \{ value: \d+ \}", batching, re.M)
-    assert re.search(r"^num_batch_threads \{ value: 2 \}", batching, re.M)
+    # Requests up to the client's chunk are accepted and split into executions of 64 rows;
+    # padding stays off: the client sends every sequence at one fixed width.
+    import inspect
+
+    from purchase_intent.serving.client import PurchaseIntentClient
+
+    config = (REPO / "serving" / "batching.config").read_text()
+    batching = dict(re.findall(r"^(\w+)(?: \{ value: |: )(\w+)", config, re.M))
+    client_chunk = inspect.signature(PurchaseIntentClient).parameters["max_batch"].default
+    assert int(batching["max_batch_size"]) >= client_chunk
+    assert batching["enable_large_batch_splitting"] == "true"
+    assert int(batching["max_execution_batch_size"]) == 64
+    assert batching["pad_variable_length_inputs"] == "false" and batching["num_batch_threads"] == "2"
     monitoring = (REPO / "serving" / "monitoring.config").read_text()
     assert 'path: "/monitoring/prometheus/metrics"' in monitoring and "enable: true" in monitoring
     assert parse_size("8MB") == 8 * 1024 * 1024 and parse_size("512KB") == 512 * 1024

@@ -1,11 +1,12 @@
-"""gRPC client for a model served by TF Serving (or the local stand-in in ``server.py``).
+"""gRPC client for a model served by TF Serving (or the local stand-in, ``serving/local/``).
 
 Requests are built from the feature schema: one ``TensorProto`` per raw
 feature, under the feature's own name (``request.inputs["query"]``, ...),
 with ``model_spec.signature_name = "serving_default"`` and a deadline on
 every call, as in ``tensorflow_serving/example/resnet_client_grpc.py``.
 The model does its own preprocessing, so the client only validates and packs
-raw values.
+raw values. Importing it loads neither TensorFlow nor Keras (the protobuf
+modules come from ``protos.py``, tensors are packed by ``codec.py``).
 
 Examples:
 
@@ -27,46 +28,32 @@ from typing import Any, Iterable, Mapping
 import grpc
 import numpy as np
 import pandas as pd
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-from tensorflow_serving.apis import (
+
+from purchase_intent.schema import FeatureSchema
+from purchase_intent.serving.codec import dtype_name, ndarray_to_tensor_proto, tensor_proto_to_ndarray
+from purchase_intent.serving.protos import (
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
+    tensor_pb2,
 )
-
-from purchase_intent.schema import FeatureSchema
 
 logger = logging.getLogger(__name__)
 
 SIGNATURE = "serving_default"  # same constants as purchase_intent.export (kept import-light)
 OUTPUT_KEY = "purchase_probability"
 # Events per sequence in a request. Every request gets exactly this width, so
-# TF Serving's batching never pads the events dimension (it would pad with the
-# request's first element, i.e. a real event; see serving/batching.config).
+# requests that TF Serving's batching puts together always have equal shapes
+# (serving/batching.config keeps pad_variable_length_inputs off: TF Serving
+# would pad with the tensor's first value, a real event, not ""). Raw gRPC or
+# REST callers must send this same width for the same reason.
 # Keep it >= the model's data.max_sequence_length and data.max_history_length
 # (data.events_kept()): the model only reads that many most recent events, so
 # dropping older ones is lossless.
 DEFAULT_SEQUENCE_LENGTH = 200
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-
-_NUMPY_TO_DT = {
-    np.dtype(np.float32): types_pb2.DT_FLOAT,
-    np.dtype(np.float64): types_pb2.DT_DOUBLE,
-    np.dtype(np.int32): types_pb2.DT_INT32,
-    np.dtype(np.int64): types_pb2.DT_INT64,
-    np.dtype(np.bool_): types_pb2.DT_BOOL,
-}
-_DT_TO_NUMPY = {v: k for k, v in _NUMPY_TO_DT.items()}
-_DT_VAL_FIELD = {
-    types_pb2.DT_FLOAT: "float_val",
-    types_pb2.DT_DOUBLE: "double_val",
-    types_pb2.DT_INT32: "int_val",
-    types_pb2.DT_INT64: "int64_val",
-    types_pb2.DT_BOOL: "bool_val",
-    types_pb2.DT_STRING: "string_val",
-}
 
 
 class ServingError(RuntimeError):
@@ -90,81 +77,7 @@ class ServingError(RuntimeError):
                          f"{code.name}: {details}")
 
 
-# -- tensors -----------------------------------------------------------------
-
-def dtype_name(dtype: int) -> str:
-    """``types_pb2.DT_FLOAT`` -> ``"DT_FLOAT"``."""
-    try:
-        return types_pb2.DataType.Name(dtype)
-    except ValueError:
-        return f"DataType({dtype})"
-
-
-def ndarray_to_tensor_proto(array: Any) -> tensor_pb2.TensorProto:
-    """A numpy array (or nested lists) -> ``TensorProto``, without TensorFlow ops.
-
-    Strings (``str``/``bytes``/object arrays) become ``DT_STRING`` (UTF-8);
-    numbers keep their numpy dtype (float32 -> ``DT_FLOAT``, float64 ->
-    ``DT_DOUBLE``, ...), packed in ``tensor_content`` like ``tf.make_tensor_proto``.
-
-    Raises:
-        ValueError: a dtype with no TensorFlow counterpart here.
-    """
-    arr = np.asarray(array)
-    proto = tensor_pb2.TensorProto(
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in arr.shape]))
-    if arr.dtype.kind in "OUS":
-        proto.dtype = types_pb2.DT_STRING
-        proto.string_val.extend(
-            v if isinstance(v, bytes) else str(v).encode("utf-8") for v in arr.reshape(-1).tolist())
-        return proto
-    if arr.dtype not in _NUMPY_TO_DT:
-        raise ValueError(f"Cannot send numpy dtype {arr.dtype} (use float32, int64, str, ...)")
-    proto.dtype = _NUMPY_TO_DT[arr.dtype]
-    proto.tensor_content = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
-    return proto
-
-
-def tensor_proto_to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
-    """``TensorProto`` -> numpy array; strings come back as an object array of ``bytes``.
-
-    Follows TensorFlow's rules: ``tensor_content`` must hold exactly the shape's
-    values; a shorter ``*_val`` list is extended with its last value.
-
-    Raises:
-        ValueError: unknown rank, negative dimensions, an unsupported dtype or
-            a value count that does not fit the shape.
-    """
-    shape_proto = proto.tensor_shape
-    if shape_proto.unknown_rank:
-        raise ValueError("the tensor has an unknown rank")
-    shape = tuple(int(d.size) for d in shape_proto.dim)
-    if any(d < 0 for d in shape):
-        raise ValueError(f"the tensor has a negative dimension: {list(shape)}")
-    n = int(np.prod(shape, dtype=np.int64))
-    field = _DT_VAL_FIELD.get(proto.dtype)
-    if field is None:
-        raise ValueError(f"unsupported dtype {dtype_name(proto.dtype)}")
-    if proto.dtype == types_pb2.DT_STRING:
-        values = list(proto.string_val)
-        arr = np.empty(len(values), dtype=object)
-        arr[:] = values
-    elif proto.tensor_content:
-        np_dtype = _DT_TO_NUMPY[proto.dtype].newbyteorder("<")
-        if len(proto.tensor_content) != n * np_dtype.itemsize:
-            raise ValueError(f"tensor_content has {len(proto.tensor_content)} bytes, the shape "
-                             f"{list(shape)} of {dtype_name(proto.dtype)} needs {n * np_dtype.itemsize}")
-        return np.frombuffer(proto.tensor_content, dtype=np_dtype).astype(
-            _DT_TO_NUMPY[proto.dtype]).reshape(shape)
-    else:
-        arr = np.asarray(getattr(proto, field), dtype=_DT_TO_NUMPY[proto.dtype])
-    if len(arr) == n:
-        return arr.reshape(shape)
-    if 0 < len(arr) < n:
-        return np.concatenate([arr, np.repeat(arr[-1:], n - len(arr))]).reshape(shape)
-    raise ValueError(f"{len(arr)} values do not fit the shape {list(shape)} ({n} values)")
-
+# -- tables -> arrays ---------------------------------------------------------
 
 def schema_from_signature(inputs: Mapping[str, Mapping[str, Any]]) -> FeatureSchema:
     """A schema that validates and packs inputs for a signature.

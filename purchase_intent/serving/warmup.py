@@ -6,8 +6,8 @@ requests do not pay for lazy initialisation (see
 ``tensorflow_serving/example/resnet_warmup.py``). It reads at most 1000
 records. Write the file into the version folder before it becomes visible:
 the exporter calls :func:`write_warmup_requests` on its temporary folder,
-then renames it into place. The local server (``server.py``) replays the same
-file at load.
+then renames it into place. The local server (``serving/local/``) replays the
+same file at load.
 
 Examples:
 
@@ -25,15 +25,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from purchase_intent.schema import FeatureSchema
-from purchase_intent.serving.client import (
-    DEFAULT_SEQUENCE_LENGTH,
-    SIGNATURE,
-    frame_to_arrays,
-    ndarray_to_tensor_proto,
-)
+from purchase_intent.serving.client import DEFAULT_SEQUENCE_LENGTH, SIGNATURE, frame_to_arrays
+from purchase_intent.serving.codec import ndarray_to_tensor_proto
+from purchase_intent.serving.protos import predict_pb2, prediction_log_pb2
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,188 @@
+"""local/grpc_api.py: the local server answers hand-written gRPC calls as TF Serving does.
+
+Requests are built from tensorflow-serving-api protos only (no package code);
+each status-code case cites the TF Serving source it follows. The server
+(conftest ``two_version_server``) serves versions 1 and 2 of one tiny export.
+"""
+
+import grpc
+import numpy as np
+import pandas as pd
+import pytest
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
+
+MODEL = "purchase_intent"
+OUTPUT = "purchase_probability"
+
+
+def string_tensor(rows, events: bool = False) -> tensor_pb2.TensorProto:
+    """A DT_STRING tensor: strings ``[batch]``, or event lists ``[batch, events]`` right-padded with ""."""
+    if events:
+        width = max([len(r) for r in rows] + [1])
+        rows = [r + [""] * (width - len(r)) for r in rows]
+        shape, flat = [len(rows), width], [v for r in rows for v in r]
+    else:
+        shape, flat = [len(rows)], list(rows)
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING, string_val=[str(v).encode("utf-8") for v in flat],
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape]))
+
+
+def float_tensor(values) -> tensor_pb2.TensorProto:
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_FLOAT, float_val=[float(v) for v in values],
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(
+            size=len(values))]))
+
+
+def raw_rows(exported):
+    """The fixture's sample plus an empty event inside a session and a float-looking category.
+
+    Returns the frame and the in-memory model's probabilities of exactly these raw values.
+    """
+    from purchase_intent.preprocessing import raw_batch
+
+    sample = pd.concat([exported["sample"], exported["sample"].iloc[[5]]], ignore_index=True)
+    row = len(sample) - 1
+    sample.at[row, "item_id"] = ["sku1", "", "sku2"]
+    sample.at[row, "event_type"] = ["view", "", "cart"]
+    sample.at[row, "item_title"] = ["red mug", "", "blue mug"]
+    sample.at[row, "country"] = "3.0"
+    schema = exported["schema"]
+    expected = exported["model"](exported["pre"](raw_batch(sample, schema)), training=False)
+    return sample, np.asarray(expected).reshape(-1)
+
+
+def predict_request(sample, schema, **spec) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = spec.pop("name", MODEL)
+    for key, value in spec.items():
+        if key == "version":
+            request.model_spec.version.value = value
+        else:
+            setattr(request.model_spec, key, value)
+    for name in schema.text + schema.categorical:
+        request.inputs[name].CopyFrom(string_tensor(list(sample[name])))
+    for name in schema.sequence_like:
+        request.inputs[name].CopyFrom(string_tensor([list(v) for v in sample[name]], events=True))
+    for name in schema.numeric:
+        request.inputs[name].CopyFrom(float_tensor(list(sample[name])))
+    return request
+
+
+@pytest.fixture(scope="module")
+def stubs(two_version_server):
+    with grpc.insecure_channel(two_version_server.target) as channel:
+        yield (prediction_service_pb2_grpc.PredictionServiceStub(channel),
+               model_service_pb2_grpc.ModelServiceStub(channel))
+
+
+def call_error(fn, request) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        fn(request, timeout=30)
+    return info.value
+
+
+def test_predict_equals_in_memory_model(stubs, exported):
+    predict, _ = stubs
+    sample, expected = raw_rows(exported)
+    for spec in ({}, {"version": 1}, {"version_label": "canary"}):
+        response = predict.Predict(predict_request(sample, exported["schema"], **spec), timeout=30)
+        out = response.outputs[OUTPUT]
+        assert out.dtype == types_pb2.DT_FLOAT and [d.size for d in out.tensor_shape.dim] == [len(sample)]
+        np.testing.assert_allclose(np.array(out.float_val, np.float32), expected, atol=1e-5)
+        assert response.model_spec.version.value == spec.get("version", 2)
+
+
+def test_empty_batch_is_ok_with_shape_0(stubs, exported):
+    """TF Serving runs the signature on zero rows; the answer has shape [0]."""
+    predict, _ = stubs
+    response = predict.Predict(predict_request(exported["sample"].head(0), exported["schema"]), timeout=30)
+    assert [d.size for d in response.outputs[OUTPUT].tensor_shape.dim] == [0]
+    assert list(response.outputs[OUTPUT].float_val) == []
+
+
+def test_unknown_version_label_is_invalid_argument(stubs, exported):
+    """server_core.cc: "Unrecognized servable version label" is INVALID_ARGUMENT, not NOT_FOUND."""
+    predict, _ = stubs
+    error = call_error(predict.Predict, predict_request(exported["sample"], exported["schema"],
+                                                        version_label="beta"))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Unrecognized servable version label: beta" in error.details()
+
+
+def test_status_ignores_the_label_and_lists_versions_newest_first(stubs):
+    """get_model_status_impl.cc reads model_spec.version only; VersionMap is std::greater-ordered."""
+    _, model = stubs
+    for spec in ({}, {"version_label": "stable"}, {"version_label": "no-such-label"}):
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = MODEL
+        for key, value in spec.items():
+            setattr(request.model_spec, key, value)
+        response = model.GetModelStatus(request, timeout=30)
+        assert [(s.version, s.state) for s in response.model_version_status] == [
+            (2, get_model_status_pb2.ModelVersionStatus.AVAILABLE),
+            (1, get_model_status_pb2.ModelVersionStatus.AVAILABLE)], spec
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = MODEL
+    request.model_spec.version.value = 7
+    error = call_error(model.GetModelStatus, request)
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert "Could not find version 7 of model purchase_intent" in error.details()
+
+
+def test_duplicate_output_filter_is_invalid_argument(stubs, exported):
+    """predict_util.cc: a repeated alias is "duplicate output tensor alias"; an unknown one is refused too."""
+    predict, _ = stubs
+    request = predict_request(exported["sample"], exported["schema"])
+    request.output_filter.extend([OUTPUT, OUTPUT])
+    error = call_error(predict.Predict, request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"duplicate output tensor alias: {OUTPUT}" in error.details()
+    del request.output_filter[:]
+    request.output_filter.append("logits")
+    error = call_error(predict.Predict, request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "output tensor alias not found in signature: logits" in error.details()
+
+
+def test_metadata_lists_every_signature_including_the_init_op(stubs, exported):
+    """get_model_metadata_impl.cc copies every SignatureDef of the MetaGraph, __saved_model_init_op too."""
+    predict, _ = stubs
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = MODEL
+    request.model_spec.version_label = "stable"
+    response = predict.GetModelMetadata(request, timeout=30)
+    assert response.model_spec.version.value == 1
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signatures)
+    assert set(signatures.signature_def) == {"serving_default", "__saved_model_init_op"}
+    serving = signatures.signature_def["serving_default"]
+    assert set(serving.inputs) == set(exported["schema"].feature_names)
+    assert serving.method_name == "tensorflow/serving/predict"
+
+
+@pytest.mark.parametrize("method", ["Classify", "Regress"])
+def test_classify_and_regress_answer_as_tf_serving(stubs, method):
+    """classifier.cc / regressor.cc: a signature with several inputs is INVALID_ARGUMENT; a model
+    that does not exist is NOT_FOUND first."""
+    predict, _ = stubs
+    request = (classification_pb2.ClassificationRequest() if method == "Classify"
+               else regression_pb2.RegressionRequest())
+    request.model_spec.name = MODEL
+    request.input.example_list.examples.add()
+    error = call_error(getattr(predict, method), request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Expected one input Tensor." in error.details()
+    request.model_spec.name = "nope"
+    assert call_error(getattr(predict, method), request).code() == grpc.StatusCode.NOT_FOUND

@@ -1,0 +1,167 @@
+"""local/rest_api.py: the local server answers plain HTTP (curl-equivalent) calls as TF Serving's REST API.
+
+Requests are hand-written JSON sent with urllib; the answers are checked
+against TF Serving's documented shapes (api_rest.md) and its sources
+(http_rest_api_handler.cc, json_tensor.cc, http_server.cc for the status codes).
+The server (conftest ``two_version_server``) serves versions 1 and 2 of one tiny export.
+"""
+
+import json
+import math
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pandas as pd
+import pytest
+
+MODEL = "purchase_intent"
+
+
+def http(server, method: str, path: str, body=None) -> tuple[int, dict]:
+    """One request -> (HTTP status, JSON body); ``body`` is sent as JSON (or as is if bytes/str)."""
+    data = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
+    request = urllib.request.Request(server.rest_url + path, method=method,
+                                     data=data.encode() if isinstance(data, str) else data)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        assert e.headers["Content-Type"] == "application/json"
+        return e.code, json.loads(e.read())
+
+
+def raw_rows(exported):
+    """The fixture's sample plus an empty event inside a session and a float-looking category,
+    and the in-memory model's probabilities of exactly these raw values."""
+    from purchase_intent.preprocessing import raw_batch
+
+    sample = pd.concat([exported["sample"], exported["sample"].iloc[[5]]], ignore_index=True)
+    row = len(sample) - 1
+    sample.at[row, "item_id"] = ["sku1", "", "sku2"]
+    sample.at[row, "event_type"] = ["view", "", "cart"]
+    sample.at[row, "item_title"] = ["red mug", "", "blue mug"]
+    sample.at[row, "country"] = "3.0"
+    schema = exported["schema"]
+    expected = exported["model"](exported["pre"](raw_batch(sample, schema)), training=False)
+    return sample, np.asarray(expected).reshape(-1)
+
+
+def columns(sample, schema) -> dict:
+    """Columnar JSON: every sequence column right-padded with "" to one width (JSON arrays are dense)."""
+    out = {name: [str(v) for v in sample[name]] for name in schema.text + schema.categorical}
+    for name in schema.sequence_like:
+        width = max([len(v) for v in sample[name]] + [1])
+        out[name] = [list(v) + [""] * (width - len(v)) for v in sample[name]]
+    for name in schema.numeric:  # NaN is written as NaN, which TF Serving's parser accepts
+        out[name] = [float(v) for v in sample[name]]
+    return out
+
+
+def instances(sample, schema) -> list[dict]:
+    cols = columns(sample, schema)
+    return [{name: cols[name][i] for name in cols} for i in range(len(sample))]
+
+
+def test_predict_row_format_equals_in_memory_model(two_version_server, exported):
+    sample, expected = raw_rows(exported)
+    for path in (f"/v1/models/{MODEL}:predict", f"/v1/models/{MODEL}/labels/stable:predict"):
+        status, body = http(two_version_server, "POST", path,
+                            {"signature_name": "serving_default",
+                             "instances": instances(sample, exported["schema"])})
+        assert status == 200, body
+        assert list(body) == ["predictions"] and len(body["predictions"]) == len(sample)
+        np.testing.assert_allclose(np.array(body["predictions"], np.float32), expected, atol=1e-5)
+
+
+def test_predict_columnar_format_equals_in_memory_model(two_version_server, exported):
+    sample, expected = raw_rows(exported)
+    status, body = http(two_version_server, "POST", f"/v1/models/{MODEL}/versions/1:predict",
+                        {"inputs": columns(sample, exported["schema"])})
+    assert status == 200, body
+    assert list(body) == ["outputs"]  # one output: the value itself, not {name: value}
+    np.testing.assert_allclose(np.array(body["outputs"], np.float32), expected, atol=1e-5)
+
+
+def test_model_status_paths(two_version_server):
+    """A label is ignored as in gRPC: every version, newest first; a version number selects one."""
+    ok = {"error_code": "OK", "error_message": ""}
+    newest_first = [{"version": "2", "state": "AVAILABLE", "status": ok},
+                    {"version": "1", "state": "AVAILABLE", "status": ok}]
+    for path in (f"/v1/models/{MODEL}", f"/v1/models/{MODEL}/labels/stable"):
+        assert http(two_version_server, "GET", path) == (200, {"model_version_status": newest_first})
+    assert http(two_version_server, "GET", f"/v1/models/{MODEL}/versions/1") == (
+        200, {"model_version_status": newest_first[1:]})
+
+
+def test_metadata(two_version_server, exported):
+    status, body = http(two_version_server, "GET", f"/v1/models/{MODEL}/labels/stable/metadata")
+    assert status == 200, body
+    assert body["model_spec"] == {"name": MODEL, "signature_name": "", "version": "1"}
+    signatures = body["metadata"]["signature_def"]["signature_def"]
+    assert set(signatures) == {"serving_default", "__saved_model_init_op"}
+    serving = signatures["serving_default"]
+    assert serving["method_name"] == "tensorflow/serving/predict"
+    assert set(serving["inputs"]) == set(exported["schema"].feature_names)
+    assert serving["inputs"]["item_id"]["dtype"] == "DT_STRING"
+    assert [d["size"] for d in serving["inputs"]["item_id"]["tensor_shape"]["dim"]] == ["-1", "-1"]
+    assert serving["outputs"]["purchase_probability"]["dtype"] == "DT_FLOAT"
+
+
+def _one_row(exported):
+    return instances(exported["sample"].iloc[[4]], exported["schema"])
+
+
+ERRORS = {  # name: (method, path, body or callable(exported), HTTP status, words in "error")
+    "unknown model": ("GET", "/v1/models/nope", None, 404, ["nope"]),
+    "unknown version": ("GET", f"/v1/models/{MODEL}/versions/9/metadata", None, 404, ["9"]),
+    "unknown label": ("POST", f"/v1/models/{MODEL}/labels/beta:predict",
+                      lambda e: {"instances": _one_row(e)}, 400,
+                      ["Unrecognized servable version label: beta"]),
+    "malformed path": ("GET", f"/v1/models/{MODEL}/versions/x", None, 400,
+                       [f"Malformed request: GET /v1/models/{MODEL}/versions/x"]),
+    "predict with GET": ("GET", f"/v1/models/{MODEL}:predict", None, 400, ["Malformed request"]),
+    "empty body": ("POST", f"/v1/models/{MODEL}:predict", b"", 400, ["JSON Parse error"]),
+    "not JSON": ("POST", f"/v1/models/{MODEL}:predict", b"{instances", 400, ["JSON Parse error"]),
+    "no instances or inputs": ("POST", f"/v1/models/{MODEL}:predict", {"rows": []}, 400,
+                               ["Missing 'inputs' or 'instances' key"]),
+    "both formats": ("POST", f"/v1/models/{MODEL}:predict", {"instances": [1], "inputs": [1]}, 400,
+                     ["only one of 'inputs' or 'instances'"]),
+    "empty instances": ("POST", f"/v1/models/{MODEL}:predict", {"instances": []}, 400,
+                        ["No values in 'instances' array"]),
+    "missing key": ("POST", f"/v1/models/{MODEL}:predict",
+                    lambda e: {"instances": [{k: v for k, v in _one_row(e)[0].items() if k != "query"}]}, 400,
+                    ["keys must be equal to"]),
+    "number as string": ("POST", f"/v1/models/{MODEL}:predict",
+                         lambda e: {"instances": [{**_one_row(e)[0], "price_seen": "cheap"}]}, 400,
+                         ["is not of expected type: float"]),
+    "ragged columns": ("POST", f"/v1/models/{MODEL}:predict",
+                       lambda e: {"inputs": {**columns(e["sample"].head(2), e["schema"]),
+                                             "item_id": [["a"], ["b", "c"]]}}, 400,
+                       ["Encountered list at unexpected size"]),
+    "unknown signature": ("POST", f"/v1/models/{MODEL}:predict",
+                          lambda e: {"signature_name": "train", "instances": _one_row(e)}, 400,
+                          ['Serving signature name: "train" not found']),
+    "classify": ("POST", f"/v1/models/{MODEL}:classify", {"examples": [{"x": 1}]}, 400,
+                 ["Expected one input Tensor."]),
+    "not the API": ("GET", "/v2/models", None, 404, []),
+}
+
+
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_errors_have_tf_serving_codes_and_json_body(case, two_version_server, exported):
+    method, path, body, code, words = ERRORS[case]
+    status, answer = http(two_version_server, method, path, body(exported) if callable(body) else body)
+    assert status == code, answer
+    assert list(answer) == ["error"] and isinstance(answer["error"], str)
+    for word in words:
+        assert word in answer["error"], answer["error"]
+
+
+def test_float_output_is_the_shortest_round_trip_text(two_version_server, exported):
+    """TF Serving writes a float32 as the shortest decimal that reads back as the same float32."""
+    status, body = http(two_version_server, "POST", f"/v1/models/{MODEL}:predict",
+                        {"instances": _one_row(exported)})
+    value = body["predictions"][0]
+    assert status == 200 and isinstance(value, float) and not math.isnan(value)
+    assert repr(value) == str(np.float32(value))
