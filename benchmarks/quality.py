@@ -105,7 +105,9 @@ SETTINGS: dict[str, Setting] = {
             "of a rare item as fast as a frequent one's and the raw bags memorise customers); no wide bags "
             "(event counts only) 0.7570. Earlier (before the wide bags and the counts, mean of 3 seeds): "
             "CNN + bag of words 0.7614, CNN 0.7572, LSTM+CNN 0.7560, Transformer 0.7557, "
-            "DIN-style attention pooling 0.7509-0.7536.")),
+            "DIN-style attention pooling 0.7509-0.7536. This run measured the ablation rows 'sequence' and "
+            "'all' only (`--subsets sequence,all`, for time); the previous run, before the history, had "
+            "numeric 0.7439, text+sequence 0.7072, sequence+numeric 0.7410 and sequence 0.7092 (test).")),
     "womens_reviews": Setting(
         seeds=3,
         overrides=["model.text_encoder=minilm", "data.text_sequence_length=64",
