@@ -42,7 +42,7 @@ def test_two_workers_on_loopback_finish_with_identical_weights(tmp_path):
 def _run(args, out):
     cmd = [sys.executable, "-m", "purchase_intent.train", "--preset", "tiny", "--epochs", "4",
            "--no-export", "--output-dir", str(out), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=170, cwd=ROOT, env=ENV)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=420, cwd=ROOT, env=ENV)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc.stderr, json.loads((out / "metrics.json").read_text())
 
