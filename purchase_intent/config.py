@@ -90,6 +90,11 @@ class ModelConfig:
     text_encoder: str = "minilm"
     # 0: frozen encoder; -1: all layers trainable; N: the top N layers trainable.
     text_trainable_layers: int = 0
+    # >0: LoRA adapters of this rank on the encoder's attention query/value projections, trained
+    # with the rest of the model while the encoder's own weights stay frozen (needs
+    # text_trainable_layers=0). 0: no LoRA.
+    text_lora_rank: int = 0
+    text_lora_alpha: float = 0.0  # LoRA update scaled by alpha / rank; 0: alpha = rank (scale 1)
     text_projection_dim: int = 64
     item_embedding_dim: int = 32
     # Encoders over the events, "+"-joined: "lstm", "cnn", "transformer" ("both" = "lstm+cnn").
@@ -137,6 +142,10 @@ class ModelConfig:
     # features (or a learned query), beside the LSTM/CNN encoders.
     attention_pooling: bool = False
     attention_units: int = 32
+
+    def text_frozen(self) -> bool:
+        """True when training never changes the text encoder: no trainable layers and no LoRA."""
+        return self.text_trainable_layers == 0 and self.text_lora_rank == 0
 
     def sequence_encoders(self) -> list[str]:
         """The event encoders named by ``sequence_encoder`` ([] if any name is unknown)."""
@@ -256,6 +265,11 @@ class Config:
             (t.pretrain_epochs >= 0, "train.pretrain_epochs must be >= 0"),
             (0 <= m.dropout < 1, "model.dropout must be in [0, 1)"),
             (m.text_trainable_layers >= -1, "model.text_trainable_layers must be -1 (all), 0 (frozen) or N > 0"),
+            (m.text_lora_rank >= 0, "model.text_lora_rank must be >= 0 (0: no LoRA)"),
+            (m.text_lora_alpha >= 0, "model.text_lora_alpha must be >= 0 (0: the rank)"),
+            (m.text_lora_rank == 0 or m.text_trainable_layers == 0,
+             "model.text_lora_rank > 0 needs model.text_trainable_layers=0 (LoRA trains adapters on a "
+             "frozen encoder)"),
             (all(u >= 1 for u in m.hidden_units), "model.hidden_units must be positive"),
             (min(m.item_embedding_dim, m.lstm_units, m.cnn_filters, m.text_projection_dim,
                  m.categorical_embedding_dim, m.cnn_kernel_size) >= 1, "model sizes must be >= 1"),

@@ -205,7 +205,7 @@ def build_members(cfg, schema, splits, strategy=None, members=None, *, text_cach
     The members differ in their initial weights (drawn one after the other)
     and share the text encoder and the per-event text tables.
 
-    With ``text_cache``, scalar text and a frozen encoder (``model.text_trainable_layers=0``),
+    With ``text_cache``, scalar text and a frozen encoder (``model.text_trainable_layers=0``, no LoRA),
     the members to fit hold a :class:`~purchase_intent.blocks.CachedTextEncoder`
     (the encoder's output for each distinct text of all splits, computed once:
     :func:`cached_scalar_text`) in place of the backbone: training never runs
@@ -246,7 +246,7 @@ def build_members(cfg, schema, splits, strategy=None, members=None, *, text_cach
     preprocessor = adapt_preprocessor(cfg, schema, splits, tokenizer)
     tables = event_text_tables(cfg, schema, preprocessor, tokenizer, backbone, cache_dir)
     cached = None
-    if text_cache and schema.text and cfg.model.text_trainable_layers == 0:
+    if text_cache and schema.text and cfg.model.text_frozen():
         with strategy.scope():
             cached = cached_scalar_text(cfg, schema, splits, preprocessor, tokenizer, backbone, cache_dir)
 
@@ -289,9 +289,11 @@ def build_members(cfg, schema, splits, strategy=None, members=None, *, text_cach
 def load_encoder(cfg, schema, train_df):
     """The ``(tokenizer, backbone)`` of ``model.text_encoder``, with ``model.text_trainable_layers`` set.
 
+    With ``model.text_lora_rank > 0`` the backbone is frozen and carries LoRA
+    adapters (:func:`purchase_intent.text.enable_lora`), trained with the model.
     The ``tiny`` encoder's vocabulary comes from the training split's texts.
     """
-    from purchase_intent.text import load_text_encoder, set_trainable_layers
+    from purchase_intent.text import enable_lora, load_text_encoder, set_trainable_layers
 
     texts = [t for n in schema.text for t in train_df[n]]
     texts += [t for n in schema.event_text for seq in train_df[n] for t in seq]
@@ -303,6 +305,12 @@ def load_encoder(cfg, schema, train_df):
     logger.info("Text encoder %r: %d parameters, loaded in %.1f s", cfg.model.text_encoder,
                 backbone.count_params(), time.perf_counter() - t0)
     set_trainable_layers(backbone, cfg.model.text_trainable_layers)
+    if cfg.model.text_lora_rank > 0:
+        adapters = enable_lora(backbone, cfg.model.text_lora_rank, cfg.model.text_lora_alpha)
+        logger.info("Text encoder LoRA: rank %d, alpha %g, %d adapter matrices (%d parameters); "
+                    "the encoder's own weights frozen", cfg.model.text_lora_rank,
+                    cfg.model.text_lora_alpha or cfg.model.text_lora_rank, len(adapters),
+                    sum(int(w.numpy().size) for w in backbone.trainable_weights))
     return tokenizer, backbone
 
 
