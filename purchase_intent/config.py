@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 
+MIXED_PRECISION = ("auto", "off", "mixed_float16", "mixed_bfloat16")  # train.mixed_precision values
+
+
 class ConfigError(ValueError):
     """Raised for unknown keys, wrong types or out-of-range values."""
 
@@ -188,6 +191,10 @@ class TrainConfig:
     cpu_replicas: int = 0  # >1: split the CPU into that many logical devices
     steps_per_execution: int = 1
     jit_compile: bool = False
+    # Keras dtype policy while the model is built and trained: "auto" (mixed_float16 when a GPU
+    # is visible, else off), "off" (float32), "mixed_float16" or "mixed_bfloat16". The output
+    # and the loss stay float32.
+    mixed_precision: str = "auto"
 
 
 @dataclasses.dataclass
@@ -282,6 +289,8 @@ class Config:
              "train.strategy must be auto, default, mirrored or multi_worker"),
             (t.cpu_replicas >= 0, "train.cpu_replicas must be >= 0"),
             (t.steps_per_execution >= 1, "train.steps_per_execution must be >= 1"),
+            (t.mixed_precision in MIXED_PRECISION,
+             "train.mixed_precision must be " + ", ".join(MIXED_PRECISION[:-1]) + " or " + MIXED_PRECISION[-1]),
             (self.export.version >= 0, "export.version must be >= 0"),
         ]
         errors = [msg for ok, msg in checks if not ok]

@@ -9,6 +9,7 @@ task (MiniLM text branch included) and exports it for TF Serving.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -139,6 +140,42 @@ def adapt_for_multi_worker(model, strategy, dataset) -> None:
         step = getattr(model, name)
         setattr(model, name, lambda data, step=step: {
             k: tf.reshape(v, [1]) for k, v in step(data).items()})
+
+
+def dtype_policy_name(mixed_precision: str) -> str:
+    """The Keras dtype policy of ``train.mixed_precision``.
+
+    Args:
+        mixed_precision: str. "auto" (mixed_float16 when a GPU is visible, else
+            float32), "off" (float32), "mixed_float16" or "mixed_bfloat16".
+
+    Returns:
+        A Keras dtype policy name.
+    """
+    import tensorflow as tf
+
+    if mixed_precision == "auto":
+        return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+    return "float32" if mixed_precision == "off" else mixed_precision
+
+
+@contextlib.contextmanager
+def dtype_policy(mixed_precision: str):
+    """The global Keras dtype policy of ``train.mixed_precision`` inside the block; the previous one after.
+
+    Models built inside compute in that policy (variables stay float32); the
+    model's logits, output and Platt layer are float32 (``purchase_intent.model.HEAD_DTYPE``),
+    so the loss and the export are too. Yields the policy name.
+    """
+    import keras
+
+    previous = keras.mixed_precision.dtype_policy()
+    name = dtype_policy_name(mixed_precision)
+    keras.mixed_precision.set_dtype_policy(name)
+    try:
+        yield name
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
 
 
 class EpochTimer:
@@ -554,6 +591,12 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = get_config(args.preset, args.config, overrides)
 
     configure_cpu_replicas(cfg.train.cpu_replicas)
+    with dtype_policy(cfg.train.mixed_precision):
+        return run(args, cfg)
+
+
+def run(args: argparse.Namespace, cfg) -> dict:
+    """The training job of :func:`main` for a resolved config, under its dtype policy."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -574,8 +617,9 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("Resolved config: %s", json.dumps(cfg.to_dict()))
     keras.utils.set_random_seed(cfg.train.seed)
     strategy = make_strategy(cfg.train.strategy, cfg.train.cpu_replicas)
-    logger.info("Strategy %s with %d replica(s); global batch size %d", type(strategy).__name__,
-                strategy.num_replicas_in_sync, cfg.data.batch_size)
+    logger.info("Strategy %s with %d replica(s); global batch size %d; dtype policy %s",
+                type(strategy).__name__, strategy.num_replicas_in_sync, cfg.data.batch_size,
+                keras.mixed_precision.dtype_policy().name)
 
     # Data.
     schema, splits = load_splits(cfg.data, seed=cfg.train.seed)
@@ -670,7 +714,8 @@ def main(argv: list[str] | None = None) -> dict:
                      "examples_per_second": throughput, "calibration": calibration,
                      "ensemble_members": len(members),
                      "best_epochs": [int(np.argmax(h["val_auc"])) + 1 for h in histories if h.get("val_auc")],
-                     "replicas": strategy.num_replicas_in_sync, "weights_sha256": weights_sha256},
+                     "replicas": strategy.num_replicas_in_sync, "weights_sha256": weights_sha256,
+                     "dtype_policy": keras.mixed_precision.dtype_policy().name},
         "splits": {k: {"examples": len(v), "positive_rate": float(v[schema.label].mean())}
                    for k, v in splits.items()},
     }
