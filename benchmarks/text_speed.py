@@ -14,7 +14,9 @@ numeric and categorical features), default model configuration, encoder
   embeddings in every step (:class:`purchase_intent.blocks.CachedTextEncoder`);
 * ``frozen_text_live`` (for reference, a few batches only): the encoder run in
   every training step, as before;
-* ``lora``: not wired yet (``null``).
+* ``lora`` (a few batches only, like the live reference): ``model.text_lora_rank=--lora-rank``,
+  the encoder (a second copy, with adapters) run forward and backward in every step, since
+  its output changes as the adapters train: nothing can be cached.
 
 The fits alternate one epoch of each variant, so load from other processes
 hits them alike; the first (tracing, cache-filling) epoch is not timed; medians
@@ -38,7 +40,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 TARGET_RATIO = 0.5
-LORA_NOTE = "LoRA is not wired yet (issue 12, part 2): no measurement"
 
 
 def load_encoder(cfg, schema, train_df):
@@ -88,6 +89,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--epochs", type=int, default=3, help="timed epochs per variant, after the first")
     p.add_argument("--live-steps", type=int, default=3,
                    help="batches per timed pass of the live-encoder reference (0: skip it)")
+    p.add_argument("--lora-steps", type=int, default=3,
+                   help="batches per timed pass of the LoRA variant (0: skip it)")
+    p.add_argument("--lora-rank", type=int, default=8)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true", help="print one JSON object only")
     args = p.parse_args(argv)
@@ -103,8 +107,9 @@ def main(argv: list[str] | None = None) -> dict:
     from purchase_intent.schema import FeatureSchema
 
     t_start = time.perf_counter()
-    cfg = get_config("default", overrides=["data.name=synthetic", f"data.synthetic_examples={args.examples}",
-                                            "model.text_trainable_layers=0", *args.overrides])
+    cfg_overrides = ["data.name=synthetic", f"data.synthetic_examples={args.examples}",
+                     "model.text_trainable_layers=0", *args.overrides]
+    cfg = get_config("default", overrides=cfg_overrides)
     keras.utils.set_random_seed(cfg.train.seed)
     schema, splits = load_splits(cfg.data, seed=cfg.train.seed)
     assert schema.text == ["query"], schema
@@ -119,13 +124,19 @@ def main(argv: list[str] | None = None) -> dict:
                                 what="queries")
     encode_s = time.perf_counter() - t0
 
-    def fitted_variant(variant_schema, text_cache):
+    def fitted_variant(variant_schema, text_cache, variant_cfg=cfg, variant_encoder=encoder):
         keras.utils.set_random_seed(cfg.train.seed)
-        preprocessor, (model,), _ = train.build_members(cfg, variant_schema, splits, members=1,
-                                                        text_cache=text_cache, cache_dir="", encoder=encoder)
+        preprocessor, (model,), _ = train.build_members(variant_cfg, variant_schema, splits, members=1,
+                                                        text_cache=text_cache, cache_dir="",
+                                                        encoder=variant_encoder)
         ds = make_dataset(splits["train"], variant_schema, preprocessor, cfg.data, training=True,
                           seed=cfg.train.seed)
         return model, ds
+
+    def steps_rate(model, ds, steps):
+        """Examples/s of ``steps`` training batches (median of 2 passes, after one tracing batch)."""
+        epoch_seconds(model, ds, 1)
+        return steps * cfg.data.batch_size / statistics.median([epoch_seconds(model, ds, steps) for _ in range(2)])
 
     variants = {"no_text": fitted_variant(no_text_schema, True), "frozen_text": fitted_variant(schema, True)}
     n = len(splits["train"])
@@ -140,10 +151,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     live_rate = None
     if args.live_steps > 0:  # the encoder in every step: a few batches, it is slow
-        model, ds = fitted_variant(schema, False)
-        epoch_seconds(model, ds, 1)  # tracing
-        live = [epoch_seconds(model, ds, args.live_steps) for _ in range(2)]
-        live_rate = args.live_steps * cfg.data.batch_size / statistics.median(live)
+        live_rate = steps_rate(*fitted_variant(schema, False), args.live_steps)
+
+    lora_rate = None
+    if args.lora_steps > 0:  # the adapted encoder forward and backward in every step: a few batches
+        lora_cfg = get_config("default", overrides=[*cfg_overrides, f"model.text_lora_rank={args.lora_rank}"])
+        lora_cfg.model.text_encoder = spec
+        lora_encoder = train.load_encoder(lora_cfg, schema, splits["train"])  # its own copy: adapters added
+        lora_rate = steps_rate(*fitted_variant(schema, True, lora_cfg, lora_encoder), args.lora_steps)
 
     ratio = rate["frozen_text"] / rate["no_text"]
     result = {
@@ -157,7 +172,8 @@ def main(argv: list[str] | None = None) -> dict:
         "frozen_vs_no_text": round(ratio, 3), "target_frozen_vs_no_text": TARGET_RATIO,
         "target_met": bool(ratio >= TARGET_RATIO),
         "cached_vs_live_embedding_max_abs_diff": cached_vs_live(cfg, splits, encoder),
-        "lora_ex_per_s": None, "lora_note": LORA_NOTE,
+        "lora_ex_per_s": None if lora_rate is None else round(lora_rate, 1), "lora_rank": args.lora_rank,
+        "lora_vs_frozen_text": None if lora_rate is None else round(lora_rate / rate["frozen_text"], 4),
         "epoch_seconds": {k: [round(s, 3) for s in v] for k, v in times.items()},
         "seconds": round(time.perf_counter() - t_start, 1),
         "command": "benchmarks/text_speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -169,9 +185,8 @@ def main(argv: list[str] | None = None) -> dict:
               f"{len(distinct)} distinct queries")
         for key in ("no_text_ex_per_s", "frozen_text_ex_per_s", "frozen_text_encode_s",
                     "frozen_text_live_ex_per_s", "frozen_vs_no_text", "target_met",
-                    "cached_vs_live_embedding_max_abs_diff", "lora_ex_per_s"):
+                    "cached_vs_live_embedding_max_abs_diff", "lora_ex_per_s", "lora_vs_frozen_text"):
             print(f"{key:<40}{result[key]}")
-        print(LORA_NOTE)
     return result
 
 

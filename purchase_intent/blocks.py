@@ -11,6 +11,15 @@ import keras
 from keras import ops
 
 
+def very_negative(dtype) -> float:
+    """A score that loses every max/softmax yet is finite in ``dtype``: -1e9, or -3e4 in float16 (max 65504).
+
+    Under ``train.mixed_precision=mixed_float16``, -1e9 overflows to -inf (numpy warns
+    while the graph is built) and a softmax over a row of -inf is NaN.
+    """
+    return -3e4 if keras.backend.standardize_dtype(dtype) == "float16" else -1e9
+
+
 class MaskedMeanPool(keras.layers.Layer):
     """Mean over the time axis of ``[batch, time, dim]`` where ``mask`` is non-zero.
 
@@ -32,8 +41,7 @@ class MaskedMaxPool(keras.layers.Layer):
 
     def call(self, x, mask):
         m = ops.expand_dims(ops.not_equal(mask, 0), -1)
-        very_negative = ops.full_like(x, -1e9)
-        pooled = ops.max(ops.where(m, x, very_negative), axis=1)
+        pooled = ops.max(ops.where(m, x, ops.full_like(x, very_negative(x.dtype))), axis=1)
         has_any = ops.any(m, axis=1)
         return ops.where(has_any, pooled, ops.zeros_like(pooled))
 
@@ -282,7 +290,7 @@ class AttentionPool(keras.layers.Layer):
         q = ops.broadcast_to(q, ops.shape(k))
         s = self.score(self.score_hidden(ops.concatenate([k, q, k * q, k - q], axis=-1)))[..., 0]
         m = ops.not_equal(mask, 0)
-        s = ops.where(m, s, ops.full_like(s, -1e9))
+        s = ops.where(m, s, ops.full_like(s, very_negative(s.dtype)))
         a = ops.softmax(s, axis=1) * ops.cast(m, s.dtype)
         return ops.sum(k * ops.expand_dims(a, -1), axis=1)
 

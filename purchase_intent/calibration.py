@@ -78,5 +78,6 @@ class PlattScaling(keras.layers.Layer):
 
 def calibrated_model(model: keras.Model, a: float, b: float) -> keras.Model:
     """``model`` followed by :class:`PlattScaling` (same inputs, same weights, shared layers)."""
-    out = PlattScaling(a, b, name="calibration")(model.output)
+    # float32 under a mixed-precision policy too: the served probability is float32.
+    out = PlattScaling(a, b, name="calibration", dtype="float32")(model.output)
     return keras.Model(model.inputs, out, name=model.name)

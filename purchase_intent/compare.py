@@ -26,7 +26,7 @@ Output: a table on stdout and ``compare.json`` in ``--output-dir`` (the command-
 arguments, the resolved config, and per modality subset every model's metrics, the
 bootstrap intervals and the peers' chosen grid points).
 
-With a frozen text encoder (``model.text_trainable_layers=0``), each distinct
+With a frozen text encoder (``model.text_trainable_layers=0``, no LoRA), each distinct
 text is encoded once and looked up (:class:`purchase_intent.blocks.CachedTextEncoder`),
 as ``train`` does; the embeddings are memoised across runs and kept on disk
 (``--cache-dir``, default ``data.text_cache_dir``).
@@ -105,7 +105,7 @@ def build_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *,
     """
     from purchase_intent import train
 
-    frozen = cfg.model.text_trainable_layers == 0 and bool(schema.text or schema.event_text)
+    frozen = cfg.model.text_frozen() and bool(schema.text or schema.event_text)
     encoder = _frozen_encoder(cfg, schema, splits["train"]) if frozen and text_cache else None
     preprocessor, models, _ = train.build_members(cfg, schema, splits, members=1, text_cache=text_cache,
                                                   cache_dir=cache_dir, encoder=encoder)

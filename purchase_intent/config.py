@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 
+MIXED_PRECISION = ("auto", "off", "mixed_float16", "mixed_bfloat16")  # train.mixed_precision values
+
+
 class ConfigError(ValueError):
     """Raised for unknown keys, wrong types or out-of-range values."""
 
@@ -90,6 +93,11 @@ class ModelConfig:
     text_encoder: str = "minilm"
     # 0: frozen encoder; -1: all layers trainable; N: the top N layers trainable.
     text_trainable_layers: int = 0
+    # >0: LoRA adapters of this rank on the encoder's attention query/value projections, trained
+    # with the rest of the model while the encoder's own weights stay frozen (needs
+    # text_trainable_layers=0). 0: no LoRA.
+    text_lora_rank: int = 0
+    text_lora_alpha: float = 0.0  # LoRA update scaled by alpha / rank; 0: alpha = rank (scale 1)
     text_projection_dim: int = 64
     item_embedding_dim: int = 32
     # Encoders over the events, "+"-joined: "lstm", "cnn", "transformer" ("both" = "lstm+cnn").
@@ -138,6 +146,10 @@ class ModelConfig:
     attention_pooling: bool = False
     attention_units: int = 32
 
+    def text_frozen(self) -> bool:
+        """True when training never changes the text encoder: no trainable layers and no LoRA."""
+        return self.text_trainable_layers == 0 and self.text_lora_rank == 0
+
     def sequence_encoders(self) -> list[str]:
         """The event encoders named by ``sequence_encoder`` ([] if any name is unknown)."""
         names = ["lstm", "cnn"] if self.sequence_encoder == "both" else self.sequence_encoder.split("+")
@@ -179,6 +191,10 @@ class TrainConfig:
     cpu_replicas: int = 0  # >1: split the CPU into that many logical devices
     steps_per_execution: int = 1
     jit_compile: bool = False
+    # Keras dtype policy while the model is built and trained: "auto" (mixed_float16 when a GPU
+    # is visible, else off), "off" (float32), "mixed_float16" or "mixed_bfloat16". The output
+    # and the loss stay float32.
+    mixed_precision: str = "auto"
 
 
 @dataclasses.dataclass
@@ -256,6 +272,11 @@ class Config:
             (t.pretrain_epochs >= 0, "train.pretrain_epochs must be >= 0"),
             (0 <= m.dropout < 1, "model.dropout must be in [0, 1)"),
             (m.text_trainable_layers >= -1, "model.text_trainable_layers must be -1 (all), 0 (frozen) or N > 0"),
+            (m.text_lora_rank >= 0, "model.text_lora_rank must be >= 0 (0: no LoRA)"),
+            (m.text_lora_alpha >= 0, "model.text_lora_alpha must be >= 0 (0: the rank)"),
+            (m.text_lora_rank == 0 or m.text_trainable_layers == 0,
+             "model.text_lora_rank > 0 needs model.text_trainable_layers=0 (LoRA trains adapters on a "
+             "frozen encoder)"),
             (all(u >= 1 for u in m.hidden_units), "model.hidden_units must be positive"),
             (min(m.item_embedding_dim, m.lstm_units, m.cnn_filters, m.text_projection_dim,
                  m.categorical_embedding_dim, m.cnn_kernel_size) >= 1, "model sizes must be >= 1"),
@@ -268,6 +289,8 @@ class Config:
              "train.strategy must be auto, default, mirrored or multi_worker"),
             (t.cpu_replicas >= 0, "train.cpu_replicas must be >= 0"),
             (t.steps_per_execution >= 1, "train.steps_per_execution must be >= 1"),
+            (t.mixed_precision in MIXED_PRECISION,
+             "train.mixed_precision must be " + ", ".join(MIXED_PRECISION[:-1]) + " or " + MIXED_PRECISION[-1]),
             (self.export.version >= 0, "export.version must be >= 0"),
         ]
         errors = [msg for ok, msg in checks if not ok]

@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 
 SMALL_VOCABULARY = 32  # sequences with at most this many ids (event types) also enter as value counts
+# The logits, their sum and the output probability: float32 under a mixed-precision policy too
+# (train.mixed_precision), so the loss and the export see float32.
+HEAD_DTYPE = "float32"
 
 
 def event_steps(cfg: ModelConfig, preprocessor: Preprocessor, inputs: dict,
@@ -109,14 +112,15 @@ def wide_logits(cfg: ModelConfig, preprocessor: Preprocessor, inputs: dict) -> l
     out = []
     if "text_bow" in inputs:
         bow = keras.layers.Rescaling(cfg.wide_scale, name="text_bow_scale")(inputs["text_bow"])
-        out.append(keras.layers.Dense(1, use_bias=False, name="text_bow_logit",
+        out.append(keras.layers.Dense(1, use_bias=False, name="text_bow_logit", dtype=HEAD_DTYPE,
                                       kernel_regularizer=keras.regularizers.L2(cfg.wide_l2))(bow))
     if not cfg.wide_sequences:
         return out
     for name in schema.sequences:
         idf = preprocessor.sequence_idf.get(name) if cfg.wide_idf else None
         out.append(BagLinear(preprocessor.vocabulary_size(name), cfg.wide_scale, cfg.wide_l2,
-                             cfg.wide_normalize, idf=idf, name=f"{name}_wide")(history_ids(inputs, name)))
+                             cfg.wide_normalize, idf=idf, name=f"{name}_wide",
+                             dtype=HEAD_DTYPE)(history_ids(inputs, name)))
     if cfg.wide_crosses and len(schema.sequences) > 1:
         first = schema.sequences[0]
         for other in schema.sequences[1:]:
@@ -125,7 +129,7 @@ def wide_logits(cfg: ModelConfig, preprocessor: Preprocessor, inputs: dict) -> l
             ids = CrossIds(size_b, buckets, name=f"{first}_x_{other}_ids")(
                 [history_ids(inputs, first), history_ids(inputs, other)])
             out.append(BagLinear(buckets, cfg.wide_scale, cfg.wide_l2, cfg.wide_normalize,
-                                 name=f"{first}_x_{other}_wide")(ids))
+                                 name=f"{first}_x_{other}_wide", dtype=HEAD_DTYPE)(ids))
     return out
 
 
@@ -200,12 +204,12 @@ def build_model(cfg: ModelConfig, preprocessor: Preprocessor, *, backbone=None,
     wide = wide_logits(cfg, preprocessor, inputs)
     if not wide:
         out = keras.layers.Dense(1, activation="sigmoid", name="purchase_probability",
-                                 bias_initializer=prior)(x)
+                                 bias_initializer=prior, dtype=HEAD_DTYPE)(x)
         return keras.Model(inputs, out, name=name)
     # Wide & deep: the linear terms join the deep logit.
-    deep = keras.layers.Dense(1, name="deep_logit", bias_initializer=prior)(x)
-    logit = keras.layers.Add(name="wide_deep_logit")([deep, *wide])
-    out = keras.layers.Activation("sigmoid", name="purchase_probability")(logit)
+    deep = keras.layers.Dense(1, name="deep_logit", bias_initializer=prior, dtype=HEAD_DTYPE)(x)
+    logit = keras.layers.Add(name="wide_deep_logit", dtype=HEAD_DTYPE)([deep, *wide])
+    out = keras.layers.Activation("sigmoid", name="purchase_probability", dtype=HEAD_DTYPE)(logit)
     return keras.Model(inputs, out, name=name)
 
 
@@ -221,11 +225,11 @@ def wide_part(model: keras.Model) -> keras.Model | None:
     except ValueError:
         return None
     wide = list(add.input[1:])
-    logit = wide[0] if len(wide) == 1 else keras.layers.Add(name="wide_only_sum")(wide)
+    logit = wide[0] if len(wide) == 1 else keras.layers.Add(name="wide_only_sum", dtype=HEAD_DTYPE)(wide)
     prior = model.get_layer("deep_logit").bias.numpy()
-    logit = keras.layers.Dense(1, kernel_initializer="ones", name="wide_only_logit",
+    logit = keras.layers.Dense(1, kernel_initializer="ones", name="wide_only_logit", dtype=HEAD_DTYPE,
                                bias_initializer=keras.initializers.Constant(prior))(logit)
-    out = keras.layers.Activation("sigmoid", name="wide_only_probability")(logit)
+    out = keras.layers.Activation("sigmoid", name="wide_only_probability", dtype=HEAD_DTYPE)(logit)
     return keras.Model(model.input, out, name=f"{model.name}_wide")
 
 
@@ -242,7 +246,7 @@ def average_models(models: list[keras.Model], preprocessor: Preprocessor) -> ker
     """One model whose output is the mean probability of ``models`` (a seed ensemble), same inputs."""
     inputs = {name: keras.Input(shape=shape, dtype=dtype, name=name)
               for name, (shape, dtype) in preprocessor.model_input_specs().items()}
-    out = EnsembleMean(models, name="ensemble_mean")(inputs)
+    out = EnsembleMean(models, name="ensemble_mean", dtype=HEAD_DTYPE)(inputs)
     return keras.Model(inputs, out, name="purchase_intent")
 
 

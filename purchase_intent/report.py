@@ -413,7 +413,8 @@ def _config_summary(cfg: dict | None) -> list[tuple[str, str]]:
     d, m, t = cfg.get("data", {}), cfg.get("model", {}), cfg.get("train", {})
     return [
         ("data", str(d.get("name"))),
-        ("text encoder", f"{m.get('text_encoder')} (trainable layers {m.get('text_trainable_layers')})"),
+        ("text encoder", f"{m.get('text_encoder')} (trainable layers {m.get('text_trainable_layers')}"
+                         + (f", LoRA rank {m['text_lora_rank']})" if m.get("text_lora_rank") else ")")),
         ("sequence encoder", f"{m.get('sequence_encoder')} (LSTM {m.get('lstm_units')}, "
                              f"CNN {m.get('cnn_filters')}x{m.get('cnn_kernel_size')})"),
         ("fusion MLP", f"{m.get('hidden_units')}, dropout {m.get('dropout')}"),

@@ -152,6 +152,39 @@ def set_trainable_layers(backbone, n: int) -> None:
         layer.trainable = True
 
 
+def enable_lora(backbone, rank: int, alpha: float = 0.0) -> list[str]:
+    """Freezes ``backbone`` and adds trainable rank-``rank`` LoRA adapters to its attention projections.
+
+    keras-hub's ``Backbone.enable_lora`` picks the layers (the query and value
+    projections of every attention layer) and freezes everything else (the
+    biases of the adapted layers too, which keras-hub leaves trainable); each
+    adapted layer then computes with ``kernel + alpha / rank * A @ B``, ``B``
+    starting at zero (the encoder's output is unchanged until training moves
+    it). The adapters are ordinary variables of the layers: they are saved
+    with the weights and exported with the model (core ops).
+
+    Args:
+        backbone: a keras-hub ``Backbone``.
+        rank: int. Rank of the adapters (> 0).
+        alpha: float. Scale numerator; 0 means ``rank`` (scale 1, Keras' default).
+            keras-hub 0.32's ``enable_lora`` takes no alpha: it is set on each
+            adapted layer (``lora_alpha``, read at every call).
+
+    Returns:
+        The paths of the adapter variables (``lora_kernel_a``/``lora_kernel_b``).
+    """
+    backbone.enable_lora(rank)
+    adapted = [layer for layer in backbone._flatten_layers(include_self=False)
+               if getattr(layer, "lora_enabled", False)]
+    if not adapted:
+        raise ValueError(f"LoRA found no query/value layers in the text encoder {backbone.name!r}")
+    for layer in adapted:
+        layer.lora_alpha = float(alpha or rank)
+        if layer.bias is not None:
+            layer.bias.trainable = False
+    return [w.path for layer in adapted for w in (layer.lora_kernel_a, layer.lora_kernel_b)]
+
+
 def make_packer(tokenizer, sequence_length: int):
     """A single-segment ``[CLS] tokens [SEP]`` packer (ops available in TF Text 2.12)."""
     import keras_hub
@@ -219,9 +252,24 @@ def encoder_digest(tokenizer, backbone) -> str:
     """
     h = hashlib.sha256()
     h.update("\n".join(tokenizer.get_vocabulary()).encode("utf-8"))
-    for w in backbone.get_weights():
-        h.update(np.ascontiguousarray(w).tobytes())
+    idle = _idle_lora_weights(backbone)
+    for w in backbone.weights:
+        if id(w) not in idle:
+            h.update(np.ascontiguousarray(w.numpy()).tobytes())
     return h.hexdigest()
+
+
+def _idle_lora_weights(backbone) -> set[int]:
+    """Ids of the LoRA adapter variables of layers whose ``B`` is still zero (no effect on the output).
+
+    So a freshly LoRA-adapted encoder (random ``A``, zero ``B``) shares the
+    cache key of the plain one: both compute the same embeddings.
+    """
+    idle = set()
+    for layer in backbone._flatten_layers(include_self=False):
+        if getattr(layer, "lora_enabled", False) and not np.any(layer.lora_kernel_b.numpy()):
+            idle |= {id(layer.lora_kernel_a), id(layer.lora_kernel_b)}
+    return idle
 
 
 def texts_digest(texts: list[str]) -> str:

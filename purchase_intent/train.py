@@ -9,6 +9,7 @@ task (MiniLM text branch included) and exports it for TF Serving.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -141,6 +142,42 @@ def adapt_for_multi_worker(model, strategy, dataset) -> None:
             k: tf.reshape(v, [1]) for k, v in step(data).items()})
 
 
+def dtype_policy_name(mixed_precision: str) -> str:
+    """The Keras dtype policy of ``train.mixed_precision``.
+
+    Args:
+        mixed_precision: str. "auto" (mixed_float16 when a GPU is visible, else
+            float32), "off" (float32), "mixed_float16" or "mixed_bfloat16".
+
+    Returns:
+        A Keras dtype policy name.
+    """
+    import tensorflow as tf
+
+    if mixed_precision == "auto":
+        return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+    return "float32" if mixed_precision == "off" else mixed_precision
+
+
+@contextlib.contextmanager
+def dtype_policy(mixed_precision: str):
+    """The global Keras dtype policy of ``train.mixed_precision`` inside the block; the previous one after.
+
+    Models built inside compute in that policy (variables stay float32); the
+    model's logits, output and Platt layer are float32 (``purchase_intent.model.HEAD_DTYPE``),
+    so the loss and the export are too. Yields the policy name.
+    """
+    import keras
+
+    previous = keras.mixed_precision.dtype_policy()
+    name = dtype_policy_name(mixed_precision)
+    keras.mixed_precision.set_dtype_policy(name)
+    try:
+        yield name
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
 class EpochTimer:
     """Keras callback factory timing the training part of each epoch (validation excluded)."""
 
@@ -205,7 +242,7 @@ def build_members(cfg, schema, splits, strategy=None, members=None, *, text_cach
     The members differ in their initial weights (drawn one after the other)
     and share the text encoder and the per-event text tables.
 
-    With ``text_cache``, scalar text and a frozen encoder (``model.text_trainable_layers=0``),
+    With ``text_cache``, scalar text and a frozen encoder (``model.text_trainable_layers=0``, no LoRA),
     the members to fit hold a :class:`~purchase_intent.blocks.CachedTextEncoder`
     (the encoder's output for each distinct text of all splits, computed once:
     :func:`cached_scalar_text`) in place of the backbone: training never runs
@@ -246,7 +283,7 @@ def build_members(cfg, schema, splits, strategy=None, members=None, *, text_cach
     preprocessor = adapt_preprocessor(cfg, schema, splits, tokenizer)
     tables = event_text_tables(cfg, schema, preprocessor, tokenizer, backbone, cache_dir)
     cached = None
-    if text_cache and schema.text and cfg.model.text_trainable_layers == 0:
+    if text_cache and schema.text and cfg.model.text_frozen():
         with strategy.scope():
             cached = cached_scalar_text(cfg, schema, splits, preprocessor, tokenizer, backbone, cache_dir)
 
@@ -289,9 +326,11 @@ def build_members(cfg, schema, splits, strategy=None, members=None, *, text_cach
 def load_encoder(cfg, schema, train_df):
     """The ``(tokenizer, backbone)`` of ``model.text_encoder``, with ``model.text_trainable_layers`` set.
 
+    With ``model.text_lora_rank > 0`` the backbone is frozen and carries LoRA
+    adapters (:func:`purchase_intent.text.enable_lora`), trained with the model.
     The ``tiny`` encoder's vocabulary comes from the training split's texts.
     """
-    from purchase_intent.text import load_text_encoder, set_trainable_layers
+    from purchase_intent.text import enable_lora, load_text_encoder, set_trainable_layers
 
     texts = [t for n in schema.text for t in train_df[n]]
     texts += [t for n in schema.event_text for seq in train_df[n] for t in seq]
@@ -303,6 +342,12 @@ def load_encoder(cfg, schema, train_df):
     logger.info("Text encoder %r: %d parameters, loaded in %.1f s", cfg.model.text_encoder,
                 backbone.count_params(), time.perf_counter() - t0)
     set_trainable_layers(backbone, cfg.model.text_trainable_layers)
+    if cfg.model.text_lora_rank > 0:
+        adapters = enable_lora(backbone, cfg.model.text_lora_rank, cfg.model.text_lora_alpha)
+        logger.info("Text encoder LoRA: rank %d, alpha %g, %d adapter matrices (%d parameters); "
+                    "the encoder's own weights frozen", cfg.model.text_lora_rank,
+                    cfg.model.text_lora_alpha or cfg.model.text_lora_rank, len(adapters),
+                    sum(int(w.numpy().size) for w in backbone.trainable_weights))
     return tokenizer, backbone
 
 
@@ -546,6 +591,12 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = get_config(args.preset, args.config, overrides)
 
     configure_cpu_replicas(cfg.train.cpu_replicas)
+    with dtype_policy(cfg.train.mixed_precision):
+        return run(args, cfg)
+
+
+def run(args: argparse.Namespace, cfg) -> dict:
+    """The training job of :func:`main` for a resolved config, under its dtype policy."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -566,8 +617,9 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("Resolved config: %s", json.dumps(cfg.to_dict()))
     keras.utils.set_random_seed(cfg.train.seed)
     strategy = make_strategy(cfg.train.strategy, cfg.train.cpu_replicas)
-    logger.info("Strategy %s with %d replica(s); global batch size %d", type(strategy).__name__,
-                strategy.num_replicas_in_sync, cfg.data.batch_size)
+    logger.info("Strategy %s with %d replica(s); global batch size %d; dtype policy %s",
+                type(strategy).__name__, strategy.num_replicas_in_sync, cfg.data.batch_size,
+                keras.mixed_precision.dtype_policy().name)
 
     # Data.
     schema, splits = load_splits(cfg.data, seed=cfg.train.seed)
@@ -662,7 +714,8 @@ def main(argv: list[str] | None = None) -> dict:
                      "examples_per_second": throughput, "calibration": calibration,
                      "ensemble_members": len(members),
                      "best_epochs": [int(np.argmax(h["val_auc"])) + 1 for h in histories if h.get("val_auc")],
-                     "replicas": strategy.num_replicas_in_sync, "weights_sha256": weights_sha256},
+                     "replicas": strategy.num_replicas_in_sync, "weights_sha256": weights_sha256,
+                     "dtype_policy": keras.mixed_precision.dtype_policy().name},
         "splits": {k: {"examples": len(v), "positive_rate": float(v[schema.label].mean())}
                    for k, v in splits.items()},
     }

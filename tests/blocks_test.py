@@ -149,3 +149,26 @@ def test_sequence_idf_of_the_preprocessor_is_scikit_learns():
     vocab = pre.vocabularies["items"]
     vec = TfidfVectorizer(analyzer=lambda r: r, vocabulary=vocab).fit(rows)
     np.testing.assert_allclose(pre.sequence_idf["items"][2:], vec.idf_, rtol=1e-9)
+
+
+
+def test_masked_scores_stay_finite_in_float16():
+    """Under mixed_float16 the masking score is finite (-1e9 overflowed: -inf and a numpy RuntimeWarning)."""
+    import warnings
+
+    import keras
+
+    from purchase_intent.blocks import AttentionPool
+
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        x, query, ids = keras.Input((5, 4)), keras.Input((2,)), keras.Input((5,), dtype="int32")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            model = keras.Model([x, query, ids], [AttentionPool(4)(x, query, ids), MaskedMaxPool()(x, ids)])
+            attention, pooled = model.predict([X, np.ones((3, 2), "float32"), IDS], verbose=0)
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+    assert np.all(np.isfinite(attention)) and np.all(attention[1] == 0)
+    np.testing.assert_allclose(pooled, MaskedMaxPool()(X, IDS).numpy(), atol=1e-2)

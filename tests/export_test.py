@@ -154,3 +154,52 @@ def _assert_ops_portable(vdir):
     assert non_core, "the tiny model has text: WordPiece ops were expected in the graph"
     assert non_core <= allowed, f"ops missing from TF Text 2.12: {sorted(non_core - allowed)}"
     assert "RoundRobinTrim" not in ops and "FastBertNormalize" not in ops
+
+
+def test_lora_trains_only_the_adapters_and_exports_them(tmp_path):
+    """model.text_lora_rank: no text cache, base encoder weights unchanged by fit, adapters exported."""
+    import keras
+
+    from purchase_intent import train
+    from purchase_intent.config import get_config
+    from purchase_intent.data.synthetic import SCHEMA, make_synthetic
+    from purchase_intent.export import export_model, load_serving_fn
+    from purchase_intent.pipeline import make_dataset
+    from purchase_intent.preprocessing import raw_batch
+
+    cfg = get_config("tiny", overrides=["model.text_trainable_layers=0", "model.text_lora_rank=4",
+                                        "model.text_lora_alpha=8", "data.batch_size=32",
+                                        "model.tiny_num_layers=2"])
+    df = SCHEMA.validate(make_synthetic(300, seed=5))
+    splits = {"train": df.iloc[:200], "validation": df.iloc[200:250], "test": df.iloc[250:]}
+    keras.utils.set_random_seed(0)
+    preprocessor, (model,), exportable = train.build_members(cfg, SCHEMA, splits, members=1, text_cache=True)
+    # The encoder changes in training: it runs in every step (nothing cached).
+    assert "BertBackbone" in {type(layer).__name__ for layer in model.layers}
+    backbone = next(layer for layer in model.layers if type(layer).__name__ == "BertBackbone")
+    trainable = {w.path for w in backbone.trainable_weights}
+    assert trainable and all("lora_kernel" in p for p in trainable), sorted(trainable)
+    assert {p.rsplit("/", 2)[-2] for p in trainable} == {"query", "value"}
+    before = {w.path: w.numpy().copy() for w in backbone.weights}
+    head_before = model.get_layer("query_projection").kernel.numpy().copy()
+
+    model.fit(make_dataset(splits["train"], SCHEMA, preprocessor, cfg.data, training=True), epochs=2, verbose=0)
+    after = {w.path: w.numpy() for w in backbone.weights}
+    changed = {p for p in before if not np.array_equal(before[p], after[p])}
+    assert changed and changed <= trainable, sorted(changed - trainable)  # base weights bit-identical
+    assert any(p.endswith("lora_kernel_b") for p in changed)  # B starts at zero: it moved
+    assert not np.allclose(head_before, model.get_layer("query_projection").kernel.numpy())  # the rest trains
+
+    (served_model,) = exportable([model])
+    assert served_model is model
+    test_ds = make_dataset(splits["test"], SCHEMA, preprocessor, cfg.data, training=False)
+    p_model = model.predict(test_ds, verbose=0).reshape(-1)
+    vdir = export_model(model, preprocessor, tmp_path, version=1)
+    served = load_serving_fn(vdir)(**raw_batch(splits["test"], SCHEMA))["purchase_probability"].numpy()
+    np.testing.assert_allclose(served, p_model, atol=1e-5)
+    # Without the trained adapters the encoder (and the probabilities) would differ: the export has them.
+    for w in backbone.weights:
+        if w.path.endswith("lora_kernel_b"):
+            w.assign(np.zeros(w.shape, "float32"))
+    assert np.max(np.abs(model.predict(test_ds, verbose=0).reshape(-1) - served)) > 1e-6
+    _assert_ops_portable(vdir)

@@ -96,3 +96,16 @@ def test_config_overrides_and_errors():
         get_config("tiny", overrides=["model.dropout=1.5"])
     with pytest.raises(ConfigError, match="Unknown preset"):
         get_config("huge")
+
+
+def test_lora_and_mixed_precision_config_checks():
+    cfg = get_config("tiny", overrides=["model.text_trainable_layers=0", "model.text_lora_rank=8",
+                                        "train.mixed_precision=mixed_bfloat16"])
+    assert cfg.model.text_lora_rank == 8 and not cfg.model.text_frozen()
+    assert get_config("default").model.text_frozen() and get_config("default").train.mixed_precision == "auto"
+    with pytest.raises(ConfigError, match="model.text_lora_rank > 0 needs model.text_trainable_layers=0"):
+        get_config("tiny", overrides=["model.text_lora_rank=8"])  # tiny trains all layers
+    with pytest.raises(ConfigError, match="model.text_lora_rank must be >= 0"):
+        get_config("default", overrides=["model.text_lora_rank=-1"])
+    with pytest.raises(ConfigError, match="train.mixed_precision must be auto, off, mixed_float16 or mixed_bfloat16"):
+        get_config("default", overrides=["train.mixed_precision=float16"])

@@ -159,3 +159,45 @@ def test_frozen_text_fits_on_cached_embeddings_and_exports_the_backbone(tmp_path
     assert np.max(np.abs(p_unseen - p_zero)) > 1e-4
     np.testing.assert_allclose(p_unseen, served_model.predict(
         make_dataset(unseen, SCHEMA, preprocessor, cfg.data, training=False), verbose=0).reshape(-1), atol=1e-5)
+
+
+def _graph_has_bfloat16(version_dir):
+    """True if any op of the SavedModel graph computes in bfloat16."""
+    from tensorflow.core.framework import types_pb2
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString((version_dir / "saved_model.pb").read_bytes())
+    nodes = [n for mg in sm.meta_graphs for f in mg.graph_def.library.function for n in f.node_def]
+    return any(a.type == types_pb2.DT_BFLOAT16 for n in nodes for a in n.attr.values())
+
+
+def test_mixed_bfloat16_trains_exports_float32_and_restores_the_policy(tmp_path):
+    """train.mixed_precision=mixed_bfloat16 on CPU: two training steps, float32 output, policy restored."""
+    from pathlib import Path
+
+    import keras
+    import numpy as np
+
+    from purchase_intent import train
+    from purchase_intent.config import get_config
+    from purchase_intent.data import load_splits
+    from purchase_intent.export import load_serving_fn
+    from purchase_intent.preprocessing import raw_batch
+
+    overrides = ["data.synthetic_examples=150", "data.batch_size=64", "train.mixed_precision=mixed_bfloat16"]
+    metrics = train.main(["--preset", "tiny", "--epochs", "1", "--output-dir", str(tmp_path / "run"),
+                          *[a for o in overrides for a in ("--set", o)]])
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # restored for whatever runs next
+    assert metrics["training"]["dtype_policy"] == "mixed_bfloat16"
+    assert -(-metrics["training"]["examples"] // 64) == 2  # two training steps
+    vdir = Path(metrics["export"]["path"])
+    assert _graph_has_bfloat16(vdir)  # the body computes in bfloat16 ...
+    cfg = get_config("tiny", overrides=overrides)
+    schema, splits = load_splits(cfg.data, seed=cfg.train.seed)
+    served = load_serving_fn(vdir)(**raw_batch(splits["test"], schema))["purchase_probability"]
+    assert served.dtype.name == "float32"  # ... the served probability is float32
+    p = served.numpy()
+    assert np.all(np.isfinite(p)) and np.all((p > 0) & (p < 1))
+    # Same graph, other batching: equal within bfloat16 resolution (8 mantissa bits, 2^-8 = 0.004).
+    assert metrics["export"]["max_abs_diff"] < 0.02
