@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import json
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +36,12 @@ class DataConfig:
     name: str = "online_retail"
     # Schema file (JSON/YAML) for a user table; built-in datasets bring their own.
     schema: str = ""
-    # Column with "train"/"validation"/"test" for a user table; if empty, a
-    # seeded random split with the fractions below is used.
+    # Column with "train"/"validation"/"test" for a user table (any case; also accepted:
+    # training; val, valid, dev, eval; tst, testing); if empty, a seeded random split with the
+    # fractions below is used.
     split_column: str = ""
-    validation_fraction: float = 0.15
-    test_fraction: float = 0.15
+    validation_fraction: float = 0.15  # share of the examples in the validation split (random split)
+    test_fraction: float = 0.15  # share of the examples in the test split (random split)
     max_sequence_length: int = 50  # events the sequence encoders read per example (the most recent ones)
     # Events the wide bags and the event counts read (the most recent ones): a
     # count-based model gains from long histories that a recurrent encoder
@@ -46,16 +50,16 @@ class DataConfig:
     text_sequence_length: int = 32  # tokens per scalar text
     event_text_sequence_length: int = 16  # tokens per per-event text
     batch_size: int = 256  # global batch size (split across replicas)
-    shuffle_buffer: int = 10_000
-    cache: bool = True
+    shuffle_buffer: int = 10_000  # training examples shuffled at a time
+    cache: bool = True  # keep the preprocessed validation/test batches in memory
     # Embeddings of the texts a frozen encoder has encoded, reused by later runs on the same
     # texts (text_embeddings_<hash>.npz; not for the random "tiny" encoder). Empty: no disk cache.
     text_cache_dir: str = "~/.cache/purchase_intent"
-    synthetic_examples: int = 4_000
+    synthetic_examples: int = 4_000  # examples of data.name=synthetic
     # Online Retail task: rolling cut-offs T, label = buys in (T, T + horizon].
     horizon_days: int = 60
-    cutoff_step_days: int = 30
-    max_train_cutoffs: int = 6
+    cutoff_step_days: int = 30  # days between two cut-offs T
+    max_train_cutoffs: int = 6  # cut-offs whose examples train the model (the latest ones)
     hash_ids: bool = False  # hash customer/item ids at ingestion
     # Raw file of a built-in dataset (online_retail, online_shoppers, womens_reviews), or a
     # directory holding it (alone or in its <dataset>/ folder). Empty: $PURCHASE_INTENT_DATA,
@@ -66,15 +70,15 @@ class DataConfig:
     # Layout of a user file: "table" (one row per example) or "events" (a raw clickstream,
     # one row per event, turned into in-session prefix examples; README "Your own clickstream").
     format: str = "table"
-    session_column: str = "session_id"
+    session_column: str = "session_id"  # format=events: the column of the session id
     time_column: str = "timestamp"  # date-time strings, or Unix epoch seconds / milliseconds
-    event_type_column: str = "event_type"
+    event_type_column: str = "event_type"  # format=events: the column of the event type
     purchase_value: str = "purchase"  # the event type that means a purchase
     price_column: str = ""  # optional per-event price: adds prefix_price_mean / prefix_price_last
     # Cut points of a session (before its first purchase): after every prefix_every-th event
     # (0: none) and at each event whose type is in prefix_at (e.g. [cart]).
     prefix_every: int = 1
-    prefix_at: list[str] = dataclasses.field(default_factory=list)
+    prefix_at: list[str] = dataclasses.field(default_factory=list)  # cutting event types, e.g. [cart]
     max_prefixes_per_session: int = 0  # >0: a seeded random sample of at most this many cuts
     split_by: str = "session"  # "session" (stable hash of the id) or "time" (latest sessions = test)
 
@@ -98,19 +102,19 @@ class ModelConfig:
     # text_trainable_layers=0). 0: no LoRA.
     text_lora_rank: int = 0
     text_lora_alpha: float = 0.0  # LoRA update scaled by alpha / rank; 0: alpha = rank (scale 1)
-    text_projection_dim: int = 64
-    item_embedding_dim: int = 32
+    text_projection_dim: int = 64  # size of the text embedding after its projection
+    item_embedding_dim: int = 32  # size of each sequence value's embedding
     # Encoders over the events, "+"-joined: "lstm", "cnn", "transformer" ("both" = "lstm+cnn").
     sequence_encoder: str = "both"
-    transformer_units: int = 64
-    transformer_heads: int = 2
-    transformer_layers: int = 1
-    lstm_units: int = 64
-    cnn_filters: int = 64
-    cnn_kernel_size: int = 3
-    categorical_embedding_dim: int = 8
-    hidden_units: list[int] = dataclasses.field(default_factory=lambda: [128, 64])
-    dropout: float = 0.2
+    transformer_units: int = 64  # width of the transformer encoder
+    transformer_heads: int = 2  # attention heads of the transformer encoder
+    transformer_layers: int = 1  # blocks of the transformer encoder
+    lstm_units: int = 64  # units of the LSTM encoder
+    cnn_filters: int = 64  # filters of the 1-D CNN encoder
+    cnn_kernel_size: int = 3  # events each CNN filter sees
+    categorical_embedding_dim: int = 8  # size of each categorical feature's embedding
+    hidden_units: list[int] = dataclasses.field(default_factory=lambda: [128, 64])  # fusion MLP
+    dropout: float = 0.2  # dropout rate of the fusion MLP, in [0, 1)
     numeric_transform: str = "log1p"  # "log1p" (signed) or "none"
     # >0: each numeric feature also enters as a piecewise-linear encoding over this
     # many training-quantile bins (helps an MLP cut heavy-tailed features like trees do).
@@ -132,19 +136,19 @@ class ModelConfig:
     # early stopping leaves.
     wide_scale: float = 10.0
     wide_l2: float = 1e-4  # L2 penalty on the wide weights
-    max_vocab_size: int = 20_000
+    max_vocab_size: int = 20_000  # most frequent values kept per sequence / categorical column
     # Sequence values seen fewer times in training share the out-of-vocabulary id.
     min_item_frequency: int = 1
     # Item-id dropout: in training, each event's ids become the unseen id with this probability.
     item_dropout: float = 0.0
     # Tiny random BERT (text_encoder="tiny").
     tiny_vocab_size: int = 500
-    tiny_hidden_dim: int = 16
-    tiny_num_layers: int = 1
+    tiny_hidden_dim: int = 16  # width of the tiny BERT
+    tiny_num_layers: int = 1  # layers of the tiny BERT
     # DIN-style attention pooling over the events, queried by the numeric/categorical
     # features (or a learned query), beside the LSTM/CNN encoders.
     attention_pooling: bool = False
-    attention_units: int = 32
+    attention_units: int = 32  # width of the attention pooling
 
     def text_frozen(self) -> bool:
         """True when training never changes the text encoder: no trainable layers and no LoRA."""
@@ -161,12 +165,13 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation and distribution."""
 
+    # Maximum epochs; early stopping keeps the epoch of the best validation ROC-AUC.
     epochs: int = 15
-    learning_rate: float = 1e-3
-    early_stopping_patience: int = 3
+    learning_rate: float = 1e-3  # Adam learning rate, in (0, 1)
+    early_stopping_patience: int = 3  # epochs without a better validation ROC-AUC before stopping
     # "binary_crossentropy" or "focal" (binary focal cross-entropy, gamma below).
     loss: str = "binary_crossentropy"
-    focal_gamma: float = 2.0
+    focal_gamma: float = 2.0  # loss=focal: the focusing parameter, in [0, 10]
     # Class weights distort probabilities; with calibration they are corrected afterwards.
     class_weight: str = "none"  # "none", "balanced", or "auto" (balanced when positives < 20 % or > 80 %)
     weight_decay: float = 0.0  # >0: AdamW with this decoupled weight decay
@@ -181,16 +186,16 @@ class TrainConfig:
     # >0: first fit the wide part alone (a logistic regression on the bags, early-stopped on
     # validation ROC-AUC) for up to this many epochs, then the whole model from there.
     wide_warmup_epochs: int = 0
-    wide_warmup_learning_rate: float = 1e-2
+    wide_warmup_learning_rate: float = 1e-2  # learning rate of the wide warm-up
     wide_warmup_freeze: bool = False  # True: keep the warmed-up wide weights fixed (the deep part fits the rest)
     # >0: first pretrain the behaviour branch (item embeddings + encoders) for this many epochs
     # by next-item prediction on the training split's event sequences (no labels used).
     pretrain_epochs: int = 0
-    seed: int = 42
+    seed: int = 42  # seed of the initial weights, the shuffling and the random split
     strategy: str = "auto"  # "auto", "default", "mirrored", "multi_worker"
     cpu_replicas: int = 0  # >1: split the CPU into that many logical devices
-    steps_per_execution: int = 1
-    jit_compile: bool = False
+    steps_per_execution: int = 1  # training steps per call into TensorFlow (>1: less overhead)
+    jit_compile: bool = False  # compile the training step with XLA
     # Keras dtype policy while the model is built and trained: "auto" (mixed_float16 when a GPU
     # is visible, else off), "off" (float32), "mixed_float16" or "mixed_bfloat16". The output
     # and the loss stay float32.
@@ -201,8 +206,8 @@ class TrainConfig:
 class ExportConfig:
     """SavedModel export in TF Serving layout ``<base_dir>/<model_name>/<version>/``."""
 
-    enabled: bool = True
-    model_name: str = "purchase_intent"
+    enabled: bool = True  # write the SavedModel after training
+    model_name: str = "purchase_intent"  # folder (and served name) of the export
     base_dir: str = ""  # default: <output_dir>/export
     version: int = 0  # 0: next free version number
 
@@ -252,8 +257,8 @@ class Config:
             (m.attention_units >= 1, "model.attention_units must be >= 1"),
             (bool(m.sequence_encoders()), "model.sequence_encoder must be 'both' or a '+'-joined list of "
                                           "lstm, cnn, transformer"),
-            (m.transformer_units >= 1 and m.transformer_heads >= 1 and m.transformer_layers >= 1,
-             "model.transformer_units, transformer_heads and transformer_layers must be >= 1"),
+            *[(getattr(m, k) >= 1, f"model.{k} must be >= 1")
+              for k in ("transformer_units", "transformer_heads", "transformer_layers")],
             (m.numeric_transform in ("log1p", "none"), "model.numeric_transform must be log1p or none"),
             (0 <= m.numeric_bins <= 256, "model.numeric_bins must be in [0, 256]"),
             (0 <= m.text_bag_of_words <= 200_000, "model.text_bag_of_words must be in [0, 200000]"),
@@ -278,8 +283,9 @@ class Config:
              "model.text_lora_rank > 0 needs model.text_trainable_layers=0 (LoRA trains adapters on a "
              "frozen encoder)"),
             (all(u >= 1 for u in m.hidden_units), "model.hidden_units must be positive"),
-            (min(m.item_embedding_dim, m.lstm_units, m.cnn_filters, m.text_projection_dim,
-                 m.categorical_embedding_dim, m.cnn_kernel_size) >= 1, "model sizes must be >= 1"),
+            *[(getattr(m, k) >= 1, f"model.{k} must be >= 1")
+              for k in ("item_embedding_dim", "lstm_units", "cnn_filters", "text_projection_dim",
+                        "categorical_embedding_dim", "cnn_kernel_size")],
             (t.epochs >= 1, "train.epochs must be >= 1"),
             (0 < t.learning_rate < 1, "train.learning_rate must be in (0, 1)"),
             (t.class_weight in ("auto", "balanced", "none"), "train.class_weight must be auto, balanced or none"),
@@ -293,10 +299,17 @@ class Config:
              "train.mixed_precision must be " + ", ".join(MIXED_PRECISION[:-1]) + " or " + MIXED_PRECISION[-1]),
             (self.export.version >= 0, "export.version must be >= 0"),
         ]
-        errors = [msg for ok, msg in checks if not ok]
+        errors = [self._with_value(msg) for ok, msg in checks if not ok]
         if errors:
             raise ConfigError("Invalid configuration: " + "; ".join(errors))
         return self
+
+    def _with_value(self, msg: str) -> str:
+        """``msg`` ("section.key must ...") followed by the value it refuses, e.g. "(got -3)"."""
+        match = re.match(r"(\w+)\.(\w+) must", msg)
+        if not match or not hasattr(getattr(self, match[1], None), match[2]):
+            return msg
+        return f"{msg} (got {getattr(getattr(self, match[1]), match[2])!r})"
 
 
 def _tiny() -> Config:
@@ -365,7 +378,9 @@ def _set(cfg: Config, key: str, value: Any) -> None:
     section = getattr(cfg, section_name)
     fields = {f.name: f for f in dataclasses.fields(section)}
     if field not in fields:
-        raise ConfigError(f"Unknown config key {key!r}; {section_name} has {sorted(fields)}")
+        close = difflib.get_close_matches(field, list(fields), n=1)
+        hint = f"did you mean {section_name}.{close[0]}?" if close else f"{section_name} has {sorted(fields)}"
+        raise ConfigError(f"Unknown config key {key!r}; {hint} (every key: --help-config)")
     current = getattr(section, field)
     setattr(section, field, _coerce(key, value, current))
 
@@ -408,9 +423,14 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     import yaml
 
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"Config file {path} does not exist")
-    raw = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
+    if not path.is_file():
+        raise ConfigError(f"Config file {path} does not exist" if not path.exists()
+                          else f"Config file {path} is not a file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+        raw = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except (ValueError, yaml.YAMLError) as e:  # JSONDecodeError, UnicodeDecodeError are ValueErrors
+        raise ConfigError(f"Config file {path}: cannot parse it: {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     flat = {}
@@ -439,3 +459,59 @@ def get_config(preset: str = "default", config_file: str | None = None,
     if overrides:
         apply_overrides(cfg, overrides)
     return copy.deepcopy(cfg).validate()
+
+
+# -- the list of keys (--help-config) -----------------------------------------
+def config_keys() -> list[tuple[str, Any, str]]:
+    """Every ``section.key`` with its default (preset "default") and meaning.
+
+    The meaning is read from this file's source: the comment lines right above
+    a field and the comment after it on its line, so the list is never out of
+    date with the dataclasses.
+
+    Returns:
+        ``[(key, default, meaning), ...]`` in the order of the dataclasses.
+    """
+    import ast
+    import inspect
+    import io
+    import tokenize
+
+    source = inspect.getsource(sys.modules[__name__])
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+                if tok.type == tokenize.COMMENT}
+    lines = source.splitlines()
+    classes = {node.name: node for node in ast.parse(source).body if isinstance(node, ast.ClassDef)}
+    defaults, out = Config(), []
+    for section in dataclasses.fields(Config):
+        for node in classes[section.default_factory.__name__].body:
+            if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+                continue
+            above, row = [], node.lineno - 1
+            while row in comments and lines[row - 1].lstrip().startswith("#"):
+                above.insert(0, comments[row])
+                row -= 1
+            after = [comments[node.end_lineno]] if node.end_lineno in comments else []
+            name = node.target.id
+            out.append((f"{section.name}.{name}", getattr(getattr(defaults, section.name), name),
+                        " ".join(above + after)))
+    return out
+
+
+def describe_config(width: int = 100) -> str:
+    """The text of ``--help-config``: each ``--set`` key, its default and its meaning."""
+    import textwrap
+
+    out = ["Config keys, set with --set section.key=value (repeatable) or a --config JSON/YAML file",
+           "of sections. Defaults of preset 'default' (preset 'tiny' changes sizes and epochs; values",
+           "are read as YAML: true/false, numbers, [a, b] lists).", ""]
+    section = None
+    for key, default, meaning in config_keys():
+        if key.split(".")[0] != section:
+            section = key.split(".")[0]
+            out += ["", f"{section}:"]
+        out.append(f"  {key} = {json.dumps(default)}")
+        out += textwrap.wrap(meaning or "(undocumented)", width, initial_indent="      ",
+                             subsequent_indent="      ")
+    return "\n".join(out)

@@ -1,0 +1,124 @@
+"""What every command line tool shares: one error path, quiet TensorFlow, one help style.
+
+Each ``python -m purchase_intent.<tool>`` runs its ``main`` through :func:`run`:
+
+* a user error (a bad config value, a schema or data problem, a missing or
+  unreadable file) prints one line ``error: <message>`` on stderr and exits
+  with status 2, no traceback; ``--debug`` shows the traceback instead;
+* TensorFlow's C++ log lines are off unless ``--verbose``
+  (``TF_CPP_MIN_LOG_LEVEL`` is set before TensorFlow is imported);
+* :class:`HelpFormatter` shows each default once, and ``--help-config``
+  (:func:`add_config_flags`) lists every ``--set`` key.
+
+TensorFlow is imported by the tools only after their arguments are parsed, so
+``--help`` and errors found in the inputs come back in about a second.
+
+Examples:
+
+>>> from purchase_intent import cli
+>>> cli.run(lambda argv: 0, [])
+0
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Callable
+
+EXIT_USER_ERROR = 2
+
+
+class UserError(Exception):
+    """A mistake in what the user gave (paths, values, folders) that is not a config or schema error."""
+
+
+def is_user_error(err: BaseException) -> bool:
+    """True for errors the user fixes in the inputs: config, schema/data, files, encodings."""
+    from purchase_intent.config import ConfigError
+    from purchase_intent.schema import SchemaError
+
+    return isinstance(err, (UserError, ConfigError, SchemaError, OSError, UnicodeError))
+
+
+def message(err: BaseException) -> str:
+    """The one-line message of a user error (a file error names its file)."""
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in str(err):
+        return f"{err.filename}: {err.strerror or err}"
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def quiet_tensorflow(verbose: bool = False) -> None:
+    """Turns TensorFlow's C++ log lines off (or on with ``verbose``); must run before TF is imported.
+
+    A ``TF_CPP_MIN_LOG_LEVEL`` already set in the environment is kept.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
+    if not verbose:
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
+def run(main: Callable[[list[str]], Any], argv: list[str] | None = None) -> int:
+    """Runs a tool's ``main(argv)`` through the shared error path; returns the exit status.
+
+    Args:
+        main: the tool's entry point; it returns an exit status (int) or a result (status 0).
+        argv: the arguments (default ``sys.argv[1:]``); ``--debug`` and ``--verbose`` are read here
+            too, so they act even when the error comes from parsing.
+
+    Returns:
+        ``main``'s status, 0 for a non-int result, 2 after a user error.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    quiet_tensorflow("--verbose" in argv)
+    try:
+        status = main(argv)
+    except Exception as err:  # noqa: BLE001  (user errors are reported, anything else re-raised)
+        if "--debug" in argv or not is_user_error(err):
+            raise
+        print(f"error: {message(err)}", file=sys.stderr, flush=True)
+        return EXIT_USER_ERROR
+    return status if isinstance(status, int) else 0
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Adds ``--debug`` and ``--verbose`` (both acted on by :func:`run`)."""
+    parser.add_argument("--debug", action="store_true",
+                        help="on an input error, show the Python traceback instead of one line")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
+    return parser
+
+
+class _HelpConfig(argparse.Action):
+    """``--help-config``: prints every ``--set`` key and exits, like ``--help``."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from purchase_intent.config import describe_config
+
+        parser.exit(message=describe_config() + "\n")
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Adds ``--help-config``, for a tool that accepts ``--set section.key=value``."""
+    parser.add_argument("--help-config", action=_HelpConfig,
+                        help="list every --set key with its default and meaning, then exit")
+    return parser
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` only when the help text does not already speak of the default.
+
+    Flags without a meaningful default (None, False, empty list) show none.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text.lower() or default is None or default is False or default == [] \
+                or default == argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
