@@ -74,6 +74,11 @@ def run(main: Callable[[list[str]], Any], argv: list[str] | None = None) -> int:
     quiet_tensorflow("--verbose" in argv)
     try:
         status = main(argv)
+    except KeyboardInterrupt:
+        if "--debug" in argv:
+            raise
+        print("error: interrupted", file=sys.stderr, flush=True)
+        return 130
     except Exception as err:  # noqa: BLE001  (user errors are reported, anything else re-raised)
         if "--debug" in argv or not is_user_error(err):
             raise

@@ -21,12 +21,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+
+logger = logging.getLogger(__name__)
 
 
 class SchemaError(ValueError):
@@ -142,17 +146,22 @@ class FeatureSchema:
     @classmethod
     def load(cls, path: str | Path) -> "FeatureSchema":
         """Reads a schema from a ``.json``, ``.yaml`` or ``.yml`` file."""
-        path = Path(path)
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
+        import yaml
 
-            d = yaml.safe_load(text)
-        else:
-            d = json.loads(text)
+        path = Path(path)
+        if not path.is_file():
+            raise SchemaError(f"schema file {path}: " + ("not found" if not path.exists() else "not a file"))
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+            d = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        except (ValueError, yaml.YAMLError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise SchemaError(f"schema file {path}: cannot parse it ({' '.join(str(e).split())})") from None
         if not isinstance(d, dict):
             raise SchemaError(f"{path}: expected a mapping of schema keys, got {type(d).__name__}")
-        return cls.from_dict(d.get("schema", d))
+        try:
+            return cls.from_dict(d.get("schema", d))
+        except SchemaError as e:
+            raise SchemaError(f"schema file {path}: {e}") from None
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2))
@@ -191,7 +200,7 @@ class FeatureSchema:
                 if len(bad):
                     i = bad[0]
                     raise SchemaError(
-                        f"{where}: row {row_label(df.index[i])!r}: sequence columns describe the same events "
+                        f"{where}: {row_ref(df.index[i])}: sequence columns describe the same events "
                         f"but {first!r} has {lengths[first][i]} and {n!r} has {lengths[n][i]} "
                         f"({len(bad)} such rows)")
         if require_label:
@@ -199,14 +208,26 @@ class FeatureSchema:
         return out.reset_index(drop=True)
 
 
-def row_label(index_value: Any) -> Any:
-    """A row's index value as a plain Python value, for messages (2, not np.int64(2))."""
-    return index_value.item() if isinstance(index_value, np.generic) else index_value
+ROW_WORDING = "spreadsheet row {} (header = row 1)"
+
+
+def row_ref(index_value: Any) -> str:
+    """How every message names a row: as a spreadsheet shows it, the header being row 1.
+
+    Frames read from a file keep the file's 0-based row positions as their
+    index (through splits and samples), so index ``i`` is spreadsheet row
+    ``i + 2``: ``row_ref(0)`` is ``"spreadsheet row 2 (header = row 1)"``.
+    An index that is not a non-negative integer is quoted as it is.
+    """
+    value = index_value.item() if isinstance(index_value, np.generic) else index_value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return ROW_WORDING.format(value + 2)
+    return f"row {value!r}"
 
 
 def _first_bad(mask: np.ndarray, series: pd.Series) -> tuple[Any, Any]:
     i = int(np.nonzero(mask)[0][0])
-    return row_label(series.index[i]), series.iloc[i]
+    return row_ref(series.index[i]), series.iloc[i]
 
 
 def _as_str_column(s: pd.Series, name: str, where: str) -> pd.Series:
@@ -214,7 +235,7 @@ def _as_str_column(s: pd.Series, name: str, where: str) -> pd.Series:
     bad = np.array([isinstance(v, (list, tuple, dict, np.ndarray)) for v in values], dtype=bool)
     if bad.any():
         row, v = _first_bad(bad, s)
-        raise SchemaError(f"{where}: column {name!r}, row {row!r}: expected a string, "
+        raise SchemaError(f"{where}: column {name!r}, {row}: expected a string, "
                           f"got {type(v).__name__} {str(v)[:60]!r}")
     return pd.Series([_clean_str(v) for v in values], index=s.index, dtype=object)
 
@@ -231,7 +252,7 @@ def _clean_str(v: Any) -> str:
 
 def _as_list_column(s: pd.Series, name: str, where: str, delimiter: str) -> pd.Series:
     out = []
-    for row, v in zip(map(row_label, s.index), s.to_numpy(dtype=object)):
+    for index, v in zip(s.index, s.to_numpy(dtype=object)):
         if isinstance(v, str):
             items = [x for x in v.split(delimiter)] if v else []
         elif isinstance(v, (list, tuple, np.ndarray)):
@@ -239,7 +260,7 @@ def _as_list_column(s: pd.Series, name: str, where: str, delimiter: str) -> pd.S
         elif v is None or (isinstance(v, float) and math.isnan(v)):
             items = []
         else:
-            raise SchemaError(f"{where}: column {name!r}, row {row!r}: expected a list of strings "
+            raise SchemaError(f"{where}: column {name!r}, {row_ref(index)}: expected a list of strings "
                               f"or a {delimiter!r}-delimited string, got {type(v).__name__} {v!r}")
         # "" is the padding token inside the model: an empty event value
         # becomes the explicit "[EMPTY]" token so no event is lost.
@@ -254,7 +275,7 @@ def _as_float_column(s: pd.Series, name: str, where: str) -> pd.Series:
     bad = converted.isna().to_numpy() & ~s.isna().to_numpy()
     if bad.any():
         row, v = _first_bad(bad, s)
-        raise SchemaError(f"{where}: column {name!r}, row {row!r}: expected a number, got "
+        raise SchemaError(f"{where}: column {name!r}, {row}: expected a number, got "
                           f"{type(v).__name__} {str(v)[:60]!r} ({int(bad.sum())} such rows)")
     values = converted.to_numpy(dtype=np.float64, copy=True)
     values[~np.isfinite(values)] = np.nan  # inf is treated like missing: imputed and flagged
@@ -265,17 +286,68 @@ _TRUE = {"1", "true", "yes", "y", "t", "1.0"}
 _FALSE = {"0", "false", "no", "n", "f", "0.0"}
 
 
+def _label_key(v: Any) -> str:
+    return str(v).strip().lower() if not isinstance(v, (bool, np.bool_)) else str(bool(v)).lower()
+
+
+def label_mapping(s: pd.Series) -> dict[str, int]:
+    """How the distinct values of a label column are read, e.g. ``{"no": 0, "yes": 1}``.
+
+    Accepted (any case): 1, true, yes, y, t, 1.0 -> 1 and 0, false, no, n, f,
+    0.0 -> 0; other values are left out (validation refuses them).
+    """
+    out = {}
+    for v in pd.unique(s.dropna()):
+        key = _label_key(v)
+        if key in _TRUE or key in _FALSE:
+            out[str(v)] = int(key in _TRUE)
+    return dict(sorted(out.items(), key=lambda kv: (kv[1], kv[0])))
+
+
+def check_delimiters(df: pd.DataFrame, schema: FeatureSchema, where: str) -> list[str]:
+    """Warns about sequence columns that seem separated by another delimiter than the schema's.
+
+    A column of ``schema.sequences`` whose cells are strings holding a median
+    of one event, while another delimiter ("," ";" tab or space) occurs in at
+    least half of them, was most likely written with that delimiter: every
+    session would be read as one event. Per-event text columns are not
+    checked (titles hold spaces and commas).
+
+    Returns:
+        The warnings logged (one per suspicious column).
+    """
+    warnings = []
+    for name in schema.sequences:
+        if name not in df.columns:
+            continue
+        cells = [v for v in df[name].to_numpy(dtype=object) if isinstance(v, str) and v]
+        if not cells or np.median([len(v.split(schema.sequence_delimiter)) for v in cells]) != 1:
+            continue
+        for other in (",", ";", "\t", " ", "|"):
+            share = np.mean([other in v for v in cells]) if other != schema.sequence_delimiter else 0.0
+            if share >= 0.5:
+                warnings.append(
+                    f"{where}: sequence column {name!r} holds a median of 1 event per row with the schema's "
+                    f"delimiter {schema.sequence_delimiter!r}, but {other!r} occurs in {share:.0%} of its "
+                    f"values (e.g. {cells[0][:40]!r}): if the events are {other!r}-separated, set "
+                    f'"sequence_delimiter": {json.dumps(other)} in the schema file')
+                break
+    for w in warnings:
+        logger.warning("%s", w)
+    return warnings
+
+
 def _as_label_column(s: pd.Series, name: str, where: str) -> pd.Series:
     values = s.to_numpy(dtype=object)
     out = np.empty(len(values), dtype=np.int64)
     for i, v in enumerate(values):
-        key = str(v).strip().lower() if not isinstance(v, (bool, np.bool_)) else str(bool(v)).lower()
+        key = _label_key(v)
         if key in _TRUE:
             out[i] = 1
         elif key in _FALSE:
             out[i] = 0
         else:
             raise SchemaError(
-                f"{where}: label column {name!r}, row {row_label(s.index[i])!r}: expected 0/1 (or true/false), "
+                f"{where}: label column {name!r}, {row_ref(s.index[i])}: expected 0/1 (or true/false, yes/no), "
                 f"got {v!r}; distinct values: {sorted(map(str, pd.unique(s)))[:10]}")
     return pd.Series(out, index=s.index)

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from purchase_intent import cli
+
 logger = logging.getLogger("purchase_intent.train")
 
 
@@ -25,14 +27,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m purchase_intent.train",
         description="Train the purchase-intent fusion model, evaluate it beside two baselines, "
                     "and export a SavedModel for TF Serving.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog="Every config key, its default and meaning: --help-config. Input errors print one "
+               "line 'error: ...' and exit with status 2 (--debug: the traceback).",
+        formatter_class=cli.HelpFormatter)
     p.add_argument("--preset", default="default", help="named configuration: default or tiny")
     p.add_argument("--data", default=None,
                    help="online_retail (built in), synthetic, or a CSV/Parquet path "
                         "(then also --set data.schema=SCHEMA.json); default: the preset's")
     p.add_argument("--config", default=None, help="JSON/YAML file of config sections")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config value, e.g. --set model.lstm_units=32 (repeatable)")
+                   help="override one config value, e.g. --set model.lstm_units=32 (repeatable; "
+                        "every key: --help-config)")
     p.add_argument("--output-dir", default=None,
                    help="run directory (default runs/<timestamp>); rerunning with the same "
                         "directory resumes from its last backup")
@@ -44,6 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
     p.add_argument("--hash-ids", action="store_true",
                    help="replace customer ids by a SHA-256 pseudonym at ingestion (data.hash_ids=true)")
+    cli.add_config_flags(p)
+    cli.add_common_flags(p)
     return p.parse_args(argv)
 
 
@@ -577,11 +584,21 @@ def config_overrides(args) -> list[str]:
     return overrides
 
 
+FAILED_FILE = "FAILED.txt"
+MIN_VALIDATION_POSITIVES = 20  # fewer: early stopping and the threshold rest on a handful of buyers
+
+
 def main(argv: list[str] | None = None) -> dict:
-    """Runs one training job; returns the metrics dict written to ``metrics.json``."""
+    """Runs one training job; returns the metrics dict written to ``metrics.json``.
+
+    The config and the data are checked before TensorFlow is imported, so
+    input errors come back in seconds; a run that fails later marks its
+    folder (:func:`mark_failed`).
+    """
     args = parse_args(argv)
     setup_logging()
     from purchase_intent.config import get_config
+    from purchase_intent.data import load_splits
 
     overrides = config_overrides(args)
     if args.no_export:
@@ -589,29 +606,72 @@ def main(argv: list[str] | None = None) -> dict:
     if args.hash_ids:
         overrides.append("data.hash_ids=true")
     cfg = get_config(args.preset, args.config, overrides)
+    schema, splits = load_splits(cfg.data, seed=cfg.train.seed)
+    warn_few_positives(splits["validation"][schema.label].to_numpy(), cfg.train)
 
-    configure_cpu_replicas(cfg.train.cpu_replicas)
-    with dtype_policy(cfg.train.mixed_precision):
-        return run(args, cfg)
+    run_dir = Path(args.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    if cfg.train.strategy == "multi_worker":
+        run_dir = worker_dir(run_dir)  # only the chief writes the run directory
+    created = not run_dir.exists()
+    try:
+        configure_cpu_replicas(cfg.train.cpu_replicas)
+        with dtype_policy(cfg.train.mixed_precision):
+            return run(args, cfg, run_dir, schema, splits)
+    except BaseException as err:
+        mark_failed(run_dir, err, created)
+        raise
 
 
-def run(args: argparse.Namespace, cfg) -> dict:
-    """The training job of :func:`main` for a resolved config, under its dtype policy."""
+def warn_few_positives(y_val, train_cfg) -> None:
+    """Warns when the validation split has too few positives for early stopping to mean much."""
+    positives = int(sum(y_val))
+    if positives < MIN_VALIDATION_POSITIVES:
+        logger.warning("The validation split has only %d positive example(s) (of %d): early stopping "
+                       "(patience %d) and the decision threshold rest on them, so the kept epoch is "
+                       "largely chance. Give it more (--set data.validation_fraction=0.25, or more rows "
+                       "labelled validation in data.split_column).", positives, len(y_val),
+                       train_cfg.early_stopping_patience)
+
+
+def mark_failed(run_dir: Path, err: BaseException, created: bool = True) -> None:
+    """Marks the folder of a failed run: removed if it holds only ``config.json``, else ``FAILED.txt``.
+
+    A folder that existed before the run (``created`` False) is never removed.
+
+    ``FAILED.txt`` holds the error; a rerun with the same ``--output-dir``
+    resumes from the backup and removes it.
+    """
+    import shutil
+    import traceback
+
+    if not run_dir.is_dir():
+        return
+    names = {p.name for p in run_dir.iterdir()}
+    if created and names <= {"config.json"}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        logger.error("Training failed before it wrote anything: removed %s", run_dir)
+        return
+    what = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
+    (run_dir / FAILED_FILE).write_text(
+        f"This run failed: {what}\n{time.strftime('%Y-%m-%d %H:%M:%S')}\n\n"
+        + "".join(traceback.format_exception(err)))
+    logger.error("Training failed; the run folder %s is marked with %s", run_dir, FAILED_FILE)
+
+
+def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits) -> dict:
+    """The training job of :func:`main` for a resolved config and loaded data, under its dtype policy."""
     import keras
     import numpy as np
     import tensorflow as tf
 
     from purchase_intent import evaluate
-    from purchase_intent.data import load_splits
     from purchase_intent.export import export_model, load_serving_fn
     from purchase_intent.model import average_models
     from purchase_intent.pipeline import class_weights, distributed_dataset, make_dataset
     from purchase_intent.preprocessing import raw_batch
 
-    run_dir = Path(args.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
-    if cfg.train.strategy == "multi_worker":
-        run_dir = worker_dir(run_dir)  # only the chief writes the run directory
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / FAILED_FILE).unlink(missing_ok=True)
     cfg.save(run_dir / "config.json")
     logger.info("Run directory: %s", run_dir.resolve())
     logger.info("Resolved config: %s", json.dumps(cfg.to_dict()))
@@ -621,8 +681,7 @@ def run(args: argparse.Namespace, cfg) -> dict:
                 type(strategy).__name__, strategy.num_replicas_in_sync, cfg.data.batch_size,
                 keras.mixed_precision.dtype_policy().name)
 
-    # Data.
-    schema, splits = load_splits(cfg.data, seed=cfg.train.seed)
+    # Data (loaded and checked by main, before TensorFlow started).
     schema.save(run_dir / "schema.json")
     train_df, val_df, test_df = splits["train"], splits["validation"], splits["test"]
 
@@ -748,4 +807,4 @@ def run(args: argparse.Namespace, cfg) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from purchase_intent.config import DataConfig
-from purchase_intent.schema import FeatureSchema, SchemaError, _as_label_column, row_label
+from purchase_intent.schema import (FeatureSchema, SchemaError, _as_label_column, check_delimiters,
+                                    label_mapping, row_ref)
 
 logger = logging.getLogger(__name__)
 
@@ -66,15 +67,9 @@ def load_splits(cfg: DataConfig, seed: int = 0) -> tuple[FeatureSchema, dict[str
                               "--set data.schema=PATH (JSON or YAML)")
         schema = FeatureSchema.load(cfg.schema)
         table = read_table(cfg.name, schema)
+        check_table(table, schema, cfg)
         if cfg.split_column:
-            if cfg.split_column not in table.columns:
-                raise SchemaError(f"{cfg.name}: split column {cfg.split_column!r} is missing")
-            values = table[cfg.split_column].astype(str).str.lower()
-            bad = ~values.isin(SPLITS)
-            if bad.any():
-                raise SchemaError(
-                    f"{cfg.name}: split column {cfg.split_column!r}, row {row_label(table.index[bad][0])!r}: "
-                    f"expected one of {SPLITS}, got {table[cfg.split_column][bad].iloc[0]!r}")
+            values = split_values(table[cfg.split_column], cfg.split_column, cfg.name)
             frames = {s: table[values == s] for s in SPLITS}
         else:
             frames = random_split(table, cfg, seed, schema.label)
@@ -90,6 +85,56 @@ def load_splits(cfg: DataConfig, seed: int = 0) -> tuple[FeatureSchema, dict[str
         logger.info("%s split: %d examples, %.1f %% positive", name, len(out[name]),
                     100 * out[name][schema.label].mean())
     return schema, out
+
+
+# Accepted spellings of the split column's values (any case, spaces trimmed) -> split.
+SPLIT_ALIASES = {
+    "train": "train", "training": "train", "trn": "train",
+    "validation": "validation", "val": "validation", "valid": "validation", "validate": "validation",
+    "dev": "validation", "eval": "validation", "evaluation": "validation",
+    "test": "test", "tst": "test", "testing": "test", "holdout": "test",
+}
+
+
+def split_values(values: pd.Series, column: str, where: str) -> pd.Series:
+    """The split column read as "train" / "validation" / "test" (see :data:`SPLIT_ALIASES`).
+
+    Raises:
+        SchemaError: a value is none of the accepted spellings (the row and the accepted values named).
+    """
+    mapped = values.astype(str).str.strip().str.lower().map(SPLIT_ALIASES)
+    bad = mapped.isna().to_numpy()
+    if bad.any():
+        accepted = {s: [a for a, t in SPLIT_ALIASES.items() if t == s] for s in SPLITS}
+        raise SchemaError(
+            f"{where}: split column {column!r}, {row_ref(values.index[bad][0])}: unknown split "
+            f"{values[bad].iloc[0]!r} ({int(bad.sum())} such rows); accepted, in any case: "
+            + "; ".join(f"{s}: {', '.join(a)}" for s, a in accepted.items()))
+    return mapped
+
+
+def check_table(table: pd.DataFrame, schema: FeatureSchema, cfg: DataConfig) -> None:
+    """Checks a user table against the schema and config before anything is converted.
+
+    Names the missing columns (features, label, split column) at once, logs
+    how the label values are read (e.g. yes -> 1), and warns about sequence
+    columns that seem separated by another delimiter than the schema's.
+
+    Raises:
+        SchemaError: columns missing, naming the file and the columns.
+    """
+    needed = schema.feature_names + [schema.label] + ([cfg.split_column] if cfg.split_column else [])
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        what = {c: ("split column (data.split_column)" if c == cfg.split_column else
+                    "label" if c == schema.label else "feature") for c in missing}
+        raise SchemaError(f"{cfg.name}: missing column(s) "
+                          + ", ".join(f"{c!r} ({w})" for c, w in what.items())
+                          + f"; the file has {list(table.columns)[:30]} (the schema is {cfg.schema})")
+    mapping = label_mapping(table[schema.label])
+    logger.info("%s: label column %r read as %s (1 = purchase)", cfg.name, schema.label,
+                ", ".join(f"{k!r} -> {v}" for k, v in mapping.items()) or "nothing")
+    check_delimiters(table, schema, cfg.name)
 
 
 def random_split(df: pd.DataFrame, cfg: DataConfig, seed: int, label: str) -> dict[str, pd.DataFrame]:

@@ -42,7 +42,7 @@ import pandas as pd
 from purchase_intent.config import DataConfig
 from purchase_intent.data.readers import (event_order, group_boundaries, is_missing_key, parse_times,
                                           read_raw)
-from purchase_intent.schema import FeatureSchema, SchemaError, _as_float_column, row_label
+from purchase_intent.schema import FeatureSchema, SchemaError, _as_float_column, row_ref
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def event_times(values: pd.Series, column: str, where: str) -> np.ndarray:
         bad = ~np.isfinite(v) | (v < 0)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise SchemaError(f"{where}: column {column!r}, row {row_label(values.index[i])!r}: expected a "
+            raise SchemaError(f"{where}: column {column!r}, {row_ref(values.index[i])}: expected a "
                               f"timestamp or Unix epoch seconds / milliseconds, got {values.iloc[i]!r} "
                               f"({int(bad.sum())} such rows)")
         scale = 10**6 if v.max() > 1e11 else 10**9

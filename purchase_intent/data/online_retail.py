@@ -36,7 +36,7 @@ import pandas as pd
 from purchase_intent.config import ConfigError, DataConfig
 from purchase_intent.data.readers import (group_boundaries, keep_last_n, parse_times, read_raw,
                                           split_to_lists)
-from purchase_intent.schema import FeatureSchema, SchemaError, row_label
+from purchase_intent.schema import FeatureSchema, SchemaError, row_ref
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def _numeric(s: pd.Series, column: str, where: str) -> pd.Series:
     bad = converted.isna().to_numpy() & ~s.isna().to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise SchemaError(f"{where}: column {column!r}, row {row_label(s.index[i])!r}: expected a number, "
+        raise SchemaError(f"{where}: column {column!r}, {row_ref(s.index[i])}: expected a number, "
                           f"got {str(s.iloc[i])[:60]!r} ({int(bad.sum())} such rows)")
     return converted.astype(np.float64)
 

@@ -14,6 +14,7 @@ checks types and converts to the canonical form.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import logging
 import zlib
@@ -23,7 +24,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from purchase_intent.schema import FeatureSchema, SchemaError, row_label
+from purchase_intent.schema import FeatureSchema, SchemaError, row_ref
 
 logger = logging.getLogger(__name__)
 
@@ -73,23 +74,20 @@ def read_raw(path: str | Path, string_columns: Iterable[str] = ()) -> pd.DataFra
     """
     path = Path(path)
     fmt = _file_format(path)
-    if not path.exists():
-        raise SchemaError(f"{path}: file not found")
-    if not path.is_file():
-        raise SchemaError(f"{path}: not a regular file")
-    if path.stat().st_size == 0:
-        raise SchemaError(f"{path}: the file is empty (0 bytes)")
+    check_file(path)
     try:
         if fmt == "parquet":
             df = pd.read_parquet(path)
         else:
-            header = pd.read_csv(path, nrows=0).columns
+            options = csv_options(path)
+            header = pd.read_csv(path, nrows=0, **options).columns
             strings = set(string_columns)
             na_values = {c: ([""] if c in strings else _DEFAULT_NA) for c in header}
             # Bytes that are not UTF-8 (a latin-1 export, a corrupt cell) become U+FFFD
             # instead of failing the whole file; the affected cells are counted below.
             df = pd.read_csv(path, dtype={c: str for c in header if c in strings},
-                             keep_default_na=False, na_values=na_values, encoding_errors="replace")
+                             keep_default_na=False, na_values=na_values, encoding_errors="replace",
+                             **options)
             _warn_replaced_bytes(df, path)
     except SchemaError:
         raise
@@ -103,15 +101,57 @@ def read_raw(path: str | Path, string_columns: Iterable[str] = ()) -> pd.DataFra
     return df.reset_index(drop=True)
 
 
+def check_file(path: str | Path) -> Path:
+    """``path`` if it is an existing, non-empty file, else a :class:`SchemaError` naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise SchemaError(f"{path}: file not found")
+    if not path.is_file():
+        raise SchemaError(f"{path}: not a regular file")
+    if path.stat().st_size == 0:
+        raise SchemaError(f"{path}: the file is empty (0 bytes)")
+    return path
+
+
+def csv_options(path: str | Path) -> dict[str, str]:
+    """The ``encoding`` and ``sep`` of a CSV (``.csv`` or ``.csv.gz``), for ``pd.read_csv``.
+
+    UTF-8 with or without a byte-order mark is read as UTF-8. UTF-16 (what
+    Excel writes as "Unicode text": a BOM, tab-separated) is detected and
+    read as such, with a warning; so is UTF-16 without a BOM (every other
+    byte zero). The separator is a tab when the header has tabs but no comma.
+    """
+    path = Path(path)
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        head = f.read(4096)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    elif len(head) >= 4 and head[1::2].count(0) > len(head) // 4:
+        encoding = "utf-16-le"
+    elif len(head) >= 4 and head[0::2].count(0) > len(head) // 4:
+        encoding = "utf-16-be"
+    else:
+        return {"encoding": "utf-8-sig", "sep": ","}
+    lines = head.decode(encoding, errors="ignore").lstrip("\ufeff").splitlines()
+    first = lines[0] if lines else ""
+    sep = "\t" if "\t" in first and "," not in first else ","
+    logger.warning("%s: the file is %s text (%s-separated), as Excel's \"Unicode text\" writes it; read "
+                   "as such. Re-saving it as \"CSV UTF-8\" avoids this guess.", path, encoding.upper(),
+                   "tab" if sep == "\t" else "comma")
+    return {"encoding": encoding, "sep": sep}
+
+
 def _warn_replaced_bytes(df: pd.DataFrame, path: Path) -> None:
     for col in df.columns:
         if not (df[col].dtype == object or pd.api.types.is_string_dtype(df[col])):
             continue
         bad = df[col].map(lambda v: isinstance(v, str) and "\ufffd" in v).to_numpy(dtype=bool)
         if bad.any():
-            logger.warning("%s: column %r has %d cell(s) with bytes that are not UTF-8, first at row "
-                           "%d; they were read with U+FFFD replacement characters (rows kept)",
-                           path, col, int(bad.sum()), int(np.flatnonzero(bad)[0]))
+            logger.warning("%s: column %r has %d cell(s) with bytes that are not UTF-8, first at "
+                           "%s; they were read with U+FFFD replacement characters (rows kept); "
+                           "re-save the file as \"CSV UTF-8\" to keep them",
+                           path, col, int(bad.sum()), row_ref(int(np.flatnonzero(bad)[0])))
 
 
 def read_table(path: str | Path, schema: FeatureSchema) -> pd.DataFrame:
@@ -174,7 +214,7 @@ def parse_times(values: pd.Series, column: str, where: str = "data",
         i = int(np.flatnonzero(bad)[0])
         raw = values.iloc[i]
         what = "missing timestamp" if pd.isna(raw) else f"cannot parse {str(raw)[:60]!r} as a timestamp"
-        raise SchemaError(f"{where}: column {column!r}, row {row_label(values.index[i])!r}: {what} "
+        raise SchemaError(f"{where}: column {column!r}, {row_ref(values.index[i])}: {what} "
                           f"({int(bad.sum())} such rows)")
     return parsed
 
