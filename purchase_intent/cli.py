@@ -82,9 +82,14 @@ def run(main: Callable[[list[str]], Any], argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001  (user errors are reported, anything else re-raised)
         if "--debug" in argv or not is_user_error(err):
             raise
-        print(f"error: {message(err)}", file=sys.stderr, flush=True)
-        return EXIT_USER_ERROR
+        return fail(err)
     return status if isinstance(status, int) else 0
+
+
+def fail(err: BaseException | str) -> int:
+    """Prints ``error: <message>`` on stderr and returns 2: for a tool that catches its own errors."""
+    print(f"error: {err if isinstance(err, str) else message(err)}", file=sys.stderr, flush=True)
+    return EXIT_USER_ERROR
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

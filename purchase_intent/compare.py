@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from purchase_intent import cli
 from purchase_intent.schema import FeatureSchema, SchemaError
 
 logger = logging.getLogger("purchase_intent.compare")
@@ -462,13 +463,14 @@ def format_markdown(results: dict[str, dict[str, float]], best_peer: str | None 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m purchase_intent.compare",
                                 description="Fusion model vs tuned peers on one split, with ablations.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                epilog="Every config key, its default and meaning: --help-config.",
+                                formatter_class=cli.HelpFormatter)
     p.add_argument("--data", default=None,
                    help="online_retail, online_shoppers, womens_reviews, synthetic, or a table path")
     p.add_argument("--preset", default="default", help="named configuration: default or tiny")
     p.add_argument("--config", default=None, help="JSON/YAML file of config sections")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config value (repeatable)")
+                   help="override one config value (repeatable; every key: --help-config)")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs of the fusion model")
     p.add_argument("--seeds", type=int, default=1, help="fusion models averaged (seeds train.seed + i)")
     p.add_argument("--ablations", action="store_true", help="also compare on each modality subset")
@@ -483,6 +485,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="directory for text embeddings reused across runs (default: data.text_cache_dir; "
                         "'' for none)")
     p.add_argument("--output-dir", default=None, help="where compare.json goes (default runs/compare-<data>-<time>)")
+    cli.add_config_flags(p)
+    cli.add_common_flags(p)
     return p.parse_args(argv)
 
 
@@ -497,10 +501,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     cfg = get_config(args.preset, args.config, config_overrides(args))
     out_dir = Path(args.output_dir or Path("runs") / f"compare-{Path(cfg.data.name).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-    out_dir.mkdir(parents=True, exist_ok=True)
     logger.info("Resolved config: %s", json.dumps(cfg.to_dict()))
     t0 = time.perf_counter()
     schema, splits = load_splits(cfg.data, seed=cfg.train.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)  # after the data loaded: no empty folder on bad input
     peers = [p.strip() for p in args.peers.split(",") if p.strip()] or None
     names = [s.strip() for s in args.subsets.split(",") if s.strip()] or None
     if args.ablations or names:
@@ -533,4 +537,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

@@ -33,7 +33,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from purchase_intent.schema import FeatureSchema, SchemaError
+from purchase_intent import cli
+from purchase_intent.data.readers import check_file, csv_options
+from purchase_intent.schema import FeatureSchema, SchemaError, check_delimiters
 
 logger = logging.getLogger(__name__)
 
@@ -146,8 +148,9 @@ def write_scored_csv(input_path: str | Path, output_path: str | Path, schema: Fe
     output_path = Path(output_path)
     partial = output_path.with_name(output_path.name + ".partial")
     rows = 0
-    reader = pd.read_csv(input_path, chunksize=batch_size, dtype={c: str for c in string_columns},
-                         keep_default_na=False, na_values=[""])
+    reader = pd.read_csv(check_file(input_path), chunksize=batch_size,
+                         dtype={c: str for c in string_columns}, keep_default_na=False, na_values=[""],
+                         **csv_options(input_path))
     try:
         with reader, tqdm(unit=" rows", desc="scoring", file=sys.stderr,
                           disable=None if progress is None else not progress) as bar:
@@ -157,6 +160,8 @@ def write_scored_csv(input_path: str | Path, output_path: str | Path, schema: Fe
                     if missing:
                         raise SchemaError(f"{input_path}: --keep-columns {missing} are not in the "
                                           f"file; it has {list(chunk.columns)}")
+                if rows == 0:
+                    check_delimiters(chunk, schema, str(input_path))
                 valid = schema.validate(chunk, require_label=False, where=str(input_path))
                 probs = score(valid)
                 out = chunk if keep_columns is None else chunk[keep_columns]
@@ -169,6 +174,10 @@ def write_scored_csv(input_path: str | Path, output_path: str | Path, schema: Fe
         if rows == 0:
             raise SchemaError(f"{input_path}: no rows to score")
         os.replace(partial, output_path)
+    except (UnicodeError, pd.errors.ParserError) as e:
+        partial.unlink(missing_ok=True)
+        raise SchemaError(f"{input_path}: cannot read the CSV ({type(e).__name__}: {e}); "
+                          "re-save it as \"CSV UTF-8\"") from e
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -201,7 +210,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m purchase_intent.predict",
         description="Score a CSV with an exported model in process (no server). Writes the input "
                     f"columns plus {PROBABILITY_COLUMN} and {LABEL_COLUMN} (at the export's threshold).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=cli.HelpFormatter)
     p.add_argument("--model", required=True,
                    help="exported version folder, e.g. runs/<run>/export/purchase_intent/1 "
                         "(a model folder picks its highest version)")
@@ -213,6 +222,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="decision threshold (default: assets.extra/threshold.json of the export)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (it is shown only at a terminal anyway)")
+    cli.add_common_flags(p)
     return p.parse_args(argv)
 
 
@@ -225,14 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     inp = Path(args.input)
     output = Path(args.output) if args.output else inp.with_name(inp.stem + ".scored.csv")
     try:
+        check_file(inp)  # before the model (and TensorFlow) loads
         rows = predict_csv(args.model, inp, output, batch_size=args.batch_size,
                            threshold=args.threshold, progress=False if args.no_progress else None)
     except (SchemaError, FileNotFoundError, ValueError) as e:
-        logger.error("%s", e)
-        return 2
+        return cli.fail(e)
     print(f"Scored {rows} rows -> {output}", flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

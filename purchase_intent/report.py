@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from purchase_intent import cli
 from purchase_intent.schema import FeatureSchema
 
 logger = logging.getLogger(__name__)
@@ -466,6 +467,31 @@ def run_summary(run_dir: str | Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+RUN_FILES = ("metrics.json", "history.json", PREDICTIONS_FILE)  # a run folder has at least one
+
+
+def check_run_dir(run_dir: str | Path) -> Path:
+    """``run_dir`` as a Path if it is the folder of a training run that got past training.
+
+    Raises:
+        FileNotFoundError: the folder does not exist, is not a run folder (none of
+            :data:`RUN_FILES`), or holds a run that failed (its ``FAILED.txt`` quoted).
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"Run directory {run_dir} does not exist")
+    if any((run_dir / name).exists() for name in RUN_FILES):
+        return run_dir
+    failed = run_dir / "FAILED.txt"
+    if failed.exists():
+        first = failed.read_text(errors="replace").splitlines()[:1] or [""]
+        raise FileNotFoundError(f"{run_dir}: the training run failed before it wrote any result "
+                                f"({first[0]}); see {failed}")
+    raise FileNotFoundError(
+        f"{run_dir} is not the folder of a training run: it has none of {', '.join(RUN_FILES)}. "
+        "Give the folder that python -m purchase_intent.train printed as 'Run directory:'")
+
+
 def build_report(run_dir: str | Path) -> Path:
     """Rebuilds every figure it can from the run directory's files, then ``report.md`` / ``report.html``.
 
@@ -483,9 +509,7 @@ def build_report(run_dir: str | Path) -> Path:
     """
     from purchase_intent import evaluate
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"Run directory {run_dir} does not exist")
+    run_dir = check_run_dir(run_dir)
     history = _read_json(run_dir / "history.json")
     metrics = _read_json(run_dir / "metrics.json") or {}
     cfg = _read_json(run_dir / "config.json")
@@ -635,8 +659,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Rebuild the figures (learning curves, ROC/PR, calibration, lift) and "
                     "report.md / report.html of a training run from the files in its directory; "
                     "the model is not needed.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=cli.HelpFormatter)
     p.add_argument("run_dir", help="run directory written by python -m purchase_intent.train")
+    cli.add_common_flags(p)
     return p.parse_args(argv)
 
 
@@ -647,11 +672,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = build_report(args.run_dir)
     except (FileNotFoundError, ValueError) as e:
-        logger.error("%s", e)
-        return 2
+        return cli.fail(e)
     print(f"Report: {out}\nMarkdown: {out.with_suffix('.md')}", flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

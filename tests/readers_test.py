@@ -113,7 +113,7 @@ def test_event_log_missing_key_is_counted_and_warned(caplog):
 def test_event_log_bad_timestamp_names_column_and_row():
     log = event_log()
     log.loc[4, "ts"] = "yesterday"
-    with pytest.raises(SchemaError, match=r"column 'ts', row 4: cannot parse 'yesterday'"):
+    with pytest.raises(SchemaError, match=r"column 'ts', spreadsheet row 6 \(header = row 1\): cannot parse 'yesterday'"):
         read_event_log(log, SCHEMA, key="session", time="ts")
     with pytest.raises(SchemaError, match=r"missing column\(s\) \['when'\]"):
         read_event_log(event_log(), SCHEMA, key="session", time="when")

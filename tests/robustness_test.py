@@ -103,7 +103,7 @@ def wrong_numeric_type(tiny, tmp_path):
     df = frame()
     df["pages_viewed"] = df["pages_viewed"].astype(object)
     df.loc[7, "pages_viewed"] = "many"
-    with pytest.raises(SchemaError, match=r"column 'pages_viewed', row 7: expected a number, got str 'many'"):
+    with pytest.raises(SchemaError, match=r"column 'pages_viewed', spreadsheet row 9 \(header = row 1\): expected a number, got str 'many'"):
         SCHEMA.validate(df)
 
 
@@ -111,7 +111,7 @@ def list_in_a_text_column(tiny, tmp_path):
     df = frame()
     df["query"] = df["query"].astype(object)
     df.at[3, "query"] = ["a", "b"]
-    with pytest.raises(SchemaError, match=r"column 'query', row 3: expected a string, got list"):
+    with pytest.raises(SchemaError, match=r"column 'query', spreadsheet row 5 \(header = row 1\): expected a string, got list"):
         SCHEMA.validate(df)
 
 
@@ -204,7 +204,7 @@ def ten_thousand_event_sequence(tiny, tmp_path):
 def sequence_lengths_disagree(tiny, tmp_path):
     df = frame()
     df.at[5, "event_type"] = df.at[5, "event_type"] + ["view"]
-    with pytest.raises(SchemaError, match=r"row 5: sequence columns describe the same events"):
+    with pytest.raises(SchemaError, match=r"spreadsheet row 7 \(header = row 1\): sequence columns describe the same events"):
         SCHEMA.validate(df)
 
 
@@ -229,7 +229,7 @@ def label_not_binary(tiny, tmp_path):
     df = frame()
     df["label"] = df["label"].astype(object)
     df.loc[9, "label"] = "maybe"
-    with pytest.raises(SchemaError, match=r"label column 'label', row 9: expected 0/1.*'maybe'"):
+    with pytest.raises(SchemaError, match=r"label column 'label', spreadsheet row 11 \(header = row 1\): expected 0/1.*'maybe'"):
         SCHEMA.validate(df)
 
 
@@ -237,7 +237,7 @@ def missing_label(tiny, tmp_path):
     df = frame()
     df["label"] = df["label"].astype(float)
     df.loc[4, "label"] = np.nan
-    with pytest.raises(SchemaError, match=r"label column 'label', row 4"):
+    with pytest.raises(SchemaError, match=r"label column 'label', spreadsheet row 6 \(header = row 1\)"):
         SCHEMA.validate(df)
 
 

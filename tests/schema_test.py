@@ -38,12 +38,12 @@ def test_missing_column_is_named():
 
 
 def test_wrong_numeric_type_names_column_and_row():
-    with pytest.raises(SchemaError, match=r"column 'x', row 1: expected a number, got str 'abc'"):
+    with pytest.raises(SchemaError, match=r"column 'x', spreadsheet row 3 \(header = row 1\): expected a number, got str 'abc'"):
         SCHEMA.validate(frame(x=[1.0, "abc"]))
 
 
 def test_label_not_binary():
-    with pytest.raises(SchemaError, match=r"label column 'y', row 1: expected 0/1"):
+    with pytest.raises(SchemaError, match=r"label column 'y', spreadsheet row 3 \(header = row 1\): expected 0/1"):
         SCHEMA.validate(frame(y=[1, 2]))
 
 
@@ -53,7 +53,7 @@ def test_empty_dataset():
 
 
 def test_sequence_lengths_must_agree():
-    with pytest.raises(SchemaError, match=r"row 0: sequence columns .* 'items' has 2 and 'events' has 1"):
+    with pytest.raises(SchemaError, match=r"spreadsheet row 2 \(header = row 1\): sequence columns .* 'items' has 2 and 'events' has 1"):
         SCHEMA.validate(frame(events=["view", ""]))
 
 

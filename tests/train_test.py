@@ -76,10 +76,10 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     table.write_text("a,y\n1,0\n2,1\n3,5\n" + "".join(f"{i},0\n" for i in range(20)))
     schema = tmp_path / "s.json"
     schema.write_text('{"label": "y", "numeric": ["a"]}')
-    with pytest.raises(SchemaError, match=r"label column 'y', row 2"):
+    with pytest.raises(SchemaError, match=r"label column 'y', spreadsheet row 4 \(header = row 1\)"):
         train.main(["--data", str(table), "--set", f"data.schema={schema}", "--output-dir", str(tmp_path / "r")])
     schema.write_text('{"label": "y", "numeric": ["b"]}')
-    with pytest.raises(SchemaError, match=r"missing column\(s\) \['b'\]"):
+    with pytest.raises(SchemaError, match=r"missing column\(s\) 'b' \(feature\)"):
         train.main(["--data", str(table), "--set", f"data.schema={schema}", "--output-dir", str(tmp_path / "r")])
 
 

@@ -80,7 +80,7 @@ def read_raw(path: str | Path, string_columns: Iterable[str] = ()) -> pd.DataFra
             df = pd.read_parquet(path)
         else:
             options = csv_options(path)
-            header = pd.read_csv(path, nrows=0, **options).columns
+            header = pd.read_csv(path, nrows=0, encoding_errors="replace", **options).columns
             strings = set(string_columns)
             na_values = {c: ([""] if c in strings else _DEFAULT_NA) for c in header}
             # Bytes that are not UTF-8 (a latin-1 export, a corrupt cell) become U+FFFD
@@ -132,7 +132,7 @@ def csv_options(path: str | Path) -> dict[str, str]:
     elif len(head) >= 4 and head[0::2].count(0) > len(head) // 4:
         encoding = "utf-16-be"
     else:
-        return {"encoding": "utf-8-sig", "sep": ","}
+        return {"encoding": "utf-8", "sep": ","}  # pandas drops a UTF-8 byte-order mark itself
     lines = head.decode(encoding, errors="ignore").lstrip("\ufeff").splitlines()
     first = lines[0] if lines else ""
     sep = "\t" if "\t" in first and "," not in first else ","

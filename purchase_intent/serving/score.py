@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from purchase_intent import cli
 from purchase_intent.predict import LABEL_COLUMN, PROBABILITY_COLUMN, write_scored_csv  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m purchase_intent.serving.score",
         description="Score a CSV of raw examples against TF Serving (or the local server) over "
                     "gRPC, in chunks, with a progress bar.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=cli.HelpFormatter)
     p.add_argument("--target", required=True, help="host:port of the gRPC endpoint")
     p.add_argument("--input", required=True, help="CSV of raw examples")
     p.add_argument("--output", required=True, help="CSV to write")
@@ -115,6 +116,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "keep it >= the model's data.max_sequence_length and data.max_history_length")
     p.add_argument("--timeout", type=float, default=30.0, help="deadline per request, seconds")
     p.add_argument("--max-retries", type=int, default=3, help="retries when the server is UNAVAILABLE")
+    cli.add_common_flags(p)
     return p.parse_args(argv)
 
 
@@ -130,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         schema = FeatureSchema.load(args.schema) if args.schema else None
         threshold = read_threshold(args.threshold)
     except (ValueError, OSError, KeyError) as e:
-        logger.error("%s", e)
-        return 2
+        return cli.fail(e)
     keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()] if args.keep_columns else None
     client = PurchaseIntentClient(args.target, args.model_name, version=args.version,
                                   version_label=args.version_label, timeout=args.timeout,
@@ -144,12 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", e)
         return 1
     except (SchemaError, ValueError, OSError) as e:
-        logger.error("%s", e)
-        return 2
+        return cli.fail(e)
     finally:
         client.close()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

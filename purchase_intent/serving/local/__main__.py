@@ -2,6 +2,7 @@
 
 import sys
 
+from purchase_intent import cli
 from purchase_intent.serving.local.server import main
 
-sys.exit(main())
+sys.exit(cli.run(main))

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 import grpc
 
+from purchase_intent import cli
 from purchase_intent.serving.local.grpc_api import add_services
 from purchase_intent.serving.local.manager import DEFAULT_MAX_REQUEST_BYTES, ModelManager
 from purchase_intent.serving.local.rest_api import RestServer
@@ -228,7 +229,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     "ModelService GetModelStatus) and REST API (/v1/models/...) for one exported "
                     "model, with version polling, hot swap and version labels. For production "
                     "use the tensorflow/serving image (serving/docker-compose.yml).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=cli.HelpFormatter)
     p.add_argument("--model-base-path", default=None,
                    help="folder of numeric version folders, e.g. runs/x/export/purchase_intent "
                         "(TF Serving's --model_base_path); default: base_path from --model-config-file")
@@ -250,6 +251,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="most recent versions kept loaded (0: all)")
     p.add_argument("--workers", type=int, default=8, help="request threads")
     p.add_argument("--no-warmup", action="store_true", help="do not replay warm-up requests")
+    cli.add_common_flags(p)
     return p.parse_args(argv)
 
 
@@ -270,11 +272,9 @@ def main(argv: list[str] | None = None) -> int:
         labels.update(parse_version_labels(args.version_labels))
         max_request_bytes = parse_size(args.max_request_bytes)
     except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.fail(e)
     if not base:
-        print("error: give --model-base-path (or a --model-config-file with base_path)", file=sys.stderr)
-        return 2
+        return cli.fail("give --model-base-path (or a --model-config-file with base_path)")
     server = start_server(base, args.model_name, args.port, args.host,
                           rest_port=None if args.no_rest else args.rest_port, poll_seconds=args.poll_seconds,
                           max_batch=args.max_batch, max_request_bytes=max_request_bytes,
@@ -297,4 +297,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))
