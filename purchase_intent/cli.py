@@ -37,9 +37,11 @@ class UserError(Exception):
 def is_user_error(err: BaseException) -> bool:
     """True for errors the user fixes in the inputs: config, schema/data, files, encodings."""
     from purchase_intent.config import ConfigError
-    from purchase_intent.schema import SchemaError
 
-    return isinstance(err, (UserError, ConfigError, SchemaError, OSError, UnicodeError))
+    if isinstance(err, (UserError, ConfigError, OSError, UnicodeError)):
+        return True
+    schema = sys.modules.get("purchase_intent.schema")  # not imported: the error is no SchemaError
+    return schema is not None and isinstance(err, schema.SchemaError)
 
 
 def message(err: BaseException) -> str:
@@ -109,7 +111,8 @@ class _HelpConfig(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         from purchase_intent.config import describe_config
 
-        parser.exit(message=describe_config() + "\n")
+        print(describe_config(), flush=True)
+        parser.exit()
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

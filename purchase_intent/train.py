@@ -598,7 +598,6 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     setup_logging()
     from purchase_intent.config import get_config
-    from purchase_intent.data import load_splits
 
     overrides = config_overrides(args)
     if args.no_export:
@@ -606,6 +605,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.hash_ids:
         overrides.append("data.hash_ids=true")
     cfg = get_config(args.preset, args.config, overrides)
+    from purchase_intent.data import load_splits  # pandas: after the config is known to be valid
+
     schema, splits = load_splits(cfg.data, seed=cfg.train.seed)
     warn_few_positives(splits["validation"][schema.label].to_numpy(), cfg.train)
 

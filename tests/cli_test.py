@@ -1,0 +1,293 @@
+"""cli.py: every command line tool answers bad input with one line, exit status 2, before TensorFlow.
+
+The bad inputs run the real commands in subprocesses (in parallel, a few at a
+time); each fails before TensorFlow is imported, so the whole set takes seconds.
+"""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from purchase_intent import cli
+from purchase_intent.config import Config, config_keys, describe_config
+from purchase_intent.schema import SchemaError
+
+REPO = Path(__file__).resolve().parents[1]
+TOOLS = ("train", "predict", "serving.score", "report", "explain", "compare", "serving.local")
+ROW = r"spreadsheet row {} (header = row 1)"
+
+
+def _python(args, cwd, timeout=120):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=timeout)
+
+
+def _table(rows=40, **changes):
+    """A small valid table: numeric a, categorical c, '|'-delimited items, label y, split column s."""
+    df = pd.DataFrame({
+        "a": [str(i) for i in range(rows)],
+        "c": ["x", "y"] * (rows // 2),
+        "items": ["i1|i2", "i3"] * (rows // 2),
+        "y": [0, 1, 0, 0] * (rows // 4),
+        "s": (["train"] * 6 + ["val", "test"]) * (rows // 8),
+    })
+    for column, (row, value) in changes.items():
+        df[column] = df[column].astype(object)
+        df.loc[row, column] = value
+    return df
+
+
+SCHEMA = {"label": "y", "numeric": ["a"], "categorical": ["c"], "sequences": ["items"]}
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """The files the bad inputs use."""
+    d = tmp_path_factory.mktemp("cli")
+    _table().to_csv(d / "good.csv", index=False)
+    (d / "schema.json").write_text(json.dumps(SCHEMA))
+    (d / "bad_schema.json").write_text('{"label": "y", "numeric": ["a"],}')
+    (d / "schema_typo.json").write_text(json.dumps({**SCHEMA, "numeric": ["amount"]}))
+    (d / "schema_key.json").write_text(json.dumps({"label": "y", "sequence": ["items"]}))
+    _table(a=(5, "lots")).to_csv(d / "wrong_type.csv", index=False)
+    _table(s=(3, "holdout-2")).to_csv(d / "bad_split.csv", index=False)
+    _table(y=(7, "maybe")).to_csv(d / "bad_label.csv", index=False)
+    # Excel "Unicode text": UTF-16 with a byte-order mark, tab-separated (here with a wrong type in it).
+    _table(a=(2, "n/a?")).to_csv(d / "excel.csv", index=False, sep="\t", encoding="utf-16")
+    (d / "empty.csv").write_bytes(b"")
+    (d / "table.xlsx").write_bytes(b"PK\x03\x04")
+    (d / "config.yaml").write_text("model:\n  lstm_units: [oops\n")
+    (d / "not_a_run").mkdir()
+    (d / "not_a_run" / "notes.txt").write_text("hello")
+    return d
+
+
+DATA = ["--set", "data.schema=schema.json", "--set", "data.split_column=s"]
+
+# name: (command line, [substrings the error line must hold])
+CASES = {
+    "negative model size": (["train", "--set", "model.lstm_units=-3"], ["model.lstm_units", "-3"]),
+    "unknown --set key": (["train", "--set", "model.lstm_unit=8"], ["model.lstm_unit", "model.lstm_units"]),
+    "bad --set value": (["train", "--set", "model.lstm_units=many"], ["model.lstm_units", "'many'"]),
+    "--set without =": (["train", "--set", "model.lstm_units"], ["section.key=value"]),
+    "unknown preset": (["train", "--preset", "huge"], ["'huge'", "tiny"]),
+    "unparseable config file": (["train", "--config", "config.yaml"], ["config.yaml"]),
+    "missing schema file": (["train", "--data", "good.csv", "--set", "data.schema=nope.json"], ["nope.json"]),
+    "no schema given": (["train", "--data", "good.csv"], ["good.csv", "data.schema"]),
+    "schema is not JSON": (["train", "--data", "good.csv", "--set", "data.schema=bad_schema.json"],
+                           ["bad_schema.json"]),
+    "unknown schema key": (["train", "--data", "good.csv", "--set", "data.schema=schema_key.json"],
+                           ["schema_key.json", "'sequence'"]),
+    "missing data file": (["train", "--data", "nope.csv", *DATA], ["nope.csv", "not found"]),
+    "empty data file": (["train", "--data", "empty.csv", *DATA], ["empty.csv", "empty"]),
+    "unsupported file type": (["train", "--data", "table.xlsx", *DATA], ["table.xlsx", ".csv"]),
+    "unknown column": (["train", "--data", "good.csv", "--set", "data.schema=schema_typo.json"],
+                       ["good.csv", "'amount'"]),
+    "missing split column": (["train", "--data", "good.csv", "--set", "data.schema=schema.json",
+                              "--set", "data.split_column=fold"], ["good.csv", "'fold'"]),
+    "wrong type in a row": (["train", "--data", "wrong_type.csv", *DATA],
+                            ["wrong_type.csv", "'a'", ROW.format(7), "'lots'"]),
+    "bad split value": (["train", "--data", "bad_split.csv", *DATA],
+                        ["bad_split.csv", "'s'", ROW.format(5), "'holdout-2'", "val"]),
+    "bad label value": (["train", "--data", "bad_label.csv", *DATA],
+                        ["bad_label.csv", "'y'", ROW.format(9), "'maybe'"]),
+    "UTF-16 CSV (read, then its bad cell found)": (["train", "--data", "excel.csv", *DATA],
+                                                   ["excel.csv", "'a'", ROW.format(4)]),
+    "compare: bad --set value": (["compare", "--set", "train.epochs=0"], ["train.epochs", "0"]),
+    "report on a folder that is not a run": (["report", "not_a_run"], ["not_a_run", "not the folder of a training run"]),
+    "report on a missing folder": (["report", "nope"], ["nope"]),
+    "predict: missing input file": (["predict", "--model", "nope", "--input", "nope.csv"], ["nope.csv"]),
+    "predict: empty input file": (["predict", "--model", "nope", "--input", "empty.csv"], ["empty.csv", "empty"]),
+    "score: missing schema file": (["serving.score", "--target", "127.0.0.1:1", "--input", "good.csv",
+                                    "--output", "o.csv", "--schema", "nope.json"], ["nope.json"]),
+    "explain: missing input file": (["explain", "--model", "nope", "--input", "nope.csv"], ["nope.csv"]),
+}
+
+
+@pytest.fixture(scope="module")
+def results(work):
+    """Runs every case (a few processes at a time); name -> CompletedProcess."""
+    def one(item):
+        name, (args, _) = item
+        return name, _python(["-m", f"purchase_intent.{args[0]}", *args[1:]], cwd=work)
+
+    with ThreadPoolExecutor(4) as pool:
+        return dict(pool.map(one, CASES.items()))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_gives_one_line_and_status_2(results, name):
+    proc = results[name]
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, proc.stderr[-2000:]
+    for part in CASES[name][1]:
+        assert part in errors[0], (part, errors[0])
+
+
+def test_debug_shows_the_traceback(work):
+    proc = _python(["-m", "purchase_intent.train", "--set", "model.lstm_units=-3", "--debug"], cwd=work)
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr and "ConfigError" in proc.stderr
+
+
+def test_data_errors_come_before_tensorflow_is_imported(work):
+    code = ("import sys; from purchase_intent import cli, train; "
+            "status = cli.run(train.main, ['--data', 'wrong_type.csv', '--set', 'data.schema=schema.json']); "
+            "print(status, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    proc = _python(["-c", code], cwd=work)
+    assert proc.stdout.split() == ["2", "False", "False"], proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_help_prints_without_importing_tensorflow(tool):
+    module = f"purchase_intent.{tool}"
+    main = "purchase_intent.serving.local.server" if tool == "serving.local" else module
+    code = (f"import sys, contextlib, io; import {main} as m; out = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out):\n"
+            "    try: m.main(['--help'])\n"
+            "    except SystemExit: pass\n"
+            "print(len(out.getvalue().splitlines()), 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+            "print(out.getvalue())")
+    proc = _python(["-c", code], cwd=REPO)
+    lines, tf, keras = proc.stdout.split("\n", 1)[0].split()
+    assert int(lines) > 5 and (tf, keras) == ("False", "False"), proc.stdout + proc.stderr[-2000:]
+    text = proc.stdout
+    assert "--debug" in text and "(default: None)" not in text and "(default: False)" not in text
+    assert "default: the preset's (default" not in text
+
+
+def test_explain_help_runs_as_a_module():
+    proc = _python(["-m", "purchase_intent.explain", "--help"], cwd=REPO)
+    assert proc.returncode == 0 and "--model" in proc.stdout and proc.stderr == ""
+
+
+def test_help_config_lists_every_key_with_default_and_meaning():
+    proc = _python(["-m", "purchase_intent.train", "--help-config"], cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    keys = config_keys()
+    defaults = Config()
+    fields = [f"{s}.{f}" for s, section in defaults.to_dict().items() for f in section]
+    assert [k for k, _, _ in keys] == fields
+    assert all(meaning for _, _, meaning in keys), [k for k, _, m in keys if not m]
+    for key, default, _ in keys:
+        assert f"  {key} = {json.dumps(default)}" in proc.stdout
+    assert "model.lstm_units = 64" in describe_config()
+    assert "--help-config" in _python(["-m", "purchase_intent.train", "--help"], cwd=REPO).stdout
+
+
+def test_comma_delimited_sequences_warn_but_load(tmp_path, caplog):
+    from purchase_intent.config import DataConfig
+    from purchase_intent.data import load_splits
+
+    df = _table()
+    df["items"] = ["i1,i2,i3", "i4,i1"] * (len(df) // 2)
+    df.to_csv(tmp_path / "t.csv", index=False)
+    (tmp_path / "s.json").write_text(json.dumps(SCHEMA))
+    with caplog.at_level(logging.INFO):
+        schema, splits = load_splits(DataConfig(name=str(tmp_path / "t.csv"), schema=str(tmp_path / "s.json"),
+                                                split_column="s"))
+    warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "items" in r.getMessage()]
+    assert warning and "','" in warning[0] and '"sequence_delimiter": ","' in warning[0]
+    assert "t.csv" in warning[0]
+    assert any("'0' -> 0, '1' -> 1" in r.getMessage() for r in caplog.records)
+    assert {k: len(v) for k, v in splits.items()} == {"train": 30, "validation": 5, "test": 5}
+
+
+def test_utf16_and_bom_files_read_like_utf8(tmp_path):
+    from purchase_intent.data.readers import read_table
+    from purchase_intent.schema import FeatureSchema
+
+    schema = FeatureSchema.from_dict(SCHEMA)
+    df = _table()
+    df.to_csv(tmp_path / "plain.csv", index=False)
+    df.to_csv(tmp_path / "excel.csv", index=False, sep="\t", encoding="utf-16")
+    df.to_csv(tmp_path / "bom.csv", index=False, encoding="utf-8-sig")
+    df.to_csv(tmp_path / "le.csv", index=False, encoding="utf-16-le")  # no byte-order mark
+    plain = read_table(tmp_path / "plain.csv", schema)
+    for name in ("excel.csv", "bom.csv", "le.csv"):
+        pd.testing.assert_frame_equal(read_table(tmp_path / name, schema), plain)
+
+
+def test_split_aliases_any_case_and_unknown_values_listed():
+    from purchase_intent.data import split_values
+
+    values = pd.Series(["Train", "VAL", " valid ", "dev", "eval", "test", "TST", "training", "Validation"])
+    assert split_values(values, "s", "f.csv").tolist() == [
+        "train", "validation", "validation", "validation", "validation", "test", "test", "train", "validation"]
+    with pytest.raises(SchemaError, match=r"f.csv: split column 's', spreadsheet row 3 \(header = row 1\): "
+                                          r"unknown split 'later'.*validation: validation, val, valid"):
+        split_values(pd.Series(["train", "later"]), "s", "f.csv")
+
+
+def test_label_mapping_is_stated():
+    from purchase_intent.schema import label_mapping
+
+    assert label_mapping(pd.Series(["yes", "no", "Yes", None])) == {"no": 0, "Yes": 1, "yes": 1}
+
+
+def test_few_validation_positives_warn(caplog):
+    from purchase_intent.config import TrainConfig
+    from purchase_intent.train import warn_few_positives
+
+    with caplog.at_level(logging.WARNING):
+        warn_few_positives(np.array([1] * 5 + [0] * 300), TrainConfig())
+        assert "only 5 positive" in caplog.text
+        caplog.clear()
+        warn_few_positives(np.array([1] * 40 + [0] * 300), TrainConfig())
+        assert caplog.text == ""
+
+
+def test_failed_run_folder_is_removed_or_marked(tmp_path):
+    from purchase_intent.train import FAILED_FILE, mark_failed
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_text("{}")
+    mark_failed(bare, RuntimeError("boom"))
+    assert not bare.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    mark_failed(kept, RuntimeError("boom"), created=False)
+    assert (kept / FAILED_FILE).exists(), "a folder that existed before the run is marked, not removed"
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "config.json").write_text("{}")
+    (partial / "best.weights.h5").write_bytes(b"w")
+    mark_failed(partial, ValueError("no such encoder"))
+    assert (partial / FAILED_FILE).read_text().startswith("This run failed: ValueError: no such encoder")
+    from purchase_intent import report
+
+    with pytest.raises(FileNotFoundError, match="failed before it wrote any result"):
+        report.check_run_dir(partial)
+
+
+def test_run_reports_user_errors_and_reraises_bugs(capsys):
+    def bad_value(argv):
+        raise SchemaError("t.csv: column 'a', spreadsheet row 3 (header = row 1): expected a number")
+
+    assert cli.run(bad_value, []) == 2
+    assert capsys.readouterr().err == "error: t.csv: column 'a', spreadsheet row 3 (header = row 1): expected a number\n"
+
+    def missing(argv):
+        open("/nonexistent/x.csv")
+
+    assert cli.run(missing, []) == 2
+    assert "/nonexistent/x.csv" in capsys.readouterr().err
+
+    def bug(argv):
+        raise KeyError("internal")
+
+    with pytest.raises(KeyError):
+        cli.run(bug, [])
