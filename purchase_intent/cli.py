@@ -23,8 +23,13 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.abc
+import importlib.util
 import os
+import re
 import sys
+import tempfile
 from typing import Any, Callable
 
 EXIT_USER_ERROR = 2
@@ -51,14 +56,74 @@ def message(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
+# A C++ log line of TensorFlow / absl ("I0000 00:00:1796099870.391015   12030 port.cc:153] ..."),
+# or absl's notice that such lines go to stderr before it is initialised.
+_NATIVE_LOG_LINE = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog\(\)"
+                              rb"|[IWE]\d{4} [\d:.]+ +\d+ [\w./-]+:\d+\] )")
+
+
 def quiet_tensorflow(verbose: bool = False) -> None:
     """Turns TensorFlow's C++ log lines off (or on with ``verbose``); must run before TF is imported.
 
-    A ``TF_CPP_MIN_LOG_LEVEL`` already set in the environment is kept.
+    ``TF_CPP_MIN_LOG_LEVEL=3`` silences what TensorFlow logs once running; the
+    lines that absl writes while TensorFlow is imported, before its logging
+    is set up (which ignore that variable), are dropped by an import hook
+    that filters file descriptor 2 during ``import tensorflow`` only. A
+    ``TF_CPP_MIN_LOG_LEVEL`` already set in the environment is kept.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
-    if not verbose:
-        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
+    if verbose:
+        return
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietImport())
+
+
+@contextlib.contextmanager
+def _native_log_filtered():
+    """Runs the block with file descriptor 2 captured; writes back the lines that are not C++ log lines."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().splitlines(keepends=True) if not _NATIVE_LOG_LINE.match(line)]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+    """Import hook: the first ``import tensorflow`` runs under :func:`_native_log_filtered`."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        try:
+            with _native_log_filtered():
+                self.loader.exec_module(module)
+        finally:
+            module.__loader__ = module.__spec__.loader = self.loader
 
 
 def run(main: Callable[[list[str]], Any], argv: list[str] | None = None) -> int:
