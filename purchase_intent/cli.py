@@ -30,6 +30,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 from typing import Any, Callable
 
 EXIT_USER_ERROR = 2
@@ -39,14 +40,21 @@ class UserError(Exception):
     """A mistake in what the user gave (paths, values, folders) that is not a config or schema error."""
 
 
+# Error classes of modules a tool may not import (pandas, TensorFlow): (module, class name).
+_USER_ERRORS_ELSEWHERE = (("purchase_intent.schema", "SchemaError"),
+                          ("purchase_intent.text", "TextEncoderError"))
+
+
 def is_user_error(err: BaseException) -> bool:
-    """True for errors the user fixes in the inputs: config, schema/data, files, encodings."""
+    """True for errors the user fixes in the inputs: config, schema/data, files, encodings, text encoder."""
     from purchase_intent.config import ConfigError
 
     if isinstance(err, (UserError, ConfigError, OSError, UnicodeError)):
         return True
-    schema = sys.modules.get("purchase_intent.schema")  # not imported: the error is no SchemaError
-    return schema is not None and isinstance(err, schema.SchemaError)
+    for module, name in _USER_ERRORS_ELSEWHERE:  # a module not imported raised nothing
+        if module in sys.modules and isinstance(err, getattr(sys.modules[module], name)):
+            return True
+    return False
 
 
 def message(err: BaseException) -> str:
@@ -75,6 +83,8 @@ def quiet_tensorflow(verbose: bool = False) -> None:
     if verbose:
         return
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    # Keras' notice that tf.data input is not reshuffled by fit (the pipeline shuffles itself).
+    warnings.filterwarnings("ignore", message="`shuffle=True` was passed", category=UserWarning)
     if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietImport())
 

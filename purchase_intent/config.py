@@ -255,6 +255,9 @@ class Config:
             (d.format != "events" or not d.split_column,
              "data.split_column is not used with data.format=events (the split is by data.split_by)"),
             (m.attention_units >= 1, "model.attention_units must be >= 1"),
+            (not _missing_directory(m.text_encoder),
+             f"model.text_encoder={m.text_encoder!r} looks like a preset directory, which does not exist "
+             "(or use minilm, tiny or a keras-hub preset name)"),
             (bool(m.sequence_encoders()), "model.sequence_encoder must be 'both' or a '+'-joined list of "
                                           "lstm, cnn, transformer"),
             *[(getattr(m, k) >= 1, f"model.{k} must be >= 1")
@@ -310,6 +313,11 @@ class Config:
         if not match or not hasattr(getattr(self, match[1], None), match[2]):
             return msg
         return f"{msg} (got {getattr(getattr(self, match[1]), match[2])!r})"
+
+
+def _missing_directory(value: str) -> bool:
+    """True for a path-like value (holds a slash, no "scheme://") that names no existing directory."""
+    return "/" in value and "://" not in value and not Path(value).expanduser().is_dir()
 
 
 def _tiny() -> Config:

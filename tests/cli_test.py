@@ -80,6 +80,8 @@ CASES = {
     "unknown --set key": (["train", "--set", "model.lstm_unit=8"], ["model.lstm_unit", "model.lstm_units"]),
     "bad --set value": (["train", "--set", "model.lstm_units=many"], ["model.lstm_units", "'many'"]),
     "--set without =": (["train", "--set", "model.lstm_units"], ["section.key=value"]),
+    "text encoder directory missing": (["train", "--set", "model.text_encoder=./no/such/preset"],
+                                       ["model.text_encoder", "./no/such/preset"]),
     "unknown preset": (["train", "--preset", "huge"], ["'huge'", "tiny"]),
     "unparseable config file": (["train", "--config", "config.yaml"], ["config.yaml"]),
     "missing schema file": (["train", "--data", "good.csv", "--set", "data.schema=nope.json"], ["nope.json"]),
@@ -291,3 +293,23 @@ def test_run_reports_user_errors_and_reraises_bugs(capsys):
 
     with pytest.raises(KeyError):
         cli.run(bug, [])
+
+
+def test_scoring_reads_utf16_and_names_the_file_on_undecodable_bytes(tmp_path, caplog):
+    from purchase_intent.predict import write_scored_csv
+    from purchase_intent.schema import FeatureSchema
+
+    schema = FeatureSchema.from_dict(SCHEMA)
+    df = _table().drop(columns=["y"])
+    df["items"] = ["i1,i2", "i3,i4"] * (len(df) // 2)
+    df.to_csv(tmp_path / "excel.csv", index=False, sep="\t", encoding="utf-16")
+    with caplog.at_level(logging.WARNING):
+        rows = write_scored_csv(tmp_path / "excel.csv", tmp_path / "out.csv", schema,
+                                lambda valid: np.zeros(len(valid)), batch_size=16)
+    assert rows == len(df) and len(pd.read_csv(tmp_path / "out.csv")) == len(df)
+    assert "UTF-16" in caplog.text and '"sequence_delimiter": ","' in caplog.text
+    (tmp_path / "latin1.csv").write_bytes("a,c,items\n1,caf\xe9,i1\n".encode("latin-1"))
+    with pytest.raises(SchemaError, match=r"latin1.csv: cannot read the CSV .*CSV UTF-8"):
+        write_scored_csv(tmp_path / "latin1.csv", tmp_path / "out2.csv", schema,
+                         lambda valid: np.zeros(len(valid)), batch_size=16)
+    assert not (tmp_path / "out2.csv").exists()

@@ -74,3 +74,18 @@ def test_permutation_importance_ranks_planted_feature_first(tmp_path):
     assert Path(out).stat().st_size > 5_000
     with pytest.raises(ValueError, match="Unknown features"):
         explain.permutation_importance(lambda d: np.zeros(len(d)), df, schema, features=["nope"])
+
+
+def test_explain_command_writes_occlusion_and_importance(tiny_run, tmp_path, capsys):
+    _, metrics = tiny_run
+    table = make_synthetic(150, seed=3)
+    for name in SCHEMA.sequence_like:
+        table[name] = ["|".join(map(str, v)) for v in table[name]]
+    table.to_csv(tmp_path / "t.csv", index=False)
+    assert explain.main(["--model", metrics["export"]["path"], "--input", str(tmp_path / "t.csv"),
+                         "--max-rows", "100", "--repeats", "1"]) == 0
+    out = tmp_path / "t.csv.explain"
+    assert len(pd.read_csv(out / "occlusion.csv")) == 100
+    assert set(pd.read_csv(out / "occlusion_summary.csv")["modality"]) >= {"text", "numeric", "all"}
+    assert "sequence" in set(pd.read_csv(out / "importance.csv")["feature"])
+    assert "Drop in ROC-AUC" in capsys.readouterr().out
