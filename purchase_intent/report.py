@@ -479,7 +479,8 @@ def check_run_dir(run_dir: str | Path) -> Path:
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"Run directory {run_dir} does not exist")
+        raise FileNotFoundError(f"Run directory {run_dir} " + ("is a file, not a folder" if run_dir.exists()
+                                                               else "does not exist"))
     if any((run_dir / name).exists() for name in RUN_FILES):
         return run_dir
     failed = run_dir / "FAILED.txt"

@@ -613,6 +613,8 @@ def main(argv: list[str] | None = None) -> dict:
     run_dir = Path(args.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     if cfg.train.strategy == "multi_worker":
         run_dir = worker_dir(run_dir)  # only the chief writes the run directory
+    if run_dir.exists() and not run_dir.is_dir():
+        raise cli.UserError(f"--output-dir {run_dir} is a file, not a folder")
     created = not run_dir.exists()
     try:
         configure_cpu_replicas(cfg.train.cpu_replicas)

@@ -108,6 +108,8 @@ CASES = {
     "compare: bad --set value": (["compare", "--set", "train.epochs=0"], ["train.epochs", "0"]),
     "report on a folder that is not a run": (["report", "not_a_run"], ["not_a_run", "not the folder of a training run"]),
     "report on a missing folder": (["report", "nope"], ["nope"]),
+    "output folder is a file": (["train", "--data", "good.csv", *DATA, "--output-dir", "good.csv"],
+                                ["--output-dir good.csv", "is a file"]),
     "predict: missing input file": (["predict", "--model", "nope", "--input", "nope.csv"], ["nope.csv"]),
     "predict: empty input file": (["predict", "--model", "nope", "--input", "empty.csv"], ["empty.csv", "empty"]),
     "score: missing schema file": (["serving.score", "--target", "127.0.0.1:1", "--input", "good.csv",
@@ -313,3 +315,16 @@ def test_scoring_reads_utf16_and_names_the_file_on_undecodable_bytes(tmp_path, c
         write_scored_csv(tmp_path / "latin1.csv", tmp_path / "out2.csv", schema,
                          lambda valid: np.zeros(len(valid)), batch_size=16)
     assert not (tmp_path / "out2.csv").exists()
+
+
+def test_semicolon_csv_is_read_with_a_warning(tmp_path, caplog):
+    from purchase_intent.data.readers import read_table
+    from purchase_intent.schema import FeatureSchema
+
+    schema = FeatureSchema.from_dict(SCHEMA)
+    _table().to_csv(tmp_path / "plain.csv", index=False)
+    _table().to_csv(tmp_path / "excel_de.csv", index=False, sep=";")
+    with caplog.at_level(logging.WARNING):
+        pd.testing.assert_frame_equal(read_table(tmp_path / "excel_de.csv", schema),
+                                      read_table(tmp_path / "plain.csv", schema))
+    assert "semicolon-separated" in caplog.text and "excel_de.csv" in caplog.text

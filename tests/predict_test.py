@@ -62,14 +62,15 @@ def test_predictor_from_python_and_model_folder(export_dir):
     assert set(predictor.predict_labels(raw)) <= {0, 1}
 
 
-def test_predict_cli_errors_name_the_problem(export_dir, tmp_path, caplog):
+def test_predict_cli_errors_name_the_problem(export_dir, tmp_path, capsys):
     raw = make_synthetic(20, seed=13).drop(columns=["device"])
     csv = tmp_path / "bad.csv"
     raw.drop(columns=[SCHEMA.label]).to_csv(csv, index=False)
     assert predict.main(["--model", str(export_dir), "--input", str(csv)]) == 2
-    assert "missing column(s) ['device']" in caplog.text
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and f"{csv}: missing column(s) ['device']" in err
     assert predict.main(["--model", str(tmp_path), "--input", str(csv)]) == 2
-    assert "no saved_model.pb" in caplog.text
+    assert "error: " in (err := capsys.readouterr().err) and "no saved_model.pb" in err
 
 
 def test_predict_help_lists_options_with_defaults():

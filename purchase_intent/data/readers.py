@@ -119,7 +119,9 @@ def csv_options(path: str | Path) -> dict[str, str]:
     UTF-8 with or without a byte-order mark is read as UTF-8. UTF-16 (what
     Excel writes as "Unicode text": a BOM, tab-separated) is detected and
     read as such, with a warning; so is UTF-16 without a BOM (every other
-    byte zero). The separator is a tab when the header has tabs but no comma.
+    byte zero). The separator is a comma, unless the header has none but
+    has tabs or semicolons (Excel's CSV in locales with a decimal comma):
+    then that one, with a warning.
     """
     path = Path(path)
     opener = gzip.open if path.name.lower().endswith(".gz") else open
@@ -132,13 +134,19 @@ def csv_options(path: str | Path) -> dict[str, str]:
     elif len(head) >= 4 and head[0::2].count(0) > len(head) // 4:
         encoding = "utf-16-be"
     else:
-        return {"encoding": "utf-8", "sep": ","}  # pandas drops a UTF-8 byte-order mark itself
+        encoding = "utf-8"  # pandas drops a UTF-8 byte-order mark itself
     lines = head.decode(encoding, errors="ignore").lstrip("\ufeff").splitlines()
     first = lines[0] if lines else ""
-    sep = "\t" if "\t" in first and "," not in first else ","
-    logger.warning("%s: the file is %s text (%s-separated), as Excel's \"Unicode text\" writes it; read "
-                   "as such. Re-saving it as \"CSV UTF-8\" avoids this guess.", path, encoding.upper(),
-                   "tab" if sep == "\t" else "comma")
+    sep = "," if "," in first else "\t" if "\t" in first else ";" if ";" in first else ","
+    names = {",": "comma", "\t": "tab", ";": "semicolon"}
+    if encoding != "utf-8":
+        logger.warning("%s: the file is %s text (%s-separated), as Excel's \"Unicode text\" writes it; "
+                       "read as such. Re-saving it as \"CSV UTF-8\" avoids this guess.", path,
+                       encoding.upper(), names[sep])
+    elif sep != ",":
+        logger.warning("%s: the header has no comma but %ss: read as %s-separated. Numbers with a "
+                       "decimal comma are not read as numbers; \"CSV UTF-8 (comma delimited)\" avoids "
+                       "both.", path, names[sep], names[sep])
     return {"encoding": encoding, "sep": sep}
 
 
