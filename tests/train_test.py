@@ -79,7 +79,7 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     with pytest.raises(SchemaError, match=r"label column 'y', spreadsheet row 4 \(header = row 1\)"):
         train.main(["--data", str(table), "--set", f"data.schema={schema}", "--output-dir", str(tmp_path / "r")])
     schema.write_text('{"label": "y", "numeric": ["b"]}')
-    with pytest.raises(SchemaError, match=r"missing column\(s\) 'b' \(feature\)"):
+    with pytest.raises(SchemaError, match=r"missing column\(s\) 'b' \(a feature of the schema\)"):
         train.main(["--data", str(table), "--set", f"data.schema={schema}", "--output-dir", str(tmp_path / "r")])
 
 

@@ -126,8 +126,8 @@ def check_table(table: pd.DataFrame, schema: FeatureSchema, cfg: DataConfig) -> 
     needed = schema.feature_names + [schema.label] + ([cfg.split_column] if cfg.split_column else [])
     missing = [c for c in needed if c not in table.columns]
     if missing:
-        what = {c: ("split column (data.split_column)" if c == cfg.split_column else
-                    "label" if c == schema.label else "feature") for c in missing}
+        what = {c: ("the split column, data.split_column" if c == cfg.split_column else
+                    "the label" if c == schema.label else "a feature of the schema") for c in missing}
         raise SchemaError(f"{cfg.name}: missing column(s) "
                           + ", ".join(f"{c!r} ({w})" for c, w in what.items())
                           + f"; the file has {list(table.columns)[:30]} (the schema is {cfg.schema})")
