@@ -109,26 +109,38 @@ def _native_log_filtered():
 
 
 class _QuietImport(importlib.abc.MetaPathFinder):
-    """Import hook: the first ``import tensorflow`` runs under :func:`_native_log_filtered`."""
+    """Import hook: ``import tensorflow`` runs under :func:`_native_log_filtered`.
+
+    Only the loader is wrapped, so a mere ``importlib.util.find_spec("tensorflow")``
+    (``serving/protos.py`` does one) leaves the hook in place; the import itself removes it.
+    """
+
+    def __init__(self):
+        self._finding = False
 
     def find_spec(self, name, path, target=None):
-        if name != "tensorflow":
+        if name != "tensorflow" or self._finding:
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
+        self._finding = True
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._finding = False
         if spec is not None and spec.loader is not None:
-            spec.loader = _QuietLoader(spec.loader)
+            spec.loader = _QuietLoader(spec.loader, self)
         return spec
 
 
 class _QuietLoader(importlib.abc.Loader):
-    def __init__(self, loader):
-        self.loader = loader
+    def __init__(self, loader, hook: _QuietImport):
+        self.loader, self.hook = loader, hook
 
     def create_module(self, spec):
         return self.loader.create_module(spec)
 
     def exec_module(self, module):
+        if self.hook in sys.meta_path:
+            sys.meta_path.remove(self.hook)
         try:
             with _native_log_filtered():
                 self.loader.exec_module(module)
