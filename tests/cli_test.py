@@ -328,3 +328,12 @@ def test_semicolon_csv_is_read_with_a_warning(tmp_path, caplog):
         pd.testing.assert_frame_equal(read_table(tmp_path / "excel_de.csv", schema),
                                       read_table(tmp_path / "plain.csv", schema))
     assert "semicolon-separated" in caplog.text and "excel_de.csv" in caplog.text
+
+
+def test_tensorflow_import_writes_no_cpp_log_lines():
+    code = ("import sys; from purchase_intent import cli; cli.quiet_tensorflow(); "
+            "from purchase_intent.serving import protos; import tensorflow as tf; "
+            "print('kept', file=sys.stderr); print(int(tf.constant(1) + 1))")
+    proc = _python(["-c", code], cwd=REPO, timeout=300)
+    assert proc.stdout.strip() == "2", proc.stderr[-2000:]
+    assert proc.stderr.strip() == "kept", proc.stderr[-2000:]
