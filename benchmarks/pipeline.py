@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--set", dest="overrides", action="append", default=[])
+    from purchase_intent.cli import add_config_flags
+
+    add_config_flags(p)  # --help-config: every --set key
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 

@@ -63,6 +63,9 @@ def main(argv=None) -> dict:
     p.add_argument("--sequences-only", action="store_true",
                    help="drop the per-event text columns (no text encoder needed)")
     p.add_argument("--seed", type=int, default=0)
+    from purchase_intent.cli import add_config_flags
+
+    add_config_flags(p)  # --help-config: every --set key
     args = p.parse_args(argv)
 
     from purchase_intent.config import get_config

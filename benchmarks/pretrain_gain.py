@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "purchase_intent"))
     p.add_argument("--bootstrap", type=int, default=1000)
+    from purchase_intent.cli import add_config_flags
+
+    add_config_flags(p)  # --help-config: every --set key
     args = p.parse_args(argv)
 
     from purchase_intent import compare

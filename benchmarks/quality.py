@@ -358,6 +358,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="comma-separated ablation subsets to run, e.g. sequence,all (default: every one)")
     p.add_argument("--render-only", action="store_true",
                    help="rebuild the .md and .json from the compare.json files in --work-dir (no training)")
+    from purchase_intent.cli import add_config_flags
+
+    add_config_flags(p)  # --help-config: every --set key
     args = p.parse_args(argv)
     if args.render_only and args.overrides:
         p.error("--set has no effect with --render-only (the numbers come from existing runs)")

@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                    help="comma-separated peers to score on validation beside (empty: none)")
     p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "purchase_intent"))
     p.add_argument("--out", default="")
+    from purchase_intent.cli import add_config_flags
+
+    add_config_flags(p)  # --help-config: every --set key
     args = p.parse_args(argv)
 
     import logging

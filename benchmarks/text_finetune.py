@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--long-epochs", type=int, default=15, help="epochs cap of frozen_long")
     p.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated subset of {VARIANTS}")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    from purchase_intent.cli import add_config_flags
+
+    add_config_flags(p)  # --help-config: every --set key
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=4, help="epochs per variant, after the first")
     p.add_argument("--repeats", type=int, default=5, help="repetitions of the branch profile")
     p.add_argument("--set", dest="overrides", action="append", default=[])
+    from purchase_intent.cli import add_config_flags
+
+    add_config_flags(p)  # --help-config: every --set key
     args = p.parse_args(argv)
 
     import keras

@@ -198,7 +198,10 @@ class _HelpConfig(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         from purchase_intent.config import describe_config
 
-        print(describe_config(), flush=True)
+        try:
+            print(describe_config(), flush=True)
+        except BrokenPipeError:  # piped into head: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         parser.exit()
 
 
