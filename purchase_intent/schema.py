@@ -15,6 +15,9 @@ A schema lists, all optional except the label:
 
 All sequence-like columns (``sequences`` and ``event_text``) of one example
 describe the same events, so they must have the same length in each row.
+
+Errors name the row as a spreadsheet shows it, the header being row 1
+(:func:`row_ref`): "spreadsheet row 2 (header = row 1)" is the first data row.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ class FeatureSchema:
     """The raw features of one dataset.
 
     Args:
-        label: str. Column holding the 0/1 purchase label.
+        label: str. Column holding the purchase label: 0/1, or true/false,
+            yes/no, y/n, t/f in any case (1 = purchase; :func:`label_mapping`).
         text: list of str. Scalar text columns.
         event_text: list of str. Per-event text columns (list of strings).
         sequences: list of str. Categorical event-sequence columns.
