@@ -28,6 +28,8 @@ import threading
 import time
 from pathlib import Path
 
+from purchase_intent import cli
+
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
     """``n`` distinct ports that were free a moment ago (all held open while choosing)."""
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m purchase_intent.launch",
         description="Train with MultiWorkerMirroredStrategy as N worker processes on this machine "
                     "(loopback, one TF_CONFIG each). Arguments after -- go to purchase_intent.train.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=cli.HelpFormatter)
     p.add_argument("--workers", type=int, default=2, help="number of worker processes")
     p.add_argument("--host", default="127.0.0.1", help="address the workers listen on")
     p.add_argument("--timeout", type=float, default=None, help="stop all workers after this many seconds")
@@ -164,4 +166,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))
