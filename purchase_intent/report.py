@@ -575,9 +575,10 @@ def serving_commands(version_dir: str | Path, model_name: str = "purchase_intent
                             "--input customers.csv --output scored.csv"),
         "local server (gRPC, REST)": (f"python -m purchase_intent.serving.local --model-base-path {base} "
                                       f"--model-name {model_name} --port 8500 --rest-port 8501"),
+        # --schema gives the id columns and the delimiter; the threshold.json beside it is the default.
         "score over gRPC": (f"python -m purchase_intent.serving.score --target localhost:8500 "
                             f"--input customers.csv --output scored.csv "
-                            f"--threshold {version_dir / 'assets.extra' / 'threshold.json'}"),
+                            f"--schema {version_dir / 'assets.extra' / 'schema.json'}"),
     }
 
 
@@ -710,6 +711,67 @@ def epochs_sentence(history: dict | None, metrics: dict, cfg: dict | None) -> st
     return text
 
 
+def targeting_rows(targeting: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted rows of the report's targeting table (from :func:`targeting_summary`).
+
+    One row per share of customers contacted, then the row of everyone above
+    the decision threshold when the summary has it.
+    """
+    header = ["contact the top", "customers", "buyers reached", "share of all buyers reached",
+              "precision (buy rate)", "lift over random", "lowest probability contacted"]
+    body = [[_pct(r["share_contacted"]), f"{r['customers_contacted']:,}", f"{r['buyers_reached']:,}",
+             _pct(r["share_of_buyers_reached"]), _pct(r["precision"]), f"{r['lift']:.2f}",
+             f"{r['min_probability']:.3f}"] for r in targeting["table"]]
+    at = targeting.get("at_threshold")
+    if at:
+        body.append([f"above threshold ({_pct(at['share_contacted'])})",
+                     f"{at['customers_contacted']:,}", f"{at['buyers_reached']:,}",
+                     _pct(at["share_of_buyers_reached"]), _pct(at["precision"]),
+                     "n/a" if not np.isfinite(at["lift"]) else f"{at['lift']:.2f}",
+                     f"{at['threshold']:.3f}"])
+    return header, body
+
+
+def plot_table(header: list[str], rows: list[list[str]], path: str | Path | None = None, *,
+               title: str = "", note: str = ""):
+    """A table drawn as an image (the report's targeting table as a PNG, e.g. for slides or docs/).
+
+    Returns:
+        The path written, or the figure when ``path`` is None.
+    """
+    import textwrap
+
+    plt = _pyplot()
+    wrapped = ["\n".join(textwrap.wrap(h, 13)) for h in header]
+    first = max(len(r[0]) for r in rows + [[header[0]]])
+    widths = [max(1.0, first / 11)] + [1.0] * (len(header) - 1)
+    widths = [w / sum(widths) for w in widths]
+    fig, ax = plt.subplots(figsize=(1.3 * len(header) + 0.6, 0.3 * len(rows) + 1.45))
+    ax.axis("off")
+    table = ax.table(cellText=rows, colLabels=wrapped, colWidths=widths, loc="upper center",
+                     cellLoc="right", colLoc="center")
+    table.auto_set_font_size(False)
+    table.set_fontsize(10)
+    table.scale(1, 1.5)
+    for (r, c), cell in table.get_celld().items():
+        cell.set_edgecolor("#bbbbbb")
+        if r == 0:
+            cell.set_facecolor("#dde6f3")
+            cell.set_text_props(weight="bold")
+            cell.set_height(cell.get_height() * 2.4)
+        elif c == 0:
+            cell.set_text_props(ha="left")
+            cell._loc = "left"
+        if r > 0 and r % 2 == 0:
+            cell.set_facecolor("#f6f6f6")
+    if title:
+        ax.set_title(title, fontsize=12, loc="left", pad=8)
+    if note:
+        fig.text(0.01, 0.015, note, fontsize=8.5, color="#444444", wrap=True, va="bottom")
+    fig.tight_layout(rect=(0, 0.1 if note else 0, 1, 1))
+    return _finish(fig, path)
+
+
 def _pct(x: float) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{x:.0%}"
 
@@ -809,17 +871,7 @@ def build_report(run_dir: str | Path) -> Path:
         page.paragraph("Customers sorted by predicted probability, most likely buyers first; contact the "
                        "top share. Random targeting reaches the same share of buyers as of customers "
                        "(lift 1.0).")
-        header = ["contact the top", "customers", "buyers reached", "share of all buyers reached",
-                  "precision (buy rate)", "lift over random", "lowest probability contacted"]
-        body = [[_pct(r["share_contacted"]), f"{r['customers_contacted']:,}", f"{r['buyers_reached']:,}",
-                 _pct(r["share_of_buyers_reached"]), _pct(r["precision"]), f"{r['lift']:.2f}",
-                 f"{r['min_probability']:.3f}"] for r in targeting["table"]]
-        if at:
-            body.append([f"above threshold ({_pct(at['share_contacted'])})",
-                         f"{at['customers_contacted']:,}", f"{at['buyers_reached']:,}",
-                         _pct(at["share_of_buyers_reached"]), _pct(at["precision"]),
-                         "n/a" if not np.isfinite(at["lift"]) else f"{at['lift']:.2f}",
-                         f"{at['threshold']:.3f}"])
+        header, body = targeting_rows(targeting)
         page.table(header, body)
         reach = targeting.get("share_of_buyers_reached_by_model") or {}
         if len(reach) > 1:

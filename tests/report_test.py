@@ -259,3 +259,11 @@ def test_user_csv_run_passes_ids_and_reports_label_and_small_split(user_csv_run)
     md = (run_dir / "report.md").read_text()
     assert "Label 1 means: buys during the session (column `label`)" in md
     assert "Targeting table" in md and "Warning:** The test split is small" in md
+
+
+def test_targeting_table_renders_as_an_image(tmp_path):
+    targeting = report.targeting_summary(Y10, {"purchase_intent": P10}, "purchase_intent", 0.45)
+    header, rows = report.targeting_rows(targeting)
+    assert rows[2] == ["20%", "2", "2", "50%", "100%", "2.50", "0.800"] and rows[-1][0] == "above threshold (50%)"
+    path = report.plot_table(header, rows, tmp_path / "targeting.png", title="Targeting table", note="a note")
+    assert_real_image(path, min_height=200, min_width=600)
