@@ -681,6 +681,8 @@ def comparison_sentence(test: dict[str, dict], model: str, n_test: int | None = 
         text += " A difference under 0.01 is within the noise of one test split."
     elif diff < 0:
         text += " The simpler baseline is the safer choice unless the model wins on another run."
+    if n_test is not None and n_test < SMALL_SPLIT_ROWS and abs(diff) >= 0.01:
+        text += f" With {n_test:,} test rows, a difference of this size may not hold on new data."
     return text
 
 
@@ -838,7 +840,7 @@ def build_report(run_dir: str | Path) -> Path:
     page.heading("In short")
     page.paragraph(label_sentence(schema))
     if model in test:
-        page.paragraph(comparison_sentence(test, model))
+        page.paragraph(comparison_sentence(test, model, (splits.get("test") or {}).get("examples")))
     if targeting:
         rows = targeting["table"]
         top20 = next((r for r in rows if abs(r["share_contacted"] - 0.2) < 1e-9), rows[len(rows) // 2])
