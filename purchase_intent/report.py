@@ -705,8 +705,8 @@ def epochs_sentence(history: dict | None, metrics: dict, cfg: dict | None) -> st
             text += "; the last epoch was the best, so more epochs (--epochs) may help"
     text += "."
     if kept == 1 and ran and ran > 1:
-        text += (" Epoch 1 kept: the model learnt nothing that held on validation after one pass; "
-                 "a small validation split or a too high learning rate are the usual causes.")
+        text += (" Epoch 1 kept: every later epoch scored lower on validation (the model overfits "
+                 "fast, the learning rate is high, or the validation split is small or noisy).")
     resumed = training.get("resumed_from_epoch")
     if resumed:
         text += f" (Resumed from a backup after epoch {resumed}; epochs count from the resume.)"
