@@ -177,7 +177,7 @@ def targeting_table(y: np.ndarray, p: np.ndarray, shares=TARGET_SHARES) -> pd.Da
 
 
 def threshold_reach(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
-    """What contacting everyone with probability >= ``threshold`` means, in the terms of :func:`targeting_table`."""
+    """What contacting everyone with probability >= ``threshold`` means, as in :func:`targeting_table`."""
     y = np.asarray(y, np.float64).reshape(-1)
     p = np.asarray(p, np.float64).reshape(-1)
     chosen = p >= threshold
@@ -193,7 +193,7 @@ def threshold_reach(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str,
 
 def targeting_summary(y: np.ndarray, probs: dict[str, np.ndarray], model: str,
                       threshold: float | None = None, split: str = "test") -> dict[str, Any]:
-    """The ``targeting`` entry of ``metrics.json``: the table of ``model`` and the top-share reach of every model."""
+    """The ``targeting`` entry of ``metrics.json``: ``model``'s table and every model's top-share reach."""
     out: dict[str, Any] = {
         "split": split, "model": model, "examples": int(len(y)), "buyers": int(np.sum(y)),
         "table": targeting_table(y, probs[model]).to_dict(orient="records"),

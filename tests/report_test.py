@@ -179,8 +179,8 @@ def test_label_sentence_and_epochs_run_versus_kept():
 
 def test_predictions_file_ids_first_and_left_out_of_the_models(tmp_path):
     ids = pd.DataFrame({"customer_id": [f"C{i}" for i in range(10)], "cutoff": ["2011-09-01"] * 10})
-    path = report.save_predictions(tmp_path / "p.csv", Y10, {"purchase_intent": P10, "logistic_regression": 1 - P10},
-                                   ids=ids, threshold=0.45, model="purchase_intent")
+    probs = {"purchase_intent": P10, "logistic_regression": 1 - P10}
+    path = report.save_predictions(tmp_path / "p.csv", Y10, probs, ids=ids, threshold=0.45, model="purchase_intent")
     df = pd.read_csv(path)
     assert list(df.columns) == ["customer_id", "cutoff", "label", "purchase_intent", "logistic_regression",
                                 "purchase_label"]

@@ -104,7 +104,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model-name", default="purchase_intent",
                    help="served model name (default: purchase_intent)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--version", type=int, default=None, help="a specific model version (default: the latest served)")
+    g.add_argument("--version", type=int, default=None,
+                   help="a specific model version (default: the latest served)")
     g.add_argument("--version-label", default=None, help="a version label, e.g. stable or canary")
     p.add_argument("--schema", default=None,
                    help="schema JSON/YAML, e.g. <export>/assets.extra/schema.json (default: inferred "
