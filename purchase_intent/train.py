@@ -736,6 +736,19 @@ def run(args: argparse.Namespace, cfg) -> dict:
         "splits": {k: {"examples": len(v), "positive_rate": float(v[schema.label].mean())}
                    for k, v in splits.items()},
     }
+    from purchase_intent import report  # figures + report.md/html, rebuildable without the model
+
+    # Whom to contact: top 5-50 % by probability -> share of buyers reached, precision, lift.
+    metrics["targeting"] = report.targeting_summary(y_test, p_test, "purchase_intent",
+                                                    results["purchase_intent"]["threshold"])
+    metrics["warnings"] = report.split_warnings(metrics["splits"])
+    for warning in metrics["warnings"]:
+        logger.warning("%s", warning)
+    id_columns = [c for c in schema.id if c in test_df.columns]
+    # Written before the export: the predictions of a trained model are never lost to a later step.
+    report.save_predictions(run_dir / report.PREDICTIONS_FILE, y_test, p_test,
+                            ids=test_df[id_columns] if id_columns else None,
+                            threshold=results["purchase_intent"]["threshold"], model="purchase_intent")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     (run_dir / "metrics.txt").write_text(table + "\n")
     print(f"\nTest metrics ({cfg.data.name}, threshold chosen on validation):\n{table}\n", flush=True)
@@ -756,9 +769,6 @@ def run(args: argparse.Namespace, cfg) -> dict:
         metrics["export"] = {"path": str(version_dir), "max_abs_diff": diff}
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
         print(f"SavedModel: {version_dir}\nRun directory: {run_dir}", flush=True)
-    from purchase_intent import report  # figures + report.md/html, rebuildable without the model
-
-    report.save_predictions(run_dir / report.PREDICTIONS_FILE, y_test, p_test)
     logger.info("Report: %s", report.build_report(run_dir))
     print(report.run_summary(run_dir), flush=True)
     return metrics
