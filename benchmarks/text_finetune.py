@@ -60,7 +60,14 @@ def variant_overrides(name: str, lora_rank: int, long_epochs: int) -> list[str]:
 
 
 def fit_variant(cfg, schema, splits) -> dict:
-    """Builds, fits and evaluates one variant as ``train`` does; returns its figures."""
+    """Builds, fits and evaluates one variant as ``train`` does (``train.mixed_precision`` too); its figures."""
+    from purchase_intent import train
+
+    with train.dtype_policy(cfg.train.mixed_precision):
+        return _fit_variant(cfg, schema, splits)
+
+
+def _fit_variant(cfg, schema, splits) -> dict:
     import keras
     import numpy as np
     from sklearn.metrics import roc_auc_score

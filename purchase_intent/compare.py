@@ -122,7 +122,15 @@ def fit_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *, s
 
     Returns:
         ``{"val": probs, "test": probs, "epochs": [best epoch per seed], "seconds": float}``.
+        Built and trained under the dtype policy of ``train.mixed_precision``.
     """
+    from purchase_intent.train import dtype_policy
+
+    with dtype_policy(cfg.train.mixed_precision):
+        return _fit_fusion(cfg, schema, splits, seeds=seeds, text_cache=text_cache, cache_dir=cache_dir)
+
+
+def _fit_fusion(cfg, schema, splits, *, seeds, text_cache, cache_dir):
     import keras
 
     from purchase_intent.pipeline import class_weights, make_dataset

@@ -257,8 +257,16 @@ def modality_ablation(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame
 
     Returns:
         One row per subset, best first: ``test_roc_auc``, ``test_pr_auc``,
-        ``val_roc_auc``, ``epochs_run``, ``seconds``, ``features``.
+        ``val_roc_auc``, ``epochs_run``, ``seconds``, ``features``. Each model is
+        built and trained under the dtype policy of ``train.mixed_precision``.
     """
+    from purchase_intent.train import dtype_policy
+
+    with dtype_policy(cfg.train.mixed_precision):
+        return _modality_ablation(cfg, schema, splits, subsets, epochs)
+
+
+def _modality_ablation(cfg, schema, splits, subsets, epochs):
     import time
 
     import keras

@@ -39,8 +39,60 @@ from purchase_intent.schema import FeatureSchema, SchemaError, check_delimiters
 
 logger = logging.getLogger(__name__)
 
-PROBABILITY_COLUMN = "purchase_probability"
-LABEL_COLUMN = "purchase_label"
+# Column names of every predictions file (predictions_test.csv of a run, predict, serving.score);
+# the only place they are defined.
+PROBABILITY_COLUMN = "purchase_probability"  # the model's purchase probability
+LABEL_COLUMN = "purchase_label"  # 0/1 decision: probability >= threshold
+TRUE_LABEL_COLUMN = "label"  # the observed 0/1 outcome (predictions_test.csv of a run only)
+
+
+OUTPUT_HELP = "CSV to write (default: <input stem>.scored.csv beside the input)"
+THRESHOLD_HELP = ("decision threshold for the purchase_label column: a number, or a threshold.json "
+                  "such as <export>/assets.extra/threshold.json (default: the export's threshold.json)")
+
+
+def read_threshold(value: str | float | None) -> float | None:
+    """A decision threshold from a number or the path of a ``threshold.json`` (``{"threshold": 0.42}``).
+
+    Args:
+        value: a number, a string holding one, a path, or None.
+
+    Returns:
+        The threshold in [0, 1], or None for None.
+
+    Raises:
+        ValueError: neither a number nor a readable ``threshold.json``, or outside [0, 1].
+    """
+    if value is None:
+        return None
+    try:
+        threshold = float(value)
+        where = "--threshold"
+    except (TypeError, ValueError):
+        path = Path(str(value))
+        if not path.is_file():
+            raise ValueError(f"--threshold {value!r} is neither a number nor an existing "
+                             "threshold.json") from None
+        try:
+            threshold = float(json.loads(path.read_text())["threshold"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}: expected JSON such as {{\"threshold\": 0.42}} "
+                             f"({type(e).__name__}: {e})") from None
+        where = str(path)
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"{where}: a threshold is a probability in [0, 1], got {threshold}")
+    return threshold
+
+
+def default_output(input_path: str | Path) -> Path:
+    """``<input stem>.scored.csv`` beside the input (``customers.csv`` -> ``customers.scored.csv``)."""
+    inp = Path(input_path)
+    name = inp.name
+    for suffix in (".csv.gz", ".csv", ".gz"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return inp.with_name(name + ".scored.csv")
 
 
 class Predictor:
@@ -49,14 +101,15 @@ class Predictor:
     Args:
         version_dir: str or Path. A version folder (``.../purchase_intent/<version>``)
             or a model folder holding numbered versions (the highest is used).
-        threshold: float or None. Decision threshold; None reads
-            ``assets.extra/threshold.json`` (0.5 if absent).
+        threshold: float, str or None. Decision threshold, a number or the path
+            of a ``threshold.json``; None reads ``assets.extra/threshold.json``
+            of the export (0.5 if absent).
 
     Raises:
         FileNotFoundError: no SavedModel or no ``assets.extra/schema.json``.
     """
 
-    def __init__(self, version_dir: str | Path, threshold: float | None = None):
+    def __init__(self, version_dir: str | Path, threshold: float | str | None = None):
         from purchase_intent.export import existing_versions, load_serving_fn
 
         path = Path(version_dir)
@@ -74,7 +127,7 @@ class Predictor:
         if threshold is None:
             threshold = (float(json.loads(threshold_file.read_text())["threshold"])
                          if threshold_file.exists() else 0.5)
-        self.threshold = float(threshold)
+        self.threshold = float(read_threshold(threshold))
         self._fn = load_serving_fn(path)
 
     def _tensors(self, valid: pd.DataFrame) -> dict:
@@ -164,7 +217,7 @@ def write_scored_csv(input_path: str | Path, output_path: str | Path, schema: Fe
                     check_delimiters(chunk, schema, str(input_path))
                 valid = schema.validate(chunk, require_label=False, where=str(input_path))
                 probs = score(valid)
-                out = chunk if keep_columns is None else chunk[keep_columns]
+                out = output_columns(chunk, schema, keep_columns)
                 out = out.assign(**{PROBABILITY_COLUMN: probs})
                 if threshold is not None:
                     out[LABEL_COLUMN] = (probs >= threshold).astype(np.int64)
@@ -184,10 +237,29 @@ def write_scored_csv(input_path: str | Path, output_path: str | Path, schema: Fe
     return rows
 
 
+def output_columns(chunk: pd.DataFrame, schema: FeatureSchema,
+                   keep_columns: list[str] | None = None) -> pd.DataFrame:
+    """The input columns a predictions file keeps: the schema's ``id`` columns first, then the rest.
+
+    Args:
+        chunk: raw input rows.
+        schema: names the id columns (those absent from ``chunk`` are skipped).
+        keep_columns: the other columns to keep (None: all of them).
+    """
+    ids = [c for c in schema.id if c in chunk.columns]
+    rest = [c for c in (chunk.columns if keep_columns is None else keep_columns) if c not in ids]
+    return chunk[ids + rest]
+
+
 def predict_csv(version_dir: str | Path, input_path: str | Path, output_path: str | Path, *,
-                batch_size: int = 512, threshold: float | None = None,
-                progress: bool | None = None) -> int:
+                batch_size: int = 512, threshold: float | str | None = None,
+                keep_columns: list[str] | None = None, progress: bool | None = None) -> int:
     """Scores a CSV chunk by chunk into ``output_path`` (written to ``.partial``, then renamed).
+
+    The output holds the id columns of the schema (first), the other input
+    columns (or ``keep_columns``), ``purchase_probability`` and
+    ``purchase_label`` at ``threshold`` (a number or a ``threshold.json``;
+    None: the export's).
 
     Returns:
         The number of rows scored.
@@ -199,7 +271,8 @@ def predict_csv(version_dir: str | Path, input_path: str | Path, output_path: st
     rows = write_scored_csv(
         input_path, output_path, predictor.schema,
         lambda valid: predictor.predict(valid, batch_size=batch_size, validate=False),
-        batch_size=batch_size, threshold=predictor.threshold, progress=progress)
+        batch_size=batch_size, threshold=predictor.threshold, keep_columns=keep_columns,
+        progress=progress)
     logger.info("Scored %d rows of %s with %s (threshold %.4f) into %s", rows, input_path,
                 predictor.version_dir, predictor.threshold, output_path)
     return rows
@@ -208,18 +281,22 @@ def predict_csv(version_dir: str | Path, input_path: str | Path, output_path: st
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m purchase_intent.predict",
-        description="Score a CSV with an exported model in process (no server). Writes the input "
-                    f"columns plus {PROBABILITY_COLUMN} and {LABEL_COLUMN} (at the export's threshold).",
+        description="Score a CSV with an exported model in process (no server). Writes the schema's "
+                    f"id columns, the input columns, {PROBABILITY_COLUMN} and {LABEL_COLUMN} "
+                    "(probability >= threshold).",
         formatter_class=cli.HelpFormatter)
     p.add_argument("--model", required=True,
                    help="exported version folder, e.g. runs/<run>/export/purchase_intent/1 "
                         "(a model folder picks its highest version)")
     p.add_argument("--input", required=True,
                    help="CSV of raw examples named as in the schema; sequences as '|'-delimited strings")
-    p.add_argument("--output", default=None, help="CSV to write (default: <input>.scored.csv)")
-    p.add_argument("--batch-size", type=int, default=512, help="rows per chunk and per model call")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="decision threshold (default: assets.extra/threshold.json of the export)")
+    p.add_argument("--output", default=None, help=OUTPUT_HELP)
+    p.add_argument("--batch-size", type=int, default=512,
+                   help="rows per chunk and per model call (default: 512)")
+    p.add_argument("--threshold", default=None, help=THRESHOLD_HELP)
+    p.add_argument("--keep-columns", default=None,
+                   help="comma-separated input columns to copy to the output besides the id columns "
+                        "(default: all)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (it is shown only at a terminal anyway)")
     cli.add_common_flags(p)
@@ -233,11 +310,13 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("absl", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     inp = Path(args.input)
-    output = Path(args.output) if args.output else inp.with_name(inp.stem + ".scored.csv")
+    output = Path(args.output) if args.output else default_output(inp)
+    keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()] if args.keep_columns else None
     try:
         check_file(inp)  # before the model (and TensorFlow) loads
         rows = predict_csv(args.model, inp, output, batch_size=args.batch_size,
-                           threshold=args.threshold, progress=False if args.no_progress else None)
+                           threshold=args.threshold, keep_columns=keep,
+                           progress=False if args.no_progress else None)
     except (SchemaError, FileNotFoundError, ValueError) as e:
         return cli.fail(e)
     print(f"Scored {rows} rows -> {output}", flush=True)

@@ -35,12 +35,13 @@ import numpy as np
 import pandas as pd
 
 from purchase_intent import cli
+from purchase_intent.predict import LABEL_COLUMN as PREDICTED_LABEL_COLUMN
+from purchase_intent.predict import TRUE_LABEL_COLUMN as LABEL_COLUMN
 from purchase_intent.schema import FeatureSchema
 
 logger = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "predictions_test.csv"
-LABEL_COLUMN = "label"
 FIGURES = {
     "learning_curves.png": "Learning curves (loss and ROC-AUC, train vs validation)",
     "curves.png": "ROC and precision-recall curves on the test split",
@@ -62,40 +63,181 @@ def _pyplot():
 
 
 # -- predictions file ----------------------------------------------------------
-def save_predictions(path: str | Path, y: np.ndarray, probs: dict[str, np.ndarray]) -> Path:
-    """Writes labels and each model's probabilities, one column per model, to a CSV.
+def save_predictions(path: str | Path, y: np.ndarray, probs: dict[str, np.ndarray], *,
+                     ids: pd.DataFrame | None = None, threshold: float | None = None,
+                     model: str | None = None) -> Path:
+    """Writes ids, labels and each model's probabilities, one column per model, to a CSV.
+
+    Columns: the ``ids`` columns (the schema's ``id``: whom each row is about),
+    ``label`` (the observed outcome), one probability column per model and,
+    with ``threshold``, ``purchase_label`` (``model``'s probability >=
+    threshold, the decision ``predict`` and ``serving.score`` write too).
+    Sorting by the model's column gives the contact list.
 
     Args:
         path: the CSV to write (normally ``RUN_DIR/predictions_test.csv``).
         y: 0/1 labels.
         probs: model name -> probabilities, each as long as ``y``.
+        ids: id columns, one row per label (None: no id columns).
+        threshold: decision threshold of ``model`` (None: no ``purchase_label`` column).
+        model: the model the decision is about (default: the first of ``probs``).
 
     Returns:
         The path written.
 
     Raises:
-        ValueError: a model's probabilities do not match the labels in length.
+        ValueError: a model's probabilities or the ids do not match the labels
+            in length, or a name is used twice.
     """
     y = np.asarray(y).reshape(-1)
-    cols = {LABEL_COLUMN: y.astype(np.int64)}
+    cols: dict[str, Any] = {}
+    if ids is not None:
+        if len(ids) != len(y):
+            raise ValueError(f"{len(ids)} id rows for {len(y)} labels")
+        for c in ids.columns:
+            cols[c] = ids[c].to_numpy()
+    reserved = {LABEL_COLUMN, PREDICTED_LABEL_COLUMN}
+    clash = sorted((set(cols) & (reserved | set(probs))))
+    if clash:
+        raise ValueError(f"id column(s) {clash} clash with the label or a model's column")
+    cols[LABEL_COLUMN] = y.astype(np.int64)
     for name, p in probs.items():
         p = np.asarray(p, np.float64).reshape(-1)
         if len(p) != len(y):
             raise ValueError(f"{name}: {len(p)} probabilities for {len(y)} labels")
-        if name == LABEL_COLUMN:
-            raise ValueError(f"a model may not be called {LABEL_COLUMN!r}")
+        if name in reserved:
+            raise ValueError(f"a model may not be called {name!r}")
         cols[name] = p
+    if threshold is not None and probs:
+        model = model or next(iter(probs))
+        cols[PREDICTED_LABEL_COLUMN] = (cols[model] >= threshold).astype(np.int64)
     pd.DataFrame(cols).to_csv(path, index=False, float_format="%.7g")
     return Path(path)
 
 
-def load_predictions(path: str | Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Reads a file of :func:`save_predictions`; returns ``(labels, {model: probabilities})``."""
+def load_predictions(path: str | Path, id_columns: list[str] | tuple[str, ...] = ()
+                     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Reads a file of :func:`save_predictions`; returns ``(labels, {model: probabilities})``.
+
+    The id columns (``id_columns``, and any column that is not numeric) and the
+    ``purchase_label`` decision are left out of the models.
+    """
     df = pd.read_csv(path)
     if LABEL_COLUMN not in df.columns:
         raise ValueError(f"{path}: no {LABEL_COLUMN!r} column; columns are {list(df.columns)}")
     y = df[LABEL_COLUMN].to_numpy(np.int64)
-    return y, {c: df[c].to_numpy(np.float64) for c in df.columns if c != LABEL_COLUMN}
+    skip = {LABEL_COLUMN, PREDICTED_LABEL_COLUMN, *id_columns}
+    return y, {c: df[c].to_numpy(np.float64) for c in df.columns
+               if c not in skip and pd.api.types.is_float_dtype(df[c])}
+
+
+# -- targeting: whom to contact ----------------------------------------------
+TARGET_SHARES = (0.05, 0.10, 0.20, 0.30, 0.50)
+
+
+def targeting_table(y: np.ndarray, p: np.ndarray, shares=TARGET_SHARES) -> pd.DataFrame:
+    """What contacting the top X % of customers by predicted probability achieves.
+
+    The top ``k = max(1, floor(X * n + 0.5))`` rows by probability are
+    contacted (ties keep the file order). Per share:
+
+    * ``customers_contacted``: ``k``; ``buyers_reached``: labels 1 among them;
+    * ``share_of_buyers_reached``: ``buyers_reached`` / all labels 1;
+    * ``precision``: ``buyers_reached / k``, the buy rate of the contacted;
+    * ``lift``: ``precision`` / the overall buy rate (1 = random targeting);
+    * ``min_probability``: the lowest probability contacted (the cut-off).
+
+    Args:
+        y: 0/1 labels.
+        p: predicted probabilities, as long as ``y``.
+        shares: shares of customers contacted, each in (0, 1].
+
+    Returns:
+        One row per share, in the order given.
+    """
+    y = np.asarray(y, np.float64).reshape(-1)
+    p = np.asarray(p, np.float64).reshape(-1)
+    if len(y) != len(p) or len(y) == 0:
+        raise ValueError(f"{len(p)} probabilities for {len(y)} labels")
+    order = np.argsort(-p, kind="stable")
+    hits = np.cumsum(y[order])
+    total, base = float(y.sum()), float(y.mean())
+    rows = []
+    for share in shares:
+        if not 0 < share <= 1:
+            raise ValueError(f"share contacted must be in (0, 1], got {share}")
+        k = max(1, int(np.floor(share * len(y) + 0.5)))
+        reached = float(hits[k - 1])
+        precision = reached / k
+        rows.append({"share_contacted": float(share), "customers_contacted": k,
+                     "buyers_reached": int(reached),
+                     "share_of_buyers_reached": reached / total if total else float("nan"),
+                     "precision": precision, "lift": precision / base if base else float("nan"),
+                     "min_probability": float(p[order[k - 1]])})
+    return pd.DataFrame(rows)
+
+
+def threshold_reach(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+    """What contacting everyone with probability >= ``threshold`` means, as in :func:`targeting_table`."""
+    y = np.asarray(y, np.float64).reshape(-1)
+    p = np.asarray(p, np.float64).reshape(-1)
+    chosen = p >= threshold
+    k = int(chosen.sum())
+    reached = float(y[chosen].sum())
+    total, base = float(y.sum()), float(y.mean())
+    precision = reached / k if k else float("nan")
+    return {"threshold": float(threshold), "share_contacted": k / len(y), "customers_contacted": k,
+            "buyers_reached": int(reached),
+            "share_of_buyers_reached": reached / total if total else float("nan"),
+            "precision": precision, "lift": precision / base if base and k else float("nan")}
+
+
+def targeting_summary(y: np.ndarray, probs: dict[str, np.ndarray], model: str,
+                      threshold: float | None = None, split: str = "test") -> dict[str, Any]:
+    """The ``targeting`` entry of ``metrics.json``: ``model``'s table and every model's top-share reach."""
+    out: dict[str, Any] = {
+        "split": split, "model": model, "examples": int(len(y)), "buyers": int(np.sum(y)),
+        "table": targeting_table(y, probs[model]).to_dict(orient="records"),
+        "share_of_buyers_reached_by_model": {
+            name: {f"top_{round(100 * s)}%": r for s, r in zip(
+                TARGET_SHARES, targeting_table(y, p)["share_of_buyers_reached"])}
+            for name, p in probs.items()},
+    }
+    if threshold is not None:
+        out["at_threshold"] = threshold_reach(y, probs[model], threshold)
+    return out
+
+
+SMALL_SPLIT_ROWS = 200
+SMALL_SPLIT_POSITIVES = 30
+
+
+def split_warnings(splits: dict[str, dict[str, float]], min_rows: int = SMALL_SPLIT_ROWS,
+                   min_positives: int = SMALL_SPLIT_POSITIVES) -> list[str]:
+    """Plain warnings for a validation or test split too small to trust its figures.
+
+    Args:
+        splits: ``metrics.json``'s ``splits``: name -> ``{"examples", "positive_rate"}``.
+
+    Returns:
+        One sentence per small split (empty when all are large enough).
+    """
+    out = []
+    for name in ("validation", "test"):
+        s = splits.get(name)
+        if not s:
+            continue
+        n = int(s["examples"])
+        pos = int(round(n * float(s["positive_rate"])))
+        if n < min_rows or pos < min_positives:
+            use = ("the decision threshold and the kept epoch are chosen on it, so both can change "
+                   "from one sample to another" if name == "validation"
+                   else "every test figure in this report can move by several points from one "
+                        "sample to another")
+            out.append(f"The {name} split is small ({n:,} rows, {pos:,} buyers; fewer than "
+                       f"{min_rows} rows or {min_positives} buyers): {use}. Treat differences between "
+                       "models of a few hundredths as noise; use more data for a decision.")
+    return out
 
 
 # -- plots ---------------------------------------------------------------------
@@ -420,7 +562,7 @@ def _config_summary(cfg: dict | None) -> list[tuple[str, str]]:
                              f"CNN {m.get('cnn_filters')}x{m.get('cnn_kernel_size')})"),
         ("fusion MLP", f"{m.get('hidden_units')}, dropout {m.get('dropout')}"),
         ("max events / batch size", f"{d.get('max_sequence_length')} / {d.get('batch_size')}"),
-        ("epochs / learning rate", f"{t.get('epochs')} / {t.get('learning_rate')}"),
+        ("max epochs / learning rate", f"{t.get('epochs')} / {t.get('learning_rate')}"),
         ("seed", str(t.get("seed"))),
     ]
 
@@ -434,9 +576,10 @@ def serving_commands(version_dir: str | Path, model_name: str = "purchase_intent
                             "--input customers.csv --output scored.csv"),
         "local server (gRPC, REST)": (f"python -m purchase_intent.serving.local --model-base-path {base} "
                                       f"--model-name {model_name} --port 8500 --rest-port 8501"),
+        # --schema gives the id columns and the delimiter; the threshold.json beside it is the default.
         "score over gRPC": (f"python -m purchase_intent.serving.score --target localhost:8500 "
                             f"--input customers.csv --output scored.csv "
-                            f"--threshold {version_dir / 'assets.extra' / 'threshold.json'}"),
+                            f"--schema {version_dir / 'assets.extra' / 'schema.json'}"),
     }
 
 
@@ -465,6 +608,175 @@ def run_summary(run_dir: str | Path) -> str:
     else:
         lines.append("SavedModel:     none (export disabled)")
     return "\n".join(lines) + "\n"
+
+
+METRIC_NAMES = {
+    "roc_auc": "ranking quality (ROC-AUC)",
+    "pr_auc": "precision-recall area (PR-AUC)",
+    "log_loss": "log loss",
+    "accuracy": "accuracy",
+    "precision": "precision",
+    "recall": "recall",
+    "f1": "F1",
+    "ece": "calibration error (ECE)",
+    "threshold": "threshold",
+}
+GLOSSARY = [
+    ("ranking quality (ROC-AUC)", "the chance that a random buyer gets a higher probability than a "
+     "random non-buyer: 0.5 is random ordering, 1.0 is perfect. It decides how good a top-X % "
+     "contact list is."),
+    ("precision-recall area (PR-AUC)", "average precision over all list lengths; compare it with "
+     "the share of buyers (what random targeting gets)."),
+    ("log loss", "how far the probabilities are from the outcomes (lower is better)."),
+    ("calibration error (ECE)", "the average gap between predicted probability and the observed buy "
+     "rate, in probability points (0.05 = predictions off by 5 points on average; lower is better)."),
+    ("precision", "of the customers labelled buyers (probability >= threshold), the share who bought."),
+    ("recall", "of all buyers, the share labelled buyers (the share of buyers reached)."),
+    ("F1", "the harmonic mean of precision and recall; the threshold maximises it on validation."),
+    ("accuracy", "the share of customers whose 0/1 label is right at the threshold."),
+    ("lift", "precision of a contact list divided by the overall buy rate: 2.0 = twice as many "
+     "buyers as contacting at random."),
+]
+MODEL_NAMES = {"purchase_intent": "purchase_intent (this model)",
+               "logistic_regression": "logistic_regression (baseline)",
+               "hist_gradient_boosting": "hist_gradient_boosting (gradient-boosting baseline)"}
+
+
+def _model_name(name: str) -> str:
+    return MODEL_NAMES.get(name, name)
+
+
+def label_sentence(schema: dict | None) -> str:
+    """What label 1 means, from the schema's ``description`` (else the label column's name)."""
+    schema = schema or {}
+    label = schema.get("label", "label")
+    description = (schema.get("description") or "").strip().rstrip(".")
+    if description:
+        return (f"Label 1 means: {description} (column `{label}`). The model gives each customer "
+                "the probability of that.")
+    return (f"Label 1 means: the column `{label}` is 1 (the schema has no `description`; add one "
+            "sentence there, e.g. \"buys within 30 days\", and this report quotes it). The model "
+            "gives each customer the probability of label 1.")
+
+
+def comparison_sentence(test: dict[str, dict], model: str, n_test: int | None = None) -> str:
+    """How ``model`` compares with the other models of ``test`` on ranking quality, in words."""
+    if model not in test:
+        return ""
+    others = {k: v for k, v in test.items() if k != model and np.isfinite(v.get("roc_auc", np.nan))}
+    if not others:
+        return "No baseline was evaluated beside the model."
+    best = max(others, key=lambda k: others[k]["roc_auc"])
+    a, b = test[model]["roc_auc"], others[best]["roc_auc"]
+    diff = a - b
+    if abs(diff) < 0.01:
+        verdict = "about as well as"
+    elif diff > 0:
+        verdict = "better than"
+    else:
+        verdict = "worse than"
+    text = (f"On the test split, the model ranks buyers {verdict} the best baseline, "
+            f"{_model_name(best)}: ranking quality {a:.3f} against {b:.3f} "
+            f"(0.5 = random, 1.0 = perfect).")
+    if abs(diff) < 0.01:
+        text += " A difference under 0.01 is within the noise of one test split."
+    elif diff < 0:
+        text += " The simpler baseline is the safer choice unless the model wins on another run."
+    if n_test is not None and n_test < SMALL_SPLIT_ROWS and abs(diff) >= 0.01:
+        text += f" With {n_test:,} test rows, a difference of this size may not hold on new data."
+    return text
+
+
+def epochs_sentence(history: dict | None, metrics: dict, cfg: dict | None) -> str:
+    """Epochs run against epochs kept (early stopping restores the best validation epoch)."""
+    training = metrics.get("training") or {}
+    max_epochs = (cfg or {}).get("train", {}).get("epochs")
+    ran = len((history or {}).get("loss", [])) or training.get("epochs_run")
+    val_auc = (history or {}).get("val_auc")
+    kept = int(np.nanargmax(val_auc)) + 1 if val_auc else (training.get("best_epochs") or [None])[0]
+    if not ran:
+        return ""
+    text = f"Epochs: {ran} run" + (f" (at most {max_epochs})" if max_epochs else "")
+    if kept:
+        text += (f"; the weights of epoch {kept} are kept (best validation ranking quality"
+                 + (f" {val_auc[kept - 1]:.3f}" if val_auc else "") + ")")
+        if max_epochs and ran < max_epochs:
+            text += "; early stopping ended training when validation stopped improving"
+        elif max_epochs and kept == ran:
+            text += "; the last epoch was the best, so more epochs (--epochs) may help"
+    text += "."
+    if kept == 1 and ran and ran > 1:
+        text += (" Epoch 1 kept: every later epoch scored lower on validation (the model overfits "
+                 "fast, the learning rate is high, or the validation split is small or noisy).")
+    resumed = training.get("resumed_from_epoch")
+    if resumed:
+        text += f" (Resumed from a backup after epoch {resumed}; epochs count from the resume.)"
+    return text
+
+
+def targeting_rows(targeting: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted rows of the report's targeting table (from :func:`targeting_summary`).
+
+    One row per share of customers contacted, then the row of everyone above
+    the decision threshold when the summary has it.
+    """
+    header = ["contact the top", "customers", "buyers reached", "share of all buyers reached",
+              "precision (buy rate)", "lift over random", "lowest probability contacted"]
+    body = [[_pct(r["share_contacted"]), f"{r['customers_contacted']:,}", f"{r['buyers_reached']:,}",
+             _pct(r["share_of_buyers_reached"]), _pct(r["precision"]), f"{r['lift']:.2f}",
+             f"{r['min_probability']:.3f}"] for r in targeting["table"]]
+    at = targeting.get("at_threshold")
+    if at:
+        body.append([f"above threshold ({_pct(at['share_contacted'])})",
+                     f"{at['customers_contacted']:,}", f"{at['buyers_reached']:,}",
+                     _pct(at["share_of_buyers_reached"]), _pct(at["precision"]),
+                     "n/a" if not np.isfinite(at["lift"]) else f"{at['lift']:.2f}",
+                     f"{at['threshold']:.3f}"])
+    return header, body
+
+
+def plot_table(header: list[str], rows: list[list[str]], path: str | Path | None = None, *,
+               title: str = "", note: str = ""):
+    """A table drawn as an image (the report's targeting table as a PNG, e.g. for slides or docs/).
+
+    Returns:
+        The path written, or the figure when ``path`` is None.
+    """
+    import textwrap
+
+    plt = _pyplot()
+    wrapped = ["\n".join(textwrap.wrap(h, 13)) for h in header]
+    first = max(len(r[0]) for r in rows + [[header[0]]])
+    widths = [max(1.0, first / 11)] + [1.0] * (len(header) - 1)
+    widths = [w / sum(widths) for w in widths]
+    fig, ax = plt.subplots(figsize=(1.3 * len(header) + 0.6, 0.3 * len(rows) + 1.45))
+    ax.axis("off")
+    table = ax.table(cellText=rows, colLabels=wrapped, colWidths=widths, loc="upper center",
+                     cellLoc="right", colLoc="center")
+    table.auto_set_font_size(False)
+    table.set_fontsize(10)
+    table.scale(1, 1.5)
+    for (r, c), cell in table.get_celld().items():
+        cell.set_edgecolor("#bbbbbb")
+        if r == 0:
+            cell.set_facecolor("#dde6f3")
+            cell.set_text_props(weight="bold")
+            cell.set_height(cell.get_height() * 2.4)
+        elif c == 0:
+            cell.set_text_props(ha="left")
+            cell._loc = "left"
+        if r > 0 and r % 2 == 0:
+            cell.set_facecolor("#f6f6f6")
+    if title:
+        ax.set_title(title, fontsize=12, loc="left", pad=8)
+    if note:
+        fig.text(0.01, 0.015, note, fontsize=8.5, color="#444444", wrap=True, va="bottom")
+    fig.tight_layout(rect=(0, 0.1 if note else 0, 1, 1))
+    return _finish(fig, path)
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.0%}"
 
 
 RUN_FILES = ("metrics.json", "history.json", PREDICTIONS_FILE)  # a run folder has at least one
@@ -498,6 +810,11 @@ def build_report(run_dir: str | Path) -> Path:
 
     Missing inputs are skipped with a log line (e.g. no ``history.json``: no
     learning curves); existing figures that cannot be rebuilt are still linked.
+    The page opens with what an analyst acts on: what label 1 means, how the
+    model compares with the baselines, the targeting table (top 5-50 %
+    contacted -> share of buyers reached, precision, lift), what the decision
+    threshold amounts to, and warnings (small splits); then the metrics under
+    plain names with a glossary, training, figures and the export.
 
     Args:
         run_dir: a run directory written by ``python -m purchase_intent.train``.
@@ -514,44 +831,106 @@ def build_report(run_dir: str | Path) -> Path:
     history = _read_json(run_dir / "history.json")
     metrics = _read_json(run_dir / "metrics.json") or {}
     cfg = _read_json(run_dir / "config.json")
+    schema = _read_json(run_dir / "schema.json")
     if history:
         plot_learning_curves(history, run_dir / "learning_curves.png")
     else:
         logger.info("No history.json in %s: no learning curves", run_dir)
+    test = metrics.get("test") or {}
     predictions = run_dir / PREDICTIONS_FILE
+    targeting = metrics.get("targeting")
     if predictions.exists():
-        y, probs = load_predictions(predictions)
+        y, probs = load_predictions(predictions, (schema or {}).get("id", []))
         evaluate.plot_curves(y, probs, run_dir / "curves.png")
         evaluate.plot_calibration(y, probs, run_dir / "calibration.png")
         plot_lift_gain(y, probs, run_dir / "lift.png")
         model = evaluate.MODEL_NAME if evaluate.MODEL_NAME in probs else next(iter(probs))
         lift = lift_table(y, probs[model])
+        targeting = targeting_summary(y, probs, model, (test.get(model) or {}).get("threshold"))
     else:
         logger.info("No %s in %s: ROC/PR, calibration and lift figures not rebuilt",
                     PREDICTIONS_FILE, run_dir)
-        model, lift = None, None
+        model = (targeting or {}).get("model") or (evaluate.MODEL_NAME if evaluate.MODEL_NAME in test
+                                                    else next(iter(test), None))
+        lift = None
     figures = [(f, caption) for f, caption in FIGURES.items() if (run_dir / f).exists()]
     export = (metrics.get("export") or {}).get("path")
     model_name = (cfg or {}).get("export", {}).get("model_name", "purchase_intent")
     commands = serving_commands(export, model_name) if export else {}
+    splits = metrics.get("splits") or {}
     page = _Page(run_dir.name)
     page.paragraph(f"Run directory: `{run_dir.resolve()}`")
+
+    # What an analyst acts on first.
+    page.heading("In short")
+    page.paragraph(label_sentence(schema))
+    if model in test:
+        page.paragraph(comparison_sentence(test, model, (splits.get("test") or {}).get("examples")))
+    if targeting:
+        rows = targeting["table"]
+        top20 = next((r for r in rows if abs(r["share_contacted"] - 0.2) < 1e-9), rows[len(rows) // 2])
+        page.paragraph(
+            f"Contacting the top {_pct(top20['share_contacted'])} of the {targeting['examples']:,} test "
+            f"customers by probability reaches {_pct(top20['share_of_buyers_reached'])} of the "
+            f"{targeting['buyers']:,} buyers, {top20['lift']:.1f} times as many as contacting "
+            f"{_pct(top20['share_contacted'])} at random.")
+    warnings = split_warnings(splits)
+    at = (targeting or {}).get("at_threshold")
+    if at:
+        page.paragraph(
+            f"Decision threshold {at['threshold']:.3f} (chosen on validation for the best F1): "
+            f"contacting everyone above it means contacting the top {_pct(at['share_contacted'])} "
+            f"({at['customers_contacted']:,} of {targeting['examples']:,} test customers) and reaches "
+            f"{_pct(at['share_of_buyers_reached'])} of the buyers, at precision "
+            f"{_pct(at['precision'])} (lift {at['lift']:.2f}). This is the `purchase_label` column of "
+            "the predictions files.")
+        if at["share_contacted"] > 0.5:
+            warnings.append(
+                f"The threshold labels {_pct(at['share_contacted'])} of the test customers as buyers: "
+                "best F1 favours reaching buyers over precision. For a campaign of a fixed size, "
+                "use a row of the targeting table (sort predictions_test.csv by probability) instead.")
+    if warnings:
+        page.heading("Warnings")
+        for w in warnings:
+            page.warning(w)
+    if targeting:
+        page.heading(f"Targeting table: {targeting['model']} on the test split")
+        page.paragraph("Customers sorted by predicted probability, most likely buyers first; contact the "
+                       "top share. Random targeting reaches the same share of buyers as of customers "
+                       "(lift 1.0).")
+        header, body = targeting_rows(targeting)
+        page.table(header, body)
+        reach = targeting.get("share_of_buyers_reached_by_model") or {}
+        if len(reach) > 1:
+            keys = list(next(iter(reach.values())))
+            page.paragraph("Share of all buyers reached by each model's top list:")
+            page.table(["model"] + [k.replace("_", " ") for k in keys],
+                       [[_model_name(m)] + [_pct(v[k]) for k in keys] for m, v in reach.items()])
+
     rows = _metrics_rows(metrics)
     if rows:
         page.heading("Test metrics")
-        page.paragraph("Each model at the decision threshold chosen on the validation split (best F1).")
-        page.table(["model"] + _METRIC_COLUMNS, rows)
+        page.paragraph("Each model at the decision threshold chosen on the validation split (best F1). "
+                       "Higher is better except log loss and calibration error.")
+        page.table(["model"] + [METRIC_NAMES[c] for c in _METRIC_COLUMNS],
+                   [[_model_name(r[0])] + r[1:] for r in rows])
+        page.paragraph("Glossary:")
+        page.table(["term", "meaning"], [[k, v] for k, v in GLOSSARY], align_left=True)
     training = metrics.get("training")
+    page.heading("Training")
+    epochs = epochs_sentence(history, metrics, cfg)
+    if epochs:
+        page.paragraph(epochs)
     if training:
         page.paragraph(
-            f"Training: {training.get('examples', 0):,} examples, {training.get('epochs_run')} epochs in "
-            f"{training.get('fit_seconds', float('nan')):.1f} s "
+            f"Training: {training.get('examples', 0):,} examples, "
+            f"{training.get('fit_seconds', float('nan')):.1f} s in fit "
             f"({training.get('examples_per_second', float('nan')):.0f} examples/s, "
             f"{training.get('replicas')} replica(s)).")
-    splits = metrics.get("splits")
     if splits:
-        page.table(["split", "examples", "positive rate"],
-                   [[k, f"{v['examples']:,}", f"{v['positive_rate']:.1%}"] for k, v in splits.items()])
+        page.table(["split", "examples", "buyers", "positive rate"],
+                   [[k, f"{v['examples']:,}", f"{int(round(v['examples'] * v['positive_rate'])):,}",
+                     f"{v['positive_rate']:.1%}"] for k, v in splits.items()])
     for name, caption in figures:
         page.heading(caption)
         page.image(name, caption)
@@ -566,7 +945,14 @@ def build_report(run_dir: str | Path) -> Path:
         page.heading("Configuration")
         page.table(["setting", "value"], [list(kv) for kv in summary])
         page.paragraph("Full configuration: `config.json`; feature schema: `schema.json`.")
-    page.heading("Export")
+    page.heading("Predictions and export")
+    ids = (schema or {}).get("id") or []
+    page.paragraph(
+        f"`{PREDICTIONS_FILE}`: one row per test customer: "
+        + (f"the id column(s) {', '.join(f'`{c}`' for c in ids)}, " if ids else
+           "no id column (name them in the schema: `id: [customer_id]`), ")
+        + f"`{LABEL_COLUMN}` (what happened), each model's probability and `{PREDICTED_LABEL_COLUMN}` "
+          "(1 = above the threshold). Sort by the model's column to get the contact list.")
     if export:
         page.paragraph(f"SavedModel: `{export}` (max |served - in-memory| = "
                        f"{metrics['export'].get('max_abs_diff', float('nan')):.1e}).")
@@ -593,8 +979,11 @@ class _Page:
     def paragraph(self, text: str) -> None:
         self.blocks.append(("p", text))
 
-    def table(self, header: list[str], rows: list[list[str]]) -> None:
-        self.blocks.append(("table", (header, rows)))
+    def table(self, header: list[str], rows: list[list[str]], align_left: bool = False) -> None:
+        self.blocks.append(("table", (header, rows, align_left)))
+
+    def warning(self, text: str) -> None:
+        self.blocks.append(("warning", text))
 
     def image(self, src: str, alt: str) -> None:
         self.blocks.append(("img", (src, alt)))
@@ -609,10 +998,13 @@ class _Page:
                 out += [f"## {value}", ""]
             elif kind == "p":
                 out += [value, ""]
+            elif kind == "warning":
+                out += [f"> **Warning:** {value}", ""]
             elif kind == "table":
-                header, rows = value
+                header, rows, left = value
                 out.append("| " + " | ".join(header) + " |")
-                out.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
+                out.append("|" + "|".join("---" if i == 0 or left else "---:" for i in range(len(header)))
+                           + "|")
                 out += ["| " + " | ".join(r) + " |" for r in rows]
                 out.append("")
             elif kind == "img":
@@ -631,7 +1023,8 @@ class _Page:
                f"<title>{html.escape(self.title)}</title>",
                "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
                "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
-               "text-align:right}td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+               "text-align:right}td:first-child,th:first-child{text-align:left}table.left td{text-align:left}"
+               ".warning{background:#fff3cd;border-left:4px solid #e0a800;padding:.5em 1em}img{max-width:100%}"
                "pre{background:#f4f4f4;padding:1em;overflow-x:auto}</style></head><body>",
                f"<h1>{html.escape(self.title)}</h1>"]
         for kind, value in self.blocks:
@@ -639,9 +1032,13 @@ class _Page:
                 out.append(f"<h2>{html.escape(value)}</h2>")
             elif kind == "p":
                 out.append(f"<p>{inline(value)}</p>")
+            elif kind == "warning":
+                out.append(f"<p class='warning'><b>Warning:</b> {inline(value)}</p>")
             elif kind == "table":
-                header, rows = value
-                out.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+                header, rows, left = value
+                style = " class='left'" if left else ""
+                out.append(f"<table{style}><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+                           + "</tr>")
                 out += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows]
                 out.append("</table>")
             elif kind == "img":

@@ -12,6 +12,11 @@ A schema lists, all optional except the label:
   string per event, time-ordered, oldest first.
 * ``numeric``: float features.
 * ``categorical``: string features (any value is read as a string).
+* ``id``: identifier columns (a customer id, a session id, a cut-off date):
+  never a model feature, carried through to every predictions file so a
+  scored row can be traced back to whom it is about.
+* ``description``: one plain sentence of what label 1 means (e.g. "buys
+  within 60 days of the cut-off"); the run report quotes it.
 
 All sequence-like columns (``sequences`` and ``event_text``) of one example
 describe the same events, so they must have the same length in each row.
@@ -54,6 +59,9 @@ class FeatureSchema:
         categorical: list of str. Categorical columns.
         sequence_delimiter: str. Separator when a sequence is stored as one
             delimited string in a CSV cell.
+        id: list of str. Identifier columns, not features: required in a
+            training table, copied to the predictions files when present.
+        description: str. What label 1 means, in words (for the report).
     """
 
     label: str = "label"
@@ -63,6 +71,8 @@ class FeatureSchema:
     numeric: list[str] = dataclasses.field(default_factory=list)
     categorical: list[str] = dataclasses.field(default_factory=list)
     sequence_delimiter: str = "|"
+    id: list[str] = dataclasses.field(default_factory=list)
+    description: str = ""
 
     def __post_init__(self) -> None:
         names = self.feature_names
@@ -71,6 +81,16 @@ class FeatureSchema:
             raise SchemaError(f"Feature names used more than once in the schema: {dupes}")
         if self.label in names:
             raise SchemaError(f"Label column {self.label!r} is also listed as a feature")
+        if isinstance(self.id, str) or not all(isinstance(c, str) and c for c in self.id):
+            raise SchemaError(f"Schema key 'id' must be a list of column names, got {self.id!r}")
+        bad_ids = sorted(set(self.id) & (set(names) | {self.label}))
+        if bad_ids:
+            raise SchemaError(f"Id column(s) {bad_ids} are also the label or a feature: an id is "
+                              "never a model input; list it under 'id' only")
+        if len(set(self.id)) != len(self.id):
+            raise SchemaError(f"Id columns listed more than once: {self.id}")
+        if not isinstance(self.description, str):
+            raise SchemaError(f"Schema key 'description' must be a string, got {self.description!r}")
         if not names:
             raise SchemaError("The schema lists no features: give at least one of "
                               "text, event_text, sequences, numeric, categorical")
@@ -129,6 +149,8 @@ class FeatureSchema:
             numeric=list(self.numeric) if "numeric" in modalities else [],
             categorical=list(self.categorical) if "numeric" in modalities else [],
             sequence_delimiter=self.sequence_delimiter,
+            id=list(self.id),
+            description=self.description,
         )
 
     # -- (de)serialisation ---------------------------------------------
@@ -141,7 +163,7 @@ class FeatureSchema:
         unknown = set(d) - fields
         if unknown:
             raise SchemaError(f"Unknown schema keys {sorted(unknown)}; allowed: {sorted(fields)}")
-        for key in ("text", "event_text", "sequences", "numeric", "categorical"):
+        for key in ("text", "event_text", "sequences", "numeric", "categorical", "id"):
             value = d.get(key, [])
             if isinstance(value, str) or not isinstance(value, (list, tuple)):
                 raise SchemaError(f"Schema key {key!r} must be a list of column names, got {value!r}")
@@ -177,7 +199,9 @@ class FeatureSchema:
 
         Returns a copy in canonical form: text and categorical columns as
         str, sequence columns as lists of str, numeric columns as float32
-        (NaN kept: the preprocessor imputes it and flags it), label as int.
+        (NaN kept: the preprocessor imputes it and flags it), label as int;
+        the ``id`` columns present in ``df`` come first, as str (they are not
+        required here: a caller that needs them checks with :meth:`require_ids`).
 
         Raises:
             SchemaError: naming the column, the first bad row and what was expected.
@@ -190,6 +214,9 @@ class FeatureSchema:
             raise SchemaError(
                 f"{where}: missing column(s) {missing}; the table has {list(df.columns)[:30]}")
         out = pd.DataFrame(index=df.index)
+        for name in self.id:
+            if name in df.columns:
+                out[name] = _as_str_column(df[name], name, where)
         for name in self.text + self.categorical:
             out[name] = _as_str_column(df[name], name, where)
         for name in self.sequence_like:
@@ -210,6 +237,13 @@ class FeatureSchema:
         if require_label:
             out[self.label] = _as_label_column(df[self.label], self.label, where)
         return out.reset_index(drop=True)
+
+    def require_ids(self, columns, where: str = "data") -> None:
+        """Raises :class:`SchemaError` when an ``id`` column of the schema is not among ``columns``."""
+        missing = [c for c in self.id if c not in columns]
+        if missing:
+            raise SchemaError(f"{where}: id column(s) {missing} named by the schema are missing; "
+                              f"the table has {list(columns)[:30]}")
 
 
 ROW_WORDING = "spreadsheet row {} (header = row 1)"

@@ -252,10 +252,10 @@ def build_members(cfg, schema, splits, strategy=None, members=None, *, text_cach
     With ``text_cache``, scalar text and a frozen encoder (``model.text_trainable_layers=0``, no LoRA),
     the members to fit hold a :class:`~purchase_intent.blocks.CachedTextEncoder`
     (the encoder's output for each distinct text of all splits, computed once:
-    :func:`cached_scalar_text`) in place of the backbone: training never runs
-    BERT. ``exportable`` then builds the same models around the real backbone
-    and copies the trained weights over, for evaluation and export (raw strings
-    in, texts never seen in training included).
+    :func:`cached_scalar_text`) in place of the backbone: neither training nor
+    scoring the splits runs BERT. ``exportable`` then builds the same models
+    around the real backbone and copies the trained weights over, for export
+    (raw strings in, texts never seen in training included).
 
     Args:
         cfg: the run's :class:`~purchase_intent.config.Config`.
@@ -563,14 +563,23 @@ def calibrate(model, train_cfg, y_val, p_val):
         ``(model, info)``: with ``train.calibration=platt``, ``model`` followed
         by a Platt layer fitted on ``(y_val, p_val)`` and ``info`` =
         ``{"method": "platt", "a": ..., "b": ...}``; otherwise ``model`` unchanged.
+        ``apply_calibration(other, info)`` puts the same layer on another model.
     """
-    from purchase_intent.calibration import calibrated_model, fit_platt
+    from purchase_intent.calibration import fit_platt
 
     if train_cfg.calibration != "platt":
         return model, {"method": "none"}
     a, b = fit_platt(y_val, p_val)
     logger.info("Calibration (Platt, fitted on validation): p' = sigmoid(%.3f * logit(p) + %.3f)", a, b)
-    return calibrated_model(model, a, b), {"method": "platt", "a": a, "b": b}
+    info = {"method": "platt", "a": a, "b": b}
+    return apply_calibration(model, info), info
+
+
+def apply_calibration(model, info: dict):
+    """``model`` followed by the calibration ``info`` of :func:`calibrate` (unchanged for "none")."""
+    from purchase_intent.calibration import calibrated_model
+
+    return calibrated_model(model, info["a"], info["b"]) if info["method"] == "platt" else model
 
 
 def config_overrides(args) -> list[str]:
@@ -732,9 +741,15 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits) -> dict:
                              callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
         histories.append({k: [float(v) for v in vs] for k, vs in history.history.items()})
     fit_seconds = time.perf_counter() - t0
-    # Evaluated and exported: the fitted weights around the real text encoder (raw strings in).
-    members = exportable(members)
-    model = members[0] if len(members) == 1 else average_models(members, preprocessor)
+
+    def one_model(ms):
+        return ms[0] if len(ms) == 1 else average_models(ms, preprocessor)
+
+    # Scored as fitted (a frozen encoder's texts of every split are in the cache: BERT does not run
+    # again here); exported around the real text encoder (raw strings in), checked against the scores.
+    scorer = one_model(members)
+    served = exportable(members)
+    model = scorer if served is members else one_model(served)
     hist = histories[0]
     (run_dir / "history.json").write_text(json.dumps(hist, indent=2))
     logger.info("Train history: %s", histories if len(histories) > 1 else hist)
@@ -747,10 +762,12 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits) -> dict:
 
     # Evaluation beside the baselines on the same split.
     def predict(df):
-        return model.predict(make_dataset(df, schema, preprocessor, cfg.data, training=False),
-                             verbose=0).reshape(-1)
+        return scorer.predict(make_dataset(df, schema, preprocessor, cfg.data, training=False),
+                              verbose=0).reshape(-1)
 
-    model, calibration = calibrate(model, cfg.train, val_df[schema.label].to_numpy(), predict(val_df))
+    same = model is scorer
+    scorer, calibration = calibrate(scorer, cfg.train, val_df[schema.label].to_numpy(), predict(val_df))
+    model = scorer if same else apply_calibration(model, calibration)
     p_val = {"purchase_intent": predict(val_df)}
     p_test = {"purchase_intent": predict(test_df)}
     # Fails soft: a baseline that raises is logged and left out, the trained model is kept.
@@ -781,6 +798,19 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits) -> dict:
         "splits": {k: {"examples": len(v), "positive_rate": float(v[schema.label].mean())}
                    for k, v in splits.items()},
     }
+    from purchase_intent import report  # figures + report.md/html, rebuildable without the model
+
+    # Whom to contact: top 5-50 % by probability -> share of buyers reached, precision, lift.
+    metrics["targeting"] = report.targeting_summary(y_test, p_test, "purchase_intent",
+                                                    results["purchase_intent"]["threshold"])
+    metrics["warnings"] = report.split_warnings(metrics["splits"])
+    for warning in metrics["warnings"]:
+        logger.warning("%s", warning)
+    id_columns = [c for c in schema.id if c in test_df.columns]
+    # Written before the export: the predictions of a trained model are never lost to a later step.
+    report.save_predictions(run_dir / report.PREDICTIONS_FILE, y_test, p_test,
+                            ids=test_df[id_columns] if id_columns else None,
+                            threshold=results["purchase_intent"]["threshold"], model="purchase_intent")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     (run_dir / "metrics.txt").write_text(table + "\n")
     print(f"\nTest metrics ({cfg.data.name}, threshold chosen on validation):\n{table}\n", flush=True)
@@ -801,9 +831,6 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits) -> dict:
         metrics["export"] = {"path": str(version_dir), "max_abs_diff": diff}
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
         print(f"SavedModel: {version_dir}\nRun directory: {run_dir}", flush=True)
-    from purchase_intent import report  # figures + report.md/html, rebuildable without the model
-
-    report.save_predictions(run_dir / report.PREDICTIONS_FILE, y_test, p_test)
     logger.info("Report: %s", report.build_report(run_dir))
     print(report.run_summary(run_dir), flush=True)
     return metrics

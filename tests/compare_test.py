@@ -128,3 +128,27 @@ def test_compare_end_to_end_on_fixture(tmp_path, trainable):
         assert any(k.startswith("purchase_intent - ") for k in sub["bootstrap"]["differences"])
     assert set(saved["subsets"]) == ({"text", "all"} if trainable == 0 else {"all"})
     assert report["subsets"].keys() == saved["subsets"].keys()
+
+
+def test_fit_fusion_builds_under_the_mixed_precision_policy_and_restores_it(monkeypatch):
+    import keras
+
+    from purchase_intent.config import get_config
+
+    cfg = get_config("tiny", overrides=["train.mixed_precision=mixed_bfloat16", "train.epochs=1",
+                                        "train.calibration=none"])
+    schema = SYNTHETIC_SCHEMA.subset(["sequence", "numeric"])
+    df = SYNTHETIC_SCHEMA.validate(make_synthetic(240, seed=3))[[*schema.feature_names, schema.label]]
+    splits = {"train": df.iloc[:160], "validation": df.iloc[160:200], "test": df.iloc[200:]}
+    seen, build = [], compare.build_fusion
+
+    def spy(*args, **kwargs):
+        seen.append(keras.mixed_precision.dtype_policy().name)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(compare, "build_fusion", spy)
+    before = keras.mixed_precision.dtype_policy().name
+    fit = compare.fit_fusion(cfg, schema, splits)
+    assert seen == ["mixed_bfloat16"]
+    assert keras.mixed_precision.dtype_policy().name == before
+    assert fit["test"].dtype == np.float32 and np.all(np.isfinite(fit["test"])) and fit["test"].shape == (40,)

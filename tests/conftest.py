@@ -84,3 +84,31 @@ def two_version_server(exported, tmp_path_factory):
                           version_labels={"stable": 1, "canary": 2})
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def user_csv_run(tmp_path_factory):
+    """A tiny run on a user's own CSV whose schema names an id column and describes the label.
+
+    400 synthetic sessions written as a CSV (sequences "|"-delimited) with a
+    ``customer_id`` column, a schema file with ``id: [customer_id]`` and a
+    ``description``; 2 epochs of the tiny preset, exported. The random split
+    leaves 60 test rows: a small split. Returns ``(run_dir, metrics, csv, schema_file)``.
+    """
+    from purchase_intent import train
+    from purchase_intent.data.synthetic import SCHEMA, make_synthetic
+
+    base = tmp_path_factory.mktemp("user_csv_run")
+    df = make_synthetic(400, seed=5)
+    for col in SCHEMA.sequence_like:
+        df[col] = df[col].map("|".join)
+    df.insert(0, "customer_id", [f"C{i:05d}" for i in range(len(df))])
+    csv = base / "customers.csv"
+    df.to_csv(csv, index=False)
+    schema_file = base / "schema.json"
+    schema_file.write_text(json.dumps({**SCHEMA.to_dict(), "id": ["customer_id"],
+                                       "description": "buys during the session"}))
+    run_dir = base / "run"
+    metrics = train.main(["--preset", "tiny", "--data", str(csv), "--set", f"data.schema={schema_file}",
+                          "--epochs", "2", "--output-dir", str(run_dir)])
+    return run_dir, metrics, csv, schema_file

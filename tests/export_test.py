@@ -110,7 +110,7 @@ def test_optional_parts_export_and_reload(tmp_path):
     metrics = train.main(["--preset", "tiny", "--output-dir", str(run_dir), "--epochs", "1",
                           "--set", "model.sequence_encoder=lstm+cnn+transformer",
                           "--set", "model.numeric_bins=4", "--set", "train.loss=focal",
-                          "--set", "model.text_bag_of_words=30"])
+                          "--set", "model.text_bag_of_words=30", "--set", "data.synthetic_examples=400"])
     assert metrics["export"]["max_abs_diff"] < 1e-5
     vdir = _version_dir(run_dir)
     cfg = get_config("tiny")

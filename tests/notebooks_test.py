@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 KERNEL = "purchase-intent-test"
 CELL_TIMEOUT = 600  # seconds per cell
-MIN_FIGURES = {"01_explore_data": 1, "02_train_and_evaluate": 5, "03_serve_and_score": 0}
+MIN_FIGURES = {"01_explore_data": 1, "02_train_and_evaluate": 5, "03_serve_and_score": 0, "04_your_own_csv": 1}
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +43,10 @@ def kernel_name(tmp_path_factory):
             os.environ[k] = v
 
 
-def test_three_notebooks_exist():
+def test_four_notebooks_exist():
     assert [p.name for p in NOTEBOOKS] == [
-        "01_explore_data.ipynb", "02_train_and_evaluate.ipynb", "03_serve_and_score.ipynb"]
+        "01_explore_data.ipynb", "02_train_and_evaluate.ipynb", "03_serve_and_score.ipynb",
+        "04_your_own_csv.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

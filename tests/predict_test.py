@@ -79,3 +79,106 @@ def test_predict_help_lists_options_with_defaults():
     assert proc.returncode == 0
     for option in ("--model", "--input", "--output", "--batch-size", "--threshold", "default: 512"):
         assert option in proc.stdout, option
+
+
+# -- one output rule for predict and serving.score: ids first, the same --threshold and --output --
+def test_read_threshold_number_or_threshold_json(tmp_path):
+    from purchase_intent.serving import score
+
+    assert predict.read_threshold("0.3") == 0.3 and predict.read_threshold(None) is None
+    path = tmp_path / "threshold.json"
+    path.write_text('{"threshold": 0.42}')
+    assert predict.read_threshold(str(path)) == 0.42
+    assert score.read_threshold is predict.read_threshold  # one function for both CLIs
+    for bad, message in (("nope.json", "neither a number nor"), ("1.5", r"in \[0, 1\]")):
+        with pytest.raises(ValueError, match=message):
+            predict.read_threshold(bad)
+    (tmp_path / "bad.json").write_text('{"cut": 0.4}')
+    with pytest.raises(ValueError, match="expected JSON such as"):
+        predict.read_threshold(str(tmp_path / "bad.json"))
+    # score's default: the export's threshold.json beside --schema
+    (tmp_path / "schema.json").write_text("{}")
+    assert score.default_threshold(tmp_path / "schema.json") == 0.42
+    assert score.default_threshold(None) is None
+
+
+def test_predict_and_score_share_output_options():
+    from purchase_intent.serving import score
+
+    p = predict.parse_args(["--model", "m", "--input", "shop/customers.csv"])
+    s = score.parse_args(["--target", "localhost:8500", "--input", "shop/customers.csv"])
+    assert p.output is None and s.output is None and p.threshold is None and s.threshold is None
+    assert predict.default_output("shop/customers.csv") == Path("shop/customers.scored.csv")
+    assert predict.default_output("shop/customers.csv.gz") == Path("shop/customers.scored.csv")
+    assert score.LABEL_COLUMN == predict.LABEL_COLUMN == "purchase_label"
+    assert report_label_column() == predict.TRUE_LABEL_COLUMN
+    for args in (["-m", "purchase_intent.predict", "--help"], ["-m", "purchase_intent.serving.score", "--help"]):
+        out = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120,
+                             cwd=REPO).stdout
+        flat = " ".join(out.split())
+        assert "default: <input stem>.scored.csv" in flat and "threshold.json" in flat, args
+        assert "(default: None)" not in flat, args  # every default is written once, in words
+
+
+def report_label_column() -> str:
+    from purchase_intent import report
+
+    return report.LABEL_COLUMN
+
+
+def test_predict_writes_ids_first_with_threshold_json(user_csv_run, tmp_path):
+    run_dir, metrics, csv, _ = user_csv_run
+    export = Path(metrics["export"]["path"])
+    threshold_json = export / "assets.extra" / "threshold.json"
+    source = pd.read_csv(csv).drop(columns=["label"])
+    source.insert(1, "note", "x")  # any other input column is kept after the ids
+    source = source[[c for c in source.columns if c != "customer_id"] + ["customer_id"]]  # id last in the input
+    inp = tmp_path / "new_customers.csv"
+    source.head(40).to_csv(inp, index=False)
+    assert predict.main(["--model", str(export), "--input", str(inp), "--no-progress"]) == 0
+    default = pd.read_csv(tmp_path / "new_customers.scored.csv")  # the default --output
+    assert default.columns[0] == "customer_id" and list(default["customer_id"]) == list(source["customer_id"][:40])
+    threshold = predict.read_threshold(threshold_json)
+    assert threshold == pytest.approx(metrics["test"]["purchase_intent"]["threshold"])
+    assert (default["purchase_label"] == (default["purchase_probability"] >= threshold)).all()
+    out = tmp_path / "kept.csv"
+    assert predict.main(["--model", str(export), "--input", str(inp), "--output", str(out), "--no-progress",
+                         "--threshold", str(threshold_json), "--keep-columns", "note"]) == 0
+    kept = pd.read_csv(out)
+    assert list(kept.columns) == ["customer_id", "note", "purchase_probability", "purchase_label"]
+    assert (kept["purchase_label"] == default["purchase_label"]).all()
+    assert predict.main(["--model", str(export), "--input", str(inp), "--output", str(out), "--no-progress",
+                         "--threshold", "1"]) == 0
+    assert pd.read_csv(out)["purchase_label"].sum() == 0
+
+
+def test_score_writes_ids_first_and_the_exports_threshold(user_csv_run, tmp_path):
+    import shutil
+
+    from purchase_intent.serving import score
+    from purchase_intent.serving.local import start_server
+
+    _, metrics, csv, _ = user_csv_run
+    export = Path(metrics["export"]["path"])
+    base = tmp_path / "models" / "purchase_intent"
+    shutil.copytree(export, base / "1")
+    inp = tmp_path / "customers.csv"
+    pd.read_csv(csv).drop(columns=["label"]).head(30).to_csv(inp, index=False)
+    expected = predict.Predictor(export).predict(pd.read_csv(inp))
+    server = start_server(base, "purchase_intent", port=0, poll_seconds=0, warmup=False)
+    try:
+        schema = str(export / "assets.extra" / "schema.json")
+        # no --output, no --threshold: <input stem>.scored.csv, the export's threshold (beside --schema)
+        assert score.main(["--target", server.target, "--input", str(inp), "--schema", schema,
+                           "--keep-columns", "device"]) == 0
+        scored = pd.read_csv(tmp_path / "customers.scored.csv")
+        assert list(scored.columns) == ["customer_id", "device", "purchase_probability", "purchase_label"]
+        np.testing.assert_allclose(scored["purchase_probability"], expected, atol=1e-5)
+        threshold = metrics["test"]["purchase_intent"]["threshold"]
+        assert (scored["purchase_label"] == (expected >= threshold)).all()
+        out = tmp_path / "scored_number.csv"
+        assert score.main(["--target", server.target, "--input", str(inp), "--schema", schema,
+                           "--output", str(out), "--threshold", "0"]) == 0
+        assert pd.read_csv(out)["purchase_label"].eq(1).all()
+    finally:
+        server.stop()

@@ -1,9 +1,10 @@
 """Safe defaults: no raw customer id reaches logs, run files or the export.
 
-Customer ids are never model inputs, so they are not written even without
-``--hash-ids`` (this test passes both ways); ``--hash-ids`` also pseudonymises
-them in the in-memory frames that notebooks and user code see
-(``online_retail_test.py::test_hash_ids_removes_raw_ids``).
+Customer ids are never model inputs. They are the schema's ``id`` columns, so
+``predictions_test.csv`` carries them (an analyst needs to know whom a row is
+about): without ``--hash-ids`` that file holds the raw ids, with it only the
+pseudonyms, which ``--hash-ids`` also puts in the in-memory frames that
+notebooks and user code see (``online_retail_test.py::test_hash_ids_removes_raw_ids``).
 """
 
 import os

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from purchase_intent import report
@@ -126,3 +127,143 @@ def test_time_split_check_catches_a_leak():
     leaky["test"]["n_lines"] = leaky["test"]["n_lines"] + 1  # as if a line at/after T were counted
     with pytest.raises(AssertionError, match="n_lines"):
         report.check_time_split(leaky, events, cfg.horizon_days)
+
+
+# -- the analyst's report: targeting, threshold, label meaning, warnings, epochs, ids ------------
+# 10 customers, 4 buyers; probabilities in a known order (ties at 0.5 keep the file order).
+Y10 = np.array([0, 1, 0, 1, 1, 0, 0, 1, 0, 0])
+P10 = np.array([0.10, 0.90, 0.50, 0.80, 0.50, 0.20, 0.30, 0.40, 0.05, 0.60])
+# ranked: rows 1 (0.9, buyer), 3 (0.8, buyer), 9 (0.6), 2 (0.5), 4 (0.5, buyer), 7 (0.4, buyer), ...
+
+
+def test_targeting_table_equals_a_hand_computation():
+    t = report.targeting_table(Y10, P10)
+    assert list(t["share_contacted"]) == [0.05, 0.10, 0.20, 0.30, 0.50]
+    # top 5 % of 10 rounds to 1 customer (at least one is contacted); 10 % -> 1; 20 % -> 2; 30 % -> 3; 50 % -> 5
+    assert list(t["customers_contacted"]) == [1, 1, 2, 3, 5]
+    assert list(t["buyers_reached"]) == [1, 1, 2, 2, 3]
+    np.testing.assert_allclose(t["share_of_buyers_reached"], [1 / 4, 1 / 4, 2 / 4, 2 / 4, 3 / 4])
+    np.testing.assert_allclose(t["precision"], [1, 1, 1, 2 / 3, 3 / 5])
+    np.testing.assert_allclose(t["lift"], [2.5, 2.5, 2.5, (2 / 3) / 0.4, 1.5])  # buy rate 4 / 10
+    np.testing.assert_allclose(t["min_probability"], [0.9, 0.9, 0.8, 0.6, 0.5])
+    at = report.threshold_reach(Y10, P10, 0.45)  # 0.9, 0.8, 0.6, 0.5, 0.5 -> 5 customers, 3 buyers
+    assert at["customers_contacted"] == 5 and at["buyers_reached"] == 3
+    assert at["share_contacted"] == pytest.approx(0.5)
+    assert at["share_of_buyers_reached"] == pytest.approx(0.75)
+    assert at["precision"] == pytest.approx(0.6) and at["lift"] == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="share contacted"):
+        report.targeting_table(Y10, P10, shares=[0.0])
+
+
+def test_split_warnings_name_small_splits_only():
+    ok = {"validation": {"examples": 5000, "positive_rate": 0.3}, "test": {"examples": 800, "positive_rate": 0.1}}
+    assert report.split_warnings(ok) == []
+    small = {"train": {"examples": 50, "positive_rate": 0.5},  # train is not checked
+             "validation": {"examples": 150, "positive_rate": 0.5},  # < 200 rows
+             "test": {"examples": 1000, "positive_rate": 0.02}}  # 20 buyers < 30
+    warnings = report.split_warnings(small)
+    assert len(warnings) == 2
+    assert warnings[0].startswith("The validation split is small (150 rows, 75 buyers")
+    assert warnings[1].startswith("The test split is small (1,000 rows, 20 buyers")
+
+
+def test_label_sentence_and_epochs_run_versus_kept():
+    assert "buys within 60 days of the cut-off date" in report.label_sentence(
+        {"label": "label", "description": "buys within 60 days of the cut-off date."})
+    assert "the column `bought` is 1" in report.label_sentence({"label": "bought"})
+    history = {"loss": [0.7, 0.6, 0.5, 0.45, 0.4, 0.38], "val_auc": [0.60, 0.65, 0.70, 0.69, 0.68, 0.67]}
+    text = report.epochs_sentence(history, {"training": {"epochs_run": 6}}, {"train": {"epochs": 15}})
+    assert text.startswith("Epochs: 6 run (at most 15); the weights of epoch 3 are kept")
+    assert "early stopping" in text and "15 epochs" not in text
+
+
+def test_predictions_file_ids_first_and_left_out_of_the_models(tmp_path):
+    ids = pd.DataFrame({"customer_id": [f"C{i}" for i in range(10)], "cutoff": ["2011-09-01"] * 10})
+    probs = {"purchase_intent": P10, "logistic_regression": 1 - P10}
+    path = report.save_predictions(tmp_path / "p.csv", Y10, probs, ids=ids, threshold=0.45, model="purchase_intent")
+    df = pd.read_csv(path)
+    assert list(df.columns) == ["customer_id", "cutoff", "label", "purchase_intent", "logistic_regression",
+                                "purchase_label"]
+    assert list(df["customer_id"]) == list(ids["customer_id"])
+    assert list(df["purchase_label"]) == [int(p >= 0.45) for p in P10]
+    y, probs = report.load_predictions(path, ["customer_id", "cutoff"])
+    assert list(probs) == ["purchase_intent", "logistic_regression"]
+    np.testing.assert_array_equal(y, Y10)
+    with pytest.raises(ValueError, match="clash"):
+        report.save_predictions(tmp_path / "q.csv", Y10, {"purchase_intent": P10},
+                                ids=pd.DataFrame({"label": range(10)}))
+
+
+def _fake_run(run_dir: Path, n_test: int = 10) -> Path:
+    """A run directory without a model: the files the report reads, with a 10-row test split."""
+    import json
+
+    run_dir.mkdir()
+    (run_dir / "schema.json").write_text(json.dumps(
+        {"label": "label", "numeric": ["x"], "id": ["customer_id"], "description": "buys within 30 days"}))
+    (run_dir / "config.json").write_text(json.dumps({"train": {"epochs": 15, "learning_rate": 0.001}}))
+    (run_dir / "history.json").write_text(json.dumps(
+        {"loss": [0.7, 0.6, 0.5, 0.45, 0.4, 0.38], "val_loss": [0.7, 0.65, 0.6, 0.62, 0.63, 0.64],
+         "auc": [0.6, 0.7, 0.75, 0.8, 0.82, 0.85], "val_auc": [0.60, 0.65, 0.70, 0.69, 0.68, 0.67]}))
+    test = {"purchase_intent": {"roc_auc": 0.80, "pr_auc": 0.7, "log_loss": 0.5, "accuracy": 0.7,
+                                "precision": 0.6, "recall": 0.75, "f1": 0.67, "ece": 0.08, "threshold": 0.45},
+            "logistic_regression": {"roc_auc": 0.70, "pr_auc": 0.6, "log_loss": 0.6, "accuracy": 0.6,
+                                    "precision": 0.5, "recall": 0.5, "f1": 0.5, "ece": 0.1, "threshold": 0.5}}
+    (run_dir / "metrics.json").write_text(json.dumps({
+        "test": test, "training": {"examples": 100, "epochs_run": 6, "best_epochs": [3]},
+        "splits": {"train": {"examples": 100, "positive_rate": 0.4},
+                   "validation": {"examples": 10, "positive_rate": 0.4},
+                   "test": {"examples": n_test, "positive_rate": 0.4}}}))
+    report.save_predictions(run_dir / report.PREDICTIONS_FILE, Y10, {"purchase_intent": P10,
+                                                                     "logistic_regression": P10[::-1]},
+                            ids=pd.DataFrame({"customer_id": [f"C{i}" for i in range(10)]}), threshold=0.45)
+    return run_dir
+
+
+def test_report_reads_as_an_analyst_needs(tmp_path):
+    run_dir = _fake_run(tmp_path / "run")
+    report.build_report(run_dir)
+    md = (run_dir / "report.md").read_text()
+    page = (run_dir / "report.html").read_text()
+    assert "Label 1 means: buys within 30 days" in md
+    assert "ranks buyers better than the best baseline, logistic_regression" in md
+    # the targeting table, with the hand-computed 20 % row and the threshold row
+    assert "| contact the top | customers | buyers reached | share of all buyers reached |" in md
+    assert "| 20% | 2 | 2 | 50% | 100% | 2.50 | 0.800 |" in md
+    assert "| above threshold (50%) | 5 | 3 | 75% | 60% | 1.50 | 0.450 |" in md
+    assert ("contacting everyone above it means contacting the top 50% (5 of 10 test customers) and "
+            "reaches 75% of the buyers") in md
+    assert "ranking quality (ROC-AUC)" in md and "calibration error (ECE)" in md and "Glossary" in md
+    assert "Warning:** The test split is small (10 rows, 4 buyers" in md
+    assert "class='warning'" in page and "The validation split is small" in page
+    assert "Epochs: 6 run (at most 15); the weights of epoch 3 are kept" in md
+    assert "the id column(s) `customer_id`" in md
+    assert "<td>20%</td><td>2</td><td>2</td><td>50%</td>" in page
+
+
+def test_user_csv_run_passes_ids_and_reports_label_and_small_split(user_csv_run):
+    run_dir, metrics, csv, _ = user_csv_run
+    source = pd.read_csv(csv)
+    pred = pd.read_csv(run_dir / report.PREDICTIONS_FILE)
+    assert pred.columns[0] == "customer_id" and "purchase_label" in pred.columns
+    assert len(pred) == metrics["splits"]["test"]["examples"] == 60
+    assert set(pred["customer_id"]) <= set(source["customer_id"])
+    # the labels line up with the ids: each row's label is the source row's label
+    truth = source.set_index("customer_id")["label"]
+    assert (pred["label"].to_numpy() == truth.loc[pred["customer_id"]].to_numpy()).all()
+    table = metrics["targeting"]["table"]
+    assert [r["share_contacted"] for r in table] == [0.05, 0.1, 0.2, 0.3, 0.5]
+    expected = report.targeting_table(pred["label"], pred["purchase_intent"])
+    np.testing.assert_allclose([r["share_of_buyers_reached"] for r in table], expected["share_of_buyers_reached"])
+    assert any("test split is small (60 rows" in w for w in metrics["warnings"])
+    md = (run_dir / "report.md").read_text()
+    assert "Label 1 means: buys during the session (column `label`)" in md
+    assert "Targeting table" in md and "Warning:** The test split is small" in md
+
+
+def test_targeting_table_renders_as_an_image(tmp_path):
+    targeting = report.targeting_summary(Y10, {"purchase_intent": P10}, "purchase_intent", 0.45)
+    header, rows = report.targeting_rows(targeting)
+    assert rows[2] == ["20%", "2", "2", "50%", "100%", "2.50", "0.800"] and rows[-1][0] == "above threshold (50%)"
+    path = report.plot_table(header, rows, tmp_path / "targeting.png", title="Targeting table", note="a note")
+    assert_real_image(path, min_height=200, min_width=600)

@@ -109,3 +109,22 @@ def test_lora_and_mixed_precision_config_checks():
         get_config("default", overrides=["model.text_lora_rank=-1"])
     with pytest.raises(ConfigError, match="train.mixed_precision must be auto, off, mixed_float16 or mixed_bfloat16"):
         get_config("default", overrides=["train.mixed_precision=float16"])
+
+
+def test_id_columns_are_validated_never_features_and_carried_through():
+    schema = FeatureSchema.from_dict({"label": "y", "numeric": ["a"], "id": ["customer_id"],
+                                      "description": "buys within 30 days"})
+    assert schema.feature_names == ["a"] and schema.id == ["customer_id"]
+    out = schema.validate(pd.DataFrame({"a": [1.0, 2.0], "y": [0, 1], "customer_id": [17850, 13047]}))
+    assert list(out.columns) == ["customer_id", "a", "y"] and list(out["customer_id"]) == ["17850", "13047"]
+    # not required where ids may be absent (scoring), but require_ids names the missing one
+    assert list(schema.validate(pd.DataFrame({"a": [1.0]}), require_label=False).columns) == ["a"]
+    with pytest.raises(SchemaError, match=r"id column\(s\) \['customer_id'\]"):
+        schema.require_ids(["a", "y"], where="shop.csv")
+    with pytest.raises(SchemaError, match="never a model input"):
+        FeatureSchema.from_dict({"label": "y", "numeric": ["a"], "id": ["a"]})
+    with pytest.raises(SchemaError, match="never a model input"):
+        FeatureSchema.from_dict({"label": "y", "numeric": ["a"], "id": ["y"]})
+    with pytest.raises(SchemaError, match="'id' must be a list"):
+        FeatureSchema.from_dict({"label": "y", "numeric": ["a"], "id": "customer_id"})
+    assert FeatureSchema.from_dict(schema.to_dict()) == schema

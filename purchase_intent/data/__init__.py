@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -41,7 +42,9 @@ def load_splits(cfg: DataConfig, seed: int = 0) -> tuple[FeatureSchema, dict[str
         from purchase_intent.data.online_retail import SCHEMA, load_online_retail
 
         path = resolve_data_file("online_retail", cfg.path) if cfg.path else None
-        schema, frames = SCHEMA, load_online_retail(cfg, path=path)
+        schema = dataclasses.replace(SCHEMA, description=f"buys within {cfg.horizon_days} days of the "
+                                                         "cut-off date")
+        frames = load_online_retail(cfg, path=path)
     elif cfg.name == "online_shoppers":
         from purchase_intent.data.online_shoppers import SCHEMA, load_online_shoppers
 
@@ -68,6 +71,7 @@ def load_splits(cfg: DataConfig, seed: int = 0) -> tuple[FeatureSchema, dict[str
         schema = FeatureSchema.load(cfg.schema)
         table = read_table(cfg.name, schema)
         check_table(table, schema, cfg)
+        schema.require_ids(table.columns, where=cfg.name)
         if cfg.split_column:
             values = split_values(table[cfg.split_column], cfg.split_column, cfg.name)
             frames = {s: table[values == s] for s in SPLITS}

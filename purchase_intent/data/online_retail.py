@@ -78,6 +78,7 @@ SCHEMA = FeatureSchema(
     sequences=["item_id", "event_type"],
     numeric=list(NUMERIC),
     categorical=["country"],
+    id=["customer_id", "cutoff"],
 )
 
 

@@ -183,7 +183,7 @@ def read_table(path: str | Path, schema: FeatureSchema) -> pd.DataFrame:
         SchemaError: unsupported suffix, missing or empty file, or a file
             that cannot be parsed; the message names the file.
     """
-    strings = list(schema.text) + list(schema.categorical) + list(schema.sequence_like)
+    strings = list(schema.id) + list(schema.text) + list(schema.categorical) + list(schema.sequence_like)
     df = read_raw(path, string_columns=strings)
     for name in schema.sequence_like:
         if name in df.columns and df[name].dtype == object:

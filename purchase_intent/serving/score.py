@@ -2,9 +2,14 @@
 
 Streams the input in chunks of ``--batch-size`` rows (pandas ``chunksize``),
 validates each chunk with the feature schema, sends one Predict request per
-chunk and appends the chunk with a ``purchase_probability`` column (and
-``purchase_label`` with ``--threshold``) to the output. Memory stays bounded
-by one chunk, so the input may be larger than RAM.
+chunk and appends the chunk (the schema's id columns first) with a
+``purchase_probability`` column and ``purchase_label`` (probability >=
+threshold) to the output. Memory stays bounded by one chunk, so the input
+may be larger than RAM. The options are those of ``purchase_intent.predict``:
+``--output`` defaults to ``<input stem>.scored.csv``; ``--threshold`` takes a
+number or a ``threshold.json`` and defaults to the export's
+(``threshold.json`` beside ``--schema``); without either, a served model's
+threshold is unknown and no ``purchase_label`` is written.
 
 The schema comes from ``--schema`` (e.g. the export's
 ``assets.extra/schema.json``, which also gives the sequence delimiter) or,
@@ -20,7 +25,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -29,23 +33,18 @@ import numpy as np
 import pandas as pd
 
 from purchase_intent import cli
-from purchase_intent.predict import LABEL_COLUMN, PROBABILITY_COLUMN, write_scored_csv  # noqa: F401  (re-exported)
+from purchase_intent.predict import (  # noqa: F401  (re-exported)
+    LABEL_COLUMN, OUTPUT_HELP, PROBABILITY_COLUMN, default_output, read_threshold, write_scored_csv)
 
 logger = logging.getLogger(__name__)
 
 
-def read_threshold(value: str | float | None) -> float | None:
-    """A float, or the path of a ``threshold.json`` (``{"threshold": 0.42}``)."""
-    if value is None:
+def default_threshold(schema_path: str | Path | None) -> float | None:
+    """The export's threshold: ``threshold.json`` beside ``--schema`` (``assets.extra/``), else None."""
+    if not schema_path:
         return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    path = Path(str(value))
-    if not path.exists():
-        raise ValueError(f"--threshold {value!r} is neither a number nor an existing threshold.json")
-    return float(json.loads(path.read_text())["threshold"])
+    candidate = Path(schema_path).with_name("threshold.json")
+    return read_threshold(candidate) if candidate.is_file() else None
 
 
 def score_csv(client, input_path: str | Path, output_path: str | Path, *, batch_size: int = 256,
@@ -62,7 +61,8 @@ def score_csv(client, input_path: str | Path, output_path: str | Path, *, batch_
         output_path: CSV written: kept input columns + probability (+ label).
         batch_size: int. Rows per chunk and per Predict request.
         threshold: float or None. Adds ``purchase_label = probability >= threshold``.
-        keep_columns: list of str or None. Input columns copied to the output (None: all).
+        keep_columns: list of str or None. Input columns copied to the output besides
+            the schema's id columns, which always come first (None: all).
         progress: bool or None. tqdm bar; None shows it on a terminal only.
 
     Returns:
@@ -95,27 +95,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m purchase_intent.serving.score",
         description="Score a CSV of raw examples against TF Serving (or the local server) over "
-                    "gRPC, in chunks, with a progress bar.",
+                    "gRPC, in chunks, with a progress bar. Writes the schema's id columns, the input "
+                    f"columns, {PROBABILITY_COLUMN} and {LABEL_COLUMN} (probability >= threshold).",
         formatter_class=cli.HelpFormatter)
     p.add_argument("--target", required=True, help="host:port of the gRPC endpoint")
     p.add_argument("--input", required=True, help="CSV of raw examples")
-    p.add_argument("--output", required=True, help="CSV to write")
-    p.add_argument("--batch-size", type=int, default=256, help="rows per chunk and per request")
-    p.add_argument("--model-name", default="purchase_intent", help="served model name")
+    p.add_argument("--output", default=None, help=OUTPUT_HELP)
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="rows per chunk and per request (default: 256)")
+    p.add_argument("--model-name", default="purchase_intent",
+                   help="served model name (default: purchase_intent)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--version", type=int, default=None, help="a specific model version")
+    g.add_argument("--version", type=int, default=None,
+                   help="a specific model version (default: the latest served)")
     g.add_argument("--version-label", default=None, help="a version label, e.g. stable or canary")
     p.add_argument("--schema", default=None,
-                   help="schema JSON/YAML (e.g. assets.extra/schema.json); default: from the signature")
+                   help="schema JSON/YAML, e.g. <export>/assets.extra/schema.json (default: inferred "
+                        "from the served signature, without id columns or delimiter)")
     p.add_argument("--threshold", default=None,
-                   help="decision threshold, a number or a threshold.json; adds purchase_label")
+                   help="decision threshold for the purchase_label column: a number, or a "
+                        "threshold.json such as <export>/assets.extra/threshold.json (default: the "
+                        "export's threshold.json beside --schema; without it no purchase_label)")
     p.add_argument("--keep-columns", default=None,
-                   help="comma-separated input columns to copy to the output (default: all)")
+                   help="comma-separated input columns to copy to the output besides the id columns "
+                        "(default: all)")
     p.add_argument("--sequence-length", type=int, default=None,
                    help="events per sequence in each request (default: the client's, 200); "
                         "keep it >= the model's data.max_sequence_length and data.max_history_length")
-    p.add_argument("--timeout", type=float, default=30.0, help="deadline per request, seconds")
-    p.add_argument("--max-retries", type=int, default=3, help="retries when the server is UNAVAILABLE")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="deadline per request, seconds (default: 30)")
+    p.add_argument("--max-retries", type=int, default=3,
+                   help="retries when the server is UNAVAILABLE (default: 3)")
     cli.add_common_flags(p)
     return p.parse_args(argv)
 
@@ -130,17 +140,22 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         schema = FeatureSchema.load(args.schema) if args.schema else None
-        threshold = read_threshold(args.threshold)
+        threshold = (read_threshold(args.threshold) if args.threshold is not None
+                     else default_threshold(args.schema))
     except (ValueError, OSError, KeyError) as e:
         return cli.fail(e)
     keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()] if args.keep_columns else None
+    output = Path(args.output) if args.output else default_output(args.input)
+    if threshold is None:
+        logger.info("No threshold (give --threshold or --schema <export>/assets.extra/schema.json): "
+                    "no %s column", LABEL_COLUMN)
     client = PurchaseIntentClient(args.target, args.model_name, version=args.version,
                                   version_label=args.version_label, timeout=args.timeout,
                                   max_retries=args.max_retries, schema=schema,
                                   sequence_length=args.sequence_length or DEFAULT_SEQUENCE_LENGTH)
     try:
-        score_csv(client, args.input, args.output, batch_size=args.batch_size,
-                  threshold=threshold, keep_columns=keep)
+        rows = score_csv(client, args.input, output, batch_size=args.batch_size,
+                         threshold=threshold, keep_columns=keep)
     except ServingError as e:
         logger.error("%s", e)
         return 1
@@ -148,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         return cli.fail(e)
     finally:
         client.close()
+    print(f"Scored {rows} rows -> {output}", flush=True)
     return 0
 
 
