@@ -158,3 +158,31 @@ class Prepared:
                                   f"the shard is truncated or was changed after prepare; prepare it again")
             paths.append(str(path))
         return paths
+
+
+def read_frame(prepared: Prepared, split: str, limit: int | None = None) -> pd.DataFrame:
+    """The first ``limit`` (default: all) examples of a split as a validated frame.
+
+    For what needs a frame: the evaluation splits, and a bounded sample of the
+    training split (the baselines, the tiny encoder's vocabulary).
+    """
+    import tensorflow as tf
+
+    schema = prepared.schema
+    ds = tf.data.TFRecordDataset(prepared.check(split), compression_type=prepared.compression)
+    if limit is not None:
+        ds = ds.take(limit)
+    columns: dict[str, list] = {n: [] for n in schema.feature_names + [schema.label]}
+    for serialized in ds.batch(4096):
+        raw, label = parse_block(serialized, schema)
+        for name in schema.text + schema.categorical:
+            columns[name] += [v.decode("utf-8") for v in raw[name].numpy()]
+        for name in schema.sequence_like:
+            columns[name] += [[v.decode("utf-8") for v in row] for row in raw[name].to_list()]
+        for name in schema.numeric:
+            columns[name] += raw[name].numpy().tolist()
+        columns[schema.label] += label.numpy().reshape(-1).astype(np.int64).tolist()
+    out = pd.DataFrame(columns)
+    for name in schema.numeric:
+        out[name] = out[name].astype(np.float32)
+    return out
