@@ -59,6 +59,9 @@ def test_manifest_counts_shards_and_statistics(table, prepared):
     got = prepared.stats()["train"]
     assert got.values == whole.values and got.bow_documents == whole.bow_documents
     assert m["bow_events"] == get_config("tiny").data.events_kept()
+    some = Prepared.load(prepared.root / "train-*-0000[01].tfrecord")  # a glob picks training shards
+    assert some.examples("train") == 240 and some.examples("test") == len(splits["test"])
+    assert Prepared.is_prepared(prepared.root / "train-*") and not Prepared.is_prepared(prepared.root / "x")
 
 
 def test_partitions_then_merge_equal_one_run(table, prepared, tmp_path):

@@ -82,7 +82,8 @@ class Prepared:
     Args:
         root: the directory holding ``manifest.json``.
         manifest: its content.
-        pattern: optional glob (file names) restricting the shards used.
+        pattern: optional glob of file names restricting the training shards used
+            (validation and test: all of the manifest's).
     """
 
     root: Path
@@ -91,7 +92,7 @@ class Prepared:
 
     @classmethod
     def load(cls, path: str | Path) -> "Prepared":
-        """Reads ``path``: a prepared directory, or a glob of shard files inside one.
+        """Reads ``path``: a prepared directory, or a glob of training shard files inside one.
 
         Raises:
             SchemaError: no manifest, a manifest of another format, or a glob matching no shard.
@@ -108,8 +109,8 @@ class Prepared:
         if manifest.get("format") != FORMAT:
             raise SchemaError(f"{manifest_file}: format {manifest.get('format')!r}, expected {FORMAT!r}")
         out = cls(path, manifest, pattern)
-        if pattern and not any(out.shards(s) for s in manifest["splits"]):
-            raise SchemaError(f"{path / pattern}: matches no shard of {manifest_file}")
+        if pattern and not out.shards("train"):
+            raise SchemaError(f"{path / pattern}: matches no training shard of {manifest_file}")
         return out
 
     @staticmethod
@@ -130,7 +131,9 @@ class Prepared:
     def shards(self, split: str) -> list[dict[str, Any]]:
         """The shards of ``split`` (``{"file", "examples", "bytes"}``), in manifest order."""
         shards = self.manifest["splits"].get(split, {}).get("shards", [])
-        return [s for s in shards if not self.pattern or fnmatch.fnmatch(s["file"], self.pattern)]
+        if split != "train" or not self.pattern:
+            return shards
+        return [s for s in shards if fnmatch.fnmatch(s["file"], self.pattern)]
 
     def examples(self, split: str) -> int:
         return sum(s["examples"] for s in self.shards(split))
