@@ -131,6 +131,15 @@ def test_two_workers_read_disjoint_files(prepared):
     # Fewer files than workers: every worker reads the file and keeps every other example.
     one = pipeline_files(paths[:1], counts[:1], contexts[1])
     assert one[1] and one[2] == counts[0] // 2
+    # What the two pipelines yield: disjoint examples, all of them between the two.
+    from purchase_intent.preprocessing import Preprocessor
+
+    cfg = get_config("tiny").data
+    pre = Preprocessor.adapt_from_stats(SCHEMA.subset(["numeric"]), prepared.stats()["train"])
+    sub = Prepared(prepared.root, {**prepared.manifest, "schema": pre.feature_schema.to_dict()})
+    seen = [{tuple(row) for x, _ in make_shard_dataset(sub, "train", pre, cfg, training=False, ctx=c)
+             .as_numpy_iterator() for row in x["numeric"]} for c in contexts]
+    assert not seen[0] & seen[1] and len(seen[0]) + len(seen[1]) == sum(counts)
 
 
 def test_truncated_shard_is_named(prepared, tmp_path):
