@@ -169,9 +169,8 @@ class SplitStats:
             out.samples[name] = Reservoir.of(x, capacity, seed)
         if bow_events > 0 and (schema.text or schema.event_text):
             out.bow_events = bow_events
-            for terms in bow_terms(df, schema, bow_events):
-                out.bow_terms.update(terms)
-                out.bow_documents.update(set(terms))
+            for terms, rows in bow_term_blocks(df, schema, bow_events):
+                count_terms(terms, rows, out.bow_terms, out.bow_documents)
         return out
 
     def merge(self, other: "SplitStats") -> "SplitStats":
@@ -249,13 +248,31 @@ def load(path: str | Path) -> dict[str, SplitStats]:
     return {k: SplitStats.from_dict(v) for k, v in json.loads(Path(path).read_text()).items()}
 
 
-def bow_terms(df: pd.DataFrame, schema: FeatureSchema, bow_events: int,
-              block: int = 1024) -> Iterable[list[str]]:
-    """Per row, the bag-of-words terms (unigrams, bigrams) of its joined text, as the preprocessor tokenises it."""
+def bow_term_blocks(df: pd.DataFrame, schema: FeatureSchema, bow_events: int,
+                    block: int = 4096) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    """Per block of rows, the bag-of-words terms (unigrams, bigrams) of the joined texts, as the preprocessor tokenises them.
+
+    Yields:
+        ``(terms, rows)``: every term occurrence (bytes) and the block row it is in.
+    """
     from purchase_intent.preprocessing import _bow_vectorizer, joined_text, raw_batch
 
     vectorizer = _bow_vectorizer(["[unused]"])
     for start in range(0, len(df), block):
         texts = joined_text(raw_batch(df.iloc[start:start + block], schema), schema, bow_events)
-        for row in vectorizer._preprocess(texts).to_list():  # standardise, split, n-grams
-            yield [t.decode("utf-8") for t in row]
+        terms = vectorizer._preprocess(texts)  # standardise, split, n-grams: a ragged [rows, terms]
+        yield terms.flat_values.numpy(), terms.value_rowids().numpy()
+
+
+def count_terms(terms: np.ndarray, rows: np.ndarray, counts: collections.Counter,
+                documents: collections.Counter) -> None:
+    """Adds each term's occurrences to ``counts`` and the rows holding it to ``documents`` (vectorised)."""
+    if len(terms) == 0:
+        return
+    codes, uniques = pd.factorize(terms)
+    occurrences = np.bincount(codes, minlength=len(uniques))
+    pairs = np.unique(rows.astype(np.int64) * len(uniques) + codes)
+    rows_holding = np.bincount(pairs % len(uniques), minlength=len(uniques))
+    names = [t.decode("utf-8") for t in uniques]
+    counts.update(dict(zip(names, occurrences.tolist())))
+    documents.update(dict(zip(names, rows_holding.tolist())))
