@@ -87,6 +87,8 @@ def make_dataset(df: pd.DataFrame, schema: FeatureSchema, preprocessor: Preproce
         ds = ds.shard(pipelines, ctx.input_pipeline_id)
         examples_here = len(range(ctx.input_pipeline_id, len(df), pipelines))
     ds = preprocess_blocks(ds.batch(_BLOCK), schema, preprocessor, cfg)
+    if training:
+        ds = on_service(ds, cfg)
     return batch_examples(ds, cfg, training=training, seed=seed, weights=weights, ctx=ctx,
                           examples_here=examples_here, smallest_pipeline=len(df) // pipelines,
                           cache=cfg.cache, shuffle_limit=len(df))
@@ -215,8 +217,25 @@ def make_shard_dataset(prepared, split: str, preprocessor: Preprocessor, cfg: Da
         ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
     ds = ds.batch(_BLOCK).map(lambda b: parse_block(b, schema), num_parallel_calls=tf.data.AUTOTUNE)
     ds = preprocess_blocks(ds, schema, preprocessor, cfg)
+    if training:
+        ds = on_service(ds, cfg)
     return batch_examples(ds, cfg, training=training, seed=seed, weights=weights, ctx=ctx,
                           examples_here=examples_here, smallest_pipeline=smallest, cache=False)
+
+
+def on_service(ds: tf.data.Dataset, cfg: DataConfig) -> tf.data.Dataset:
+    """``ds`` produced by the tf.data service at ``data.service`` (unchanged when it is empty).
+
+    The service's workers run everything before this point (reading,
+    parsing, preprocessing), each example once per epoch
+    (``distributed_epoch``, in no fixed order); the trainer keeps shuffling
+    and batching. Each iteration of each input pipeline is its own
+    (anonymous) job, so pipelines keep the examples their sharding gave them.
+    """
+    if not cfg.service:
+        return ds
+    return ds.apply(tf.data.experimental.service.distribute(
+        processing_mode="distributed_epoch", service=cfg.service))
 
 
 def distributed_dataset(strategy: tf.distribute.Strategy, df, schema: FeatureSchema,

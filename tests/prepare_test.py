@@ -155,3 +155,30 @@ def test_truncated_shard_is_named(prepared, tmp_path):
     pre = Preprocessor.adapt_from_stats(SCHEMA.subset(["numeric"]), broken.stats()["train"])
     with pytest.raises(SchemaError, match=rf"{victim.name}: \d+ bytes, but .* truncated"):
         make_shard_dataset(broken, "train", pre, get_config("tiny").data, training=True)
+
+
+def test_tf_data_service_on_loopback_trains(prepared):
+    import dataclasses
+
+    from purchase_intent.model import build_model
+    from purchase_intent.preprocessing import Preprocessor
+
+    service = tf.data.experimental.service
+    dispatcher = service.DispatchServer(service.DispatcherConfig(port=0))
+    address = dispatcher.target.split("://")[1]
+    workers = [service.WorkerServer(service.WorkerConfig(dispatcher_address=address)) for _ in range(2)]
+    tiny = get_config("tiny")
+    cfg = dataclasses.replace(tiny.data, service=dispatcher.target)
+    pre = Preprocessor.adapt_from_stats(SCHEMA.subset(["sequence", "numeric"]), prepared.stats()["train"],
+                                        max_sequence_length=cfg.max_sequence_length,
+                                        history_length=cfg.max_history_length)
+    sub = Prepared(prepared.root, {**prepared.manifest, "schema": pre.feature_schema.to_dict()})
+    ds = make_shard_dataset(sub, "train", pre, cfg, training=True)
+    labels = np.concatenate([y for _, y in ds.as_numpy_iterator()])
+    assert len(labels) == prepared.examples("train")  # each example once, from the service's 2 workers
+    assert labels.mean() == pytest.approx(prepared.manifest["splits"]["train"]["label_rate"])
+    model = build_model(tiny.model, pre, positive_rate=0.3)
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    history = model.fit(ds, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all() and len(history.history["loss"]) == 2
+    del workers
