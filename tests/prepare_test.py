@@ -1,6 +1,5 @@
 """prepare -> sharded TFRecords + manifest + statistics; training streams them like the in-memory path."""
 
-import json
 
 import numpy as np
 import pandas as pd
