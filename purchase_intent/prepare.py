@@ -83,6 +83,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shard-examples", type=int, default=100_000, help="examples per TFRecord file")
     p.add_argument("--sample-size", type=int, default=50_000,
                    help="numeric quantile reservoir per feature (exact below it)")
+    p.add_argument("--max-values", type=int, default=0,
+                   help=">0: keep the most frequent N values per counted column (bounds memory; counts "
+                        "become lower bounds, see purchase_intent/stats.py); 0: exact")
     p.add_argument("--compression", default="", choices=["", "GZIP", "ZLIB"], help="TFRecord compression")
     args = p.parse_args(argv)
     args.command = "prepare"
@@ -179,7 +182,7 @@ class ShardWriter:
 def prepare_partition(inputs: list[str], schema: FeatureSchema, out_dir: str | Path, cfg, *,
                       partition: tuple[int, int] = (0, 1), seed: int = 0, chunk_rows: int = 50_000,
                       shard_examples: int = 100_000, sample_size: int = 50_000,
-                      compression: str = "") -> dict[str, Any]:
+                      compression: str = "", max_values: int = 0) -> dict[str, Any]:
     """Prepares partition ``partition = (i, N)`` of the inputs; writes its shards and partial manifest.
 
     Args:
@@ -189,6 +192,8 @@ def prepare_partition(inputs: list[str], schema: FeatureSchema, out_dir: str | P
         cfg: a :class:`~purchase_intent.config.DataConfig` (split column or fractions; the
             bag of words' ``events_kept()``).
         seed: seed of the hashed split and of the reservoir samples.
+        max_values: >0: counters pruned to this many values (``SplitStats.prune``)
+            whenever one holds twice as many, and at the end.
 
     Returns:
         The partial manifest (also written to ``partials/``).
@@ -222,9 +227,13 @@ def prepare_partition(inputs: list[str], schema: FeatureSchema, out_dir: str | P
                 chunk_stats = st.SplitStats.of_frame(part, schema, bow_events=cfg.events_kept(),
                                                      capacity=sample_size, seed=seed + 7919 * f + number)
                 parts[split] = parts.get(split, st.SplitStats()).merge(chunk_stats)
+                if max_values and max(map(len, [parts[split].bow_terms, *parts[split].values.values()])) > 2 * max_values:
+                    parts[split] = parts[split].prune(max_values)
             rows += len(raw)
             logger.info("%s chunk %d: %d rows (%d in this partition, %.0f rows/s)", path, number, len(raw),
                         rows, rows / max(time.perf_counter() - t0, 1e-9))
+    if max_values:
+        parts = {k: v.prune(max_values) for k, v in parts.items()}
     name = f"partition-{index:05d}-of-{count:05d}"
     st.save(parts, out_dir / PARTIALS / f"stats-{name}.json")
     partial = {"format": FORMAT, "schema": schema.to_dict(), "partition": [index, count],
@@ -306,7 +315,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     partial = prepare_partition(args.input, FeatureSchema.load(schema_file), args.output, cfg.data,
                                 partition=(index, count), seed=cfg.train.seed, chunk_rows=args.chunk_rows,
                                 shard_examples=args.shard_examples, sample_size=args.sample_size,
-                                compression=args.compression)
+                                compression=args.compression, max_values=args.max_values)
     return merge(args.output) if count == 1 else partial
 
 

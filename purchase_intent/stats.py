@@ -11,7 +11,9 @@ What is kept, and how exact the merge is:
 * **value counts** (sequence events, categorical values, per-event texts)
   and **document counts** (rows holding a sequence value, for the wide bags'
   idf), as exact counters: vocabularies (top-K by count, ties by value) are
-  the same as on the whole frame.
+  the same as on the whole frame. ``SplitStats.prune(K)`` (``prepare
+  --max-values K``) keeps the K most frequent values per counter to bound
+  memory, at the price of lower-bound counts (see ``prune``).
 * **numeric moments** per feature and transform (``"none"``, ``"log1p"``):
   count, mean and M2 of the finite values, merged with Chan et al.'s
   formula: means and standard deviations equal the whole-frame ones up to
@@ -195,6 +197,31 @@ class SplitStats:
             bow_terms=self.bow_terms + other.bow_terms,
             bow_documents=self.bow_documents + other.bow_documents,
             bow_events=self.bow_events or other.bow_events)
+
+    def prune(self, max_values: int) -> "SplitStats":
+        """Keeps at most ``max_values`` values per counter: the most frequent (ties by value).
+
+        Bounds memory when a column has more distinct values than any
+        vocabulary will keep (ids, bigrams). Merged pruned counts are lower
+        bounds: a value's count can miss at most, per pruned part, the count
+        of the part's ``max_values``-th value; vocabularies of at most
+        ``max_values`` values stay exact while that margin is below the gap
+        between the kept and the dropped values' counts. Document counts
+        follow the values kept.
+        """
+        def top(counter):
+            if len(counter) <= max_values:
+                return counter
+            ranked = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:max_values]
+            return collections.Counter(dict(ranked))
+
+        values = {k: top(v) for k, v in self.values.items()}
+        documents = {k: collections.Counter({t: c for t, c in v.items() if t in values.get(k, v)})
+                     for k, v in self.documents.items()}
+        terms = top(self.bow_terms)
+        return dataclasses.replace(self, values=values, documents=documents, bow_terms=terms,
+                                   bow_documents=collections.Counter(
+                                       {t: c for t, c in self.bow_documents.items() if t in terms}))
 
     # -- (de)serialisation ---------------------------------------------
     def to_dict(self) -> dict[str, Any]:

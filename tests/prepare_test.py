@@ -89,8 +89,10 @@ def test_parquet_row_groups_and_the_same_validation_errors(table, tmp_path):
     df = pd.read_csv(root / "sessions.csv", dtype=str, keep_default_na=False)
     df.to_parquet(tmp_path / "a.parquet", row_group_size=200)
     out = prepare.main(["--input", str(tmp_path / "*.parquet"), "--schema", str(root / "schema.json"),
-                        "--output", str(tmp_path / "out"), "--set", "data.split_column=split"])
+                        "--output", str(tmp_path / "out"), "--set", "data.split_column=split",
+                        "--max-values", "30"])
     assert out["splits"]["test"]["examples"] == len(splits["test"])
+    assert len(Prepared.load(tmp_path / "out").stats()["train"].values["item_id"]) == 30  # pruned
     df.loc[7, "session_minutes"] = "seven"
     df.to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(SchemaError, match=r"bad.csv: column 'session_minutes', row 7: expected a number"):

@@ -95,3 +95,18 @@ def test_adapt_from_stats_refuses_a_bag_of_words_over_other_events(frame):
     s = SplitStats.of_frame(frame.head(50), schema, bow_events=10)
     with pytest.raises(ValueError, match="last 24 events"):
         Preprocessor.adapt_from_stats(schema, s, max_sequence_length=12, history_length=24, bag_of_words=10)
+
+
+def test_pruned_counters_keep_the_top_values(frame):
+    whole = SplitStats.of_frame(frame, SCHEMA, bow_events=24)
+    parts = [SplitStats.of_frame(frame.iloc[i::3], SCHEMA, bow_events=24).prune(40) for i in range(3)]
+    merged = stats.merge(parts).prune(40)
+    assert len(merged.values["item_id"]) == 40 and len(merged.bow_terms) == 40
+    for name in ("item_id", "item_title"):
+        for value, count in merged.values[name].items():
+            assert count <= whole.values[name][value]  # lower bounds
+    assert set(merged.documents["item_id"]) <= set(merged.values["item_id"])
+    # Few distinct values: pruning changes nothing.
+    assert merged.values["device"] == whole.values["device"]
+    top = [v for v, _ in whole.bow_terms.most_common(5)]
+    assert set(top) <= set(merged.bow_terms)
