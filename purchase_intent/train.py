@@ -761,7 +761,7 @@ def run(args: argparse.Namespace, cfg) -> dict:
                      "best_epochs": [int(np.argmax(h["val_auc"])) + 1 for h in histories if h.get("val_auc")],
                      "replicas": strategy.num_replicas_in_sync, "weights_sha256": weights_sha256,
                      "dtype_policy": keras.mixed_precision.dtype_policy().name},
-        "splits": ({k: {"examples": v["examples"], "positive_rate": v["label_rate"]}
+        "splits": ({k: {"examples": prepared.examples(k), "positive_rate": v["label_rate"]}
                     for k, v in prepared.manifest["splits"].items()} if prepared else
                    {k: {"examples": len(v), "positive_rate": float(v[schema.label].mean())}
                     for k, v in splits.items()}),
