@@ -21,7 +21,7 @@ from purchase_intent.config import Config, config_keys, describe_config
 from purchase_intent.schema import SchemaError
 
 REPO = Path(__file__).resolve().parents[1]
-TOOLS = ("train", "predict", "serving.score", "report", "explain", "compare", "serving.local")
+TOOLS = ("train", "predict", "serving.score", "report", "explain", "compare", "serving.local", "prepare")
 ROW = r"spreadsheet row {} (header = row 1)"
 
 
@@ -115,6 +115,10 @@ CASES = {
     "score: missing schema file": (["serving.score", "--target", "127.0.0.1:1", "--input", "good.csv",
                                     "--output", "o.csv", "--schema", "nope.json"], ["nope.json"]),
     "explain: missing input file": (["explain", "--model", "nope", "--input", "nope.csv"], ["nope.csv"]),
+    "prepare: wrong type in a row": (["prepare", "--input", "wrong_type.csv", "--schema", "schema.json",
+                                      "--output", "prepared"], ["wrong_type.csv", "'a'", ROW.format(7), "'lots'"]),
+    "prepare: bad partition": (["prepare", "--input", "good.csv", "--schema", "schema.json", "--output",
+                                "prepared", "--partition", "3/2"], ["3/2"]),
 }
 
 
