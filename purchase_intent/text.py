@@ -232,11 +232,37 @@ def encode_texts(tokenizer, backbone, texts: list[str], sequence_length: int,
 
         starts = tqdm(starts, desc=f"Encoding {len(unique)} distinct texts", unit="batch",
                       disable=len(unique) <= batch_size)
+    report = _ProgressLog(len(unique), every_s=None if progress else PROGRESS_LOG_SECONDS)
     for s in starts:
         idx = order[s:s + batch_size]
         width = max(int(mask[idx].sum(1).max()), 1)
         result[idx] = embed(token_ids[idx, :width], mask[idx, :width]).numpy()
+        report(s + len(idx))
     return result[inverse]
+
+
+PROGRESS_LOG_SECONDS = 30.0  # without a progress bar (stderr not a terminal): a log line this often
+
+
+class _ProgressLog:
+    """Logs "n / total texts, elapsed, about t left" every ``every_s`` seconds (None: never).
+
+    The progress bar's stand-in for logs written to a file, where a bar is noise.
+    """
+
+    def __init__(self, total: int, every_s: float | None):
+        import time
+
+        self.total, self.every_s, self.clock = total, every_s, time.perf_counter
+        self.start = self.last = self.clock()
+
+    def __call__(self, done: int) -> None:
+        now = self.clock()
+        if self.every_s is None or now - self.last < self.every_s or done >= self.total:
+            return
+        self.last, elapsed = now, now - self.start
+        logger.info("Encoding texts: %d / %d (%.0f %%), %.0f s, about %.0f s left", done, self.total,
+                    100 * done / self.total, elapsed, elapsed * (self.total - done) / max(done, 1))
 
 
 _MEMO: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()  # cache key -> vectors
