@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from purchase_intent import cli
-from purchase_intent.config import Config, config_keys, describe_config
+from purchase_intent.config import config_keys
 from purchase_intent.schema import SchemaError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,16 +182,12 @@ def test_explain_help_runs_as_a_module():
 
 
 def test_help_config_lists_every_key_with_default_and_meaning():
+    # That config_keys() holds every field with a meaning, and describe_config(): config_test.py.
     proc = _python(["-m", "purchase_intent.train", "--help-config"], cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     keys = config_keys()
-    defaults = Config()
-    fields = [f"{s}.{f}" for s, section in defaults.to_dict().items() for f in section]
-    assert [k for k, _, _ in keys] == fields
-    assert all(meaning for _, _, meaning in keys), [k for k, _, m in keys if not m]
     for key, default, _ in keys:
         assert f"  {key} = {json.dumps(default)}" in proc.stdout
-    assert "model.lstm_units = 64" in describe_config()
     assert "--help-config" in _python(["-m", "purchase_intent.train", "--help"], cwd=REPO).stdout
 
 
