@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from purchase_intent import contract
 from purchase_intent.config import DataConfig
 from purchase_intent.preprocessing import Preprocessor
 from purchase_intent.schema import FeatureSchema
@@ -28,12 +29,16 @@ _BLOCK = 512  # examples per vectorised preprocessing call
 
 
 def raw_examples(df: pd.DataFrame, schema: FeatureSchema) -> dict[str, tf.Tensor]:
-    """Column tensors of a validated frame; sequence columns as ``tf.RaggedTensor``."""
+    """Column tensors of a validated frame; sequence columns as ``tf.RaggedTensor``.
+
+    Sequence rows lose their trailing ``""`` (padding, :func:`contract.strip_padding`),
+    so keeping the most recent events keeps what the serving graph keeps.
+    """
     out = {}
     for name in schema.text + schema.categorical:
         out[name] = tf.constant(df[name].to_numpy(dtype=object).astype(str).astype(object))
     for name in schema.sequence_like:
-        seqs = list(df[name])
+        seqs = [contract.strip_padding(v) for v in df[name]]
         lengths = np.fromiter((len(v) for v in seqs), dtype=np.int64, count=len(seqs))
         flat = [x for v in seqs for x in v]
         values = tf.constant(np.asarray(flat, dtype=object) if flat else np.zeros(0, dtype=object),

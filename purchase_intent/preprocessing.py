@@ -35,6 +35,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from purchase_intent import contract
 from purchase_intent.schema import FeatureSchema
 
 logger = logging.getLogger(__name__)
@@ -82,13 +83,26 @@ def piecewise_linear(x, edges):
 
 
 def recent_events(x, max_sequence_length: int):
-    """Right-padded ``[batch, events]`` strings -> the last ``max_sequence_length`` events, padded with ``""``."""
+    """Right-padded ``[batch, events]`` strings -> the last ``max_sequence_length`` events, padded with ``""``.
+
+    The padding rule of the contract (:mod:`purchase_intent.contract`): the
+    trailing ``""`` of a row are padding; a ``""`` before the row's last
+    non-empty event is an empty event and becomes ``"[EMPTY]"``.
+    """
     x = tf.convert_to_tensor(x, tf.string)
     if x.shape.rank == 1:  # one example's sequence
         x = x[None, :]
-    rt = tf.RaggedTensor.from_tensor(x, padding="")
+    rt = tf.RaggedTensor.from_tensor(x, padding=contract.PADDING)  # drops the trailing "" only
+    rt = rt.with_flat_values(tf.where(tf.equal(rt.flat_values, contract.PADDING),
+                                      contract.EMPTY_EVENT, rt.flat_values))
     rt = rt[:, -max_sequence_length:]
     return rt.to_tensor(default_value="", shape=[None, max_sequence_length])
+
+
+def categorical_values(x):
+    """Raw categorical strings -> the values looked up: ``"3.0"`` -> ``"3"``, ``"-0"`` -> ``"0"`` (:func:`contract.category`)."""
+    x = tf.strings.regex_replace(tf.convert_to_tensor(x, tf.string), f"^{contract.INTEGER_DECIMAL}$", r"\1")
+    return tf.strings.regex_replace(x, f"^{contract.NEGATIVE_ZERO}$", "0")
 
 
 def joined_text(raw, schema: FeatureSchema, max_sequence_length: int):
@@ -222,19 +236,20 @@ class Preprocessor(keras.layers.Layer):
             history_length: events of the ``<name>_history`` outputs (see the class).
         """
         vocabularies = {}
+        events = {name: [contract.events(seq) for seq in train[name]] for name in schema.sequence_like}
         for name in schema.sequences:
-            vocabularies[name] = _vocabulary((v for seq in train[name] for v in seq), max_vocab_size,
+            vocabularies[name] = _vocabulary((v for seq in events[name] for v in seq), max_vocab_size,
                                              min_frequency)
         for name in schema.event_text:
             if event_text_vocabulary and name in event_text_vocabulary:
                 vocabularies[name] = list(event_text_vocabulary[name])
             else:
-                vocabularies[name] = _vocabulary((v for seq in train[name] for v in seq), 10**9)
+                vocabularies[name] = _vocabulary((v for seq in events[name] for v in seq), 10**9)
         for name in schema.categorical:
-            vocabularies[name] = _vocabulary(train[name], max_vocab_size)
+            vocabularies[name] = _vocabulary((contract.category(v) for v in train[name]), max_vocab_size)
         # A lookup needs at least one entry; "[NONE]" never matches real data.
         vocabularies = {k: (v or ["[NONE]"]) for k, v in vocabularies.items()}
-        sequence_idf = {name: _inverse_document_frequency(train[name], vocabularies[name])
+        sequence_idf = {name: _inverse_document_frequency(events[name], vocabularies[name])
                         for name in schema.sequences}
         mean, std, edges = [], [], []
         for name in schema.numeric:
@@ -297,7 +312,7 @@ class Preprocessor(keras.layers.Layer):
             out[f"{name}_history"] = tf.cast(
                 self.lookups[name](recent_events(raw[name], self.history_length)), tf.int32)
         for name in s.categorical:
-            out[name] = tf.cast(self.lookups[name](tf.convert_to_tensor(raw[name], tf.string)), tf.int32)
+            out[name] = tf.cast(self.lookups[name](categorical_values(raw[name])), tf.int32)
         if s.numeric:
             x = tf.stack([tf.cast(tf.reshape(raw[n], [-1]), tf.float32) for n in s.numeric], axis=1)
             missing = tf.logical_not(tf.math.is_finite(x))
@@ -392,17 +407,7 @@ def _adapt_bag_of_words(schema: FeatureSchema, train: pd.DataFrame, size: int,
 
 
 def raw_batch(df: pd.DataFrame, schema: FeatureSchema) -> dict[str, tf.Tensor]:
-    """A validated frame -> dense raw tensors as the serving signature takes them."""
-    out = {}
-    for name in schema.text + schema.categorical:
-        out[name] = tf.constant(df[name].to_numpy(dtype=object).astype(str))
-    for name in schema.sequence_like:
-        seqs = list(df[name])
-        width = max([len(v) for v in seqs] + [1])
-        arr = np.full((len(seqs), width), "", dtype=object)
-        for i, v in enumerate(seqs):
-            arr[i, :len(v)] = v
-        out[name] = tf.constant(arr.astype(str))
-    for name in schema.numeric:
-        out[name] = tf.constant(df[name].to_numpy(np.float32))
-    return out
+    """A validated frame -> dense raw tensors as the serving signature takes them (every event kept)."""
+    from purchase_intent.serving.codec import to_tensors
+
+    return to_tensors(contract.frame_to_arrays(df, schema, max_events=None))

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from purchase_intent import cli
+from purchase_intent import cli, contract
 
 logger = logging.getLogger("purchase_intent.train")
 
@@ -460,7 +460,7 @@ def adapt_preprocessor(cfg, schema, splits, tokenizer=None):
     """
     from purchase_intent.preprocessing import Preprocessor
 
-    event_vocab = {name: sorted({t for df in splits.values() for seq in df[name] for t in seq})
+    event_vocab = {name: sorted({t for df in splits.values() for seq in df[name] for t in contract.events(seq)})
                    for name in schema.event_text}
     return Preprocessor.adapt(
         schema, splits["train"], max_sequence_length=cfg.data.max_sequence_length,
