@@ -7,8 +7,10 @@ What a caller of the SavedModel sends (``serving_default``, raw features):
 
 * scalar text and categorical features: ``DT_STRING [batch]``;
 * sequence and per-event text features: ``DT_STRING [batch, events]``,
-  oldest event first, **right-padded with ""**: the trailing ``""`` of a row
-  are padding; a ``""`` before the row's last non-empty event is an empty
+  oldest event first, **right-padded with ""**. The sequence inputs of one
+  example describe the same events, so the rule looks at all of them: an
+  example's events end at the last position where any sequence input is not
+  ``""``; the ``""`` after it are padding, a ``""`` before it is an empty
   event, which the model reads as the token ``"[EMPTY]"``; only the most
   recent ``max_events`` events matter (older ones may be left out);
 * numeric features: ``DT_FLOAT [batch]`` (NaN: missing).
@@ -24,6 +26,8 @@ Examples:
 
 >>> events(["a", "", "b", "", ""])
 ['a', '[EMPTY]', 'b']
+>>> events(["view", ""], count=event_count(["view", ""], ["sku1", "sku2"]))
+['view', '[EMPTY]']
 >>> category("-2.000"), category("3.5")
 ('-2', '3.5')
 """
@@ -49,9 +53,9 @@ CONTRACT_FILE = "contract.json"  # in assets.extra/ of every export
 PADDING = ""  # trailing "" of a sequence row
 EMPTY_EVENT = "[EMPTY]"  # what an interior "" is read as
 DEFAULT_MAX_EVENTS = 200  # sequence width when no contract is known
-PADDING_RULE = ("sequences are right-padded with \"\": the trailing \"\" of a row are padding, "
-                f"a \"\" before the last non-empty event is an empty event ({EMPTY_EVENT!r}); "
-                "the most recent max_events events are kept")
+PADDING_RULE = ("sequences are right-padded with \"\": an example's events end at the last position "
+                "where any of its sequence inputs is not \"\"; the \"\" after it are padding, a \"\" "
+                f"before it is an empty event ({EMPTY_EVENT!r}); the most recent max_events events are kept")
 CATEGORICAL_RULE = "a categorical value like \"3.0\" or \"-2.000\" is read as \"3\" or \"-2\" (and \"-0\" as \"0\")"
 
 # The regular expressions of the graph (RE2) and of :func:`category` (Python re, fullmatch).
@@ -75,13 +79,51 @@ def strip_padding(seq) -> list:
     return seq[:end]
 
 
-def events(seq, max_events: int | None = None) -> list:
-    """The events the model reads of one raw sequence row: padding dropped,
-    interior ``""`` as ``"[EMPTY]"``, the most recent ``max_events`` (all with None)."""
-    kept = strip_padding(seq)
+def event_count(*rows) -> int:
+    """Events of one example from its sequence rows (one per sequence column): up to the
+    last position where any row is not ``""``."""
+    return max([len(strip_padding(r)) for r in rows] + [0])
+
+
+def kept_values(seq, count: int | None = None, max_events: int | None = None) -> list:
+    """The raw values of one sequence row the model reads: the first ``count`` (default: the
+    row without its trailing ``""``; a shorter row is extended with ``""``), then the most recent
+    ``max_events`` (all with None)."""
+    seq = list(seq)
+    count = len(strip_padding(seq)) if count is None else count
+    kept = seq[:count] + [PADDING] * (count - len(seq))
     if max_events is not None:
         kept = kept[-max_events:] if max_events > 0 else []
-    return [EMPTY_EVENT if v == PADDING else v for v in kept]
+    return kept
+
+
+def events(seq, max_events: int | None = None, count: int | None = None) -> list:
+    """The events the model reads of one raw sequence row (:func:`kept_values`), with each
+    ``""`` among them as ``"[EMPTY]"``; ``count`` from :func:`event_count` for multi-column sequences."""
+    return as_events(kept_values(seq, count, max_events))
+
+
+def as_events(values) -> list:
+    """Kept raw values -> the events the model reads: each ``""`` as ``"[EMPTY]"``."""
+    return [EMPTY_EVENT if v == PADDING else v for v in values]
+
+
+def frame_events(df: pd.DataFrame, names, max_events: int | None = None) -> dict[str, list[list]]:
+    """``{column: [kept raw values per row]}`` of the sequence columns ``names`` of a
+    validated frame, the example's events counted over all of them (:func:`event_count`)."""
+    names = list(names)
+    out: dict[str, list[list]] = {n: [] for n in names}
+    for rows in zip(*(df[n] for n in names)):
+        count = event_count(*rows)
+        for name, row in zip(names, rows):
+            out[name].append(kept_values(row, count, max_events))
+    return out
+
+
+def frame_model_events(df: pd.DataFrame, names) -> dict[str, list[list]]:
+    """:func:`frame_events` (every event) as the model reads them (:func:`as_events`): what
+    vocabularies are counted over."""
+    return {name: [as_events(v) for v in rows] for name, rows in frame_events(df, names).items()}
 
 
 def category(value: str) -> str:
@@ -108,19 +150,14 @@ def reserved_names(text=(), sequences=()) -> dict[str, str]:
 
 
 # -- table -> arrays -----------------------------------------------------------
-def pack_sequences(rows, max_events: int | None = None, width: int | None = None) -> np.ndarray:
-    """Sequence rows -> ``[batch, width]`` object array right-padded with ``""``.
-
-    Each row loses its trailing padding and keeps its most recent
-    ``max_events`` events (all with None); values are otherwise sent as they
-    are. ``width`` defaults to the longest kept row (at least 1).
-    """
-    kept = [strip_padding(v) for v in rows]
-    if max_events is not None:
-        kept = [v[-max_events:] for v in kept]
-    width = width or max([len(v) for v in kept] + [1])
-    arr = np.full((len(kept), width), PADDING, dtype=object)
-    for i, v in enumerate(kept):
+def pad_rows(rows, width: int | None = None) -> np.ndarray:
+    """Sequence rows -> ``[batch, width]`` object array right-padded with ``""``
+    (``width`` defaults to the longest row, at least 1; longer rows keep their last ``width`` values)."""
+    rows = [list(v) for v in rows]
+    width = width or max([len(v) for v in rows] + [1])
+    arr = np.full((len(rows), width), PADDING, dtype=object)
+    for i, v in enumerate(rows):
+        v = v[-width:]
         arr[i, :len(v)] = v
     return arr
 
@@ -129,14 +166,15 @@ def frame_to_arrays(df: pd.DataFrame, schema, max_events: int | None = DEFAULT_M
                     ) -> dict[str, np.ndarray]:
     """A validated frame (``schema.validate`` output) -> the serving signature's raw arrays.
 
-    Strings as object arrays ``[batch]``, sequences ``[batch, max_events]``
-    (:func:`pack_sequences`; with None as wide as the longest row), numbers float32.
+    Strings as object arrays ``[batch]``; sequences ``[batch, max_events]``
+    (with None as wide as the longest example), each example's most recent
+    ``max_events`` events (:func:`frame_events`), raw values; numbers float32.
     """
     out: dict[str, np.ndarray] = {}
     for name in schema.text + schema.categorical:
         out[name] = df[name].to_numpy(dtype=object)
-    for name in schema.sequence_like:
-        out[name] = pack_sequences(df[name], max_events, max_events)
+    for name, rows in frame_events(df, schema.sequence_like, max_events).items():
+        out[name] = pad_rows(rows, max_events)
     for name in schema.numeric:
         out[name] = df[name].to_numpy(np.float32)
     return out

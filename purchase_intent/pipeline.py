@@ -31,14 +31,16 @@ _BLOCK = 512  # examples per vectorised preprocessing call
 def raw_examples(df: pd.DataFrame, schema: FeatureSchema) -> dict[str, tf.Tensor]:
     """Column tensors of a validated frame; sequence columns as ``tf.RaggedTensor``.
 
-    Sequence rows lose their trailing ``""`` (padding, :func:`contract.strip_padding`),
-    so keeping the most recent events keeps what the serving graph keeps.
+    Sequence rows hold the example's events only (:func:`contract.frame_events`:
+    the padding dropped), so keeping the most recent events keeps what the
+    serving graph keeps.
     """
     out = {}
     for name in schema.text + schema.categorical:
         out[name] = tf.constant(df[name].to_numpy(dtype=object).astype(str).astype(object))
+    sequences = contract.frame_events(df, schema.sequence_like)
     for name in schema.sequence_like:
-        seqs = [contract.strip_padding(v) for v in df[name]]
+        seqs = sequences[name]
         lengths = np.fromiter((len(v) for v in seqs), dtype=np.int64, count=len(seqs))
         flat = [x for v in seqs for x in v]
         values = tf.constant(np.asarray(flat, dtype=object) if flat else np.zeros(0, dtype=object),

@@ -82,17 +82,34 @@ def piecewise_linear(x, edges):
     return tf.reshape(pos, [-1, edges.shape[0] * (edges.shape[1] - 1)])
 
 
-def recent_events(x, max_sequence_length: int):
+def _as_batch(x):
+    x = tf.convert_to_tensor(x, tf.string)
+    return x[None, :] if x.shape.rank == 1 else x  # one example's sequence
+
+
+def event_lengths(raw, names):
+    """Events per example ``[batch]`` (int64): up to the last position where any of the
+    sequence inputs ``names`` is not ``""`` (the padding rule of :mod:`purchase_intent.contract`)."""
+    lengths = [tf.RaggedTensor.from_tensor(_as_batch(raw[n]), padding=contract.PADDING).row_lengths()
+               for n in names]
+    return tf.reduce_max(tf.stack(lengths), axis=0)
+
+
+def recent_events(x, max_sequence_length: int, lengths=None):
     """Right-padded ``[batch, events]`` strings -> the last ``max_sequence_length`` events, padded with ``""``.
 
-    The padding rule of the contract (:mod:`purchase_intent.contract`): the
-    trailing ``""`` of a row are padding; a ``""`` before the row's last
-    non-empty event is an empty event and becomes ``"[EMPTY]"``.
+    The padding rule of the contract (:mod:`purchase_intent.contract`): each
+    example has ``lengths`` events (:func:`event_lengths`; None: this input
+    alone, up to its last non-empty value); the ``""`` after them are padding,
+    a ``""`` among them is an empty event and becomes ``"[EMPTY]"``.
     """
-    x = tf.convert_to_tensor(x, tf.string)
-    if x.shape.rank == 1:  # one example's sequence
-        x = x[None, :]
-    rt = tf.RaggedTensor.from_tensor(x, padding=contract.PADDING)  # drops the trailing "" only
+    x = _as_batch(x)
+    if lengths is None:
+        rt = tf.RaggedTensor.from_tensor(x, padding=contract.PADDING)  # drops the trailing "" only
+    else:
+        short = tf.maximum(tf.reduce_max(tf.concat([lengths, [0]], 0)) - tf.shape(x, tf.int64)[1], 0)
+        x = tf.pad(x, [[0, 0], [0, short]], constant_values=contract.PADDING)  # a narrower input
+        rt = tf.RaggedTensor.from_tensor(x, lengths=lengths)
     rt = rt.with_flat_values(tf.where(tf.equal(rt.flat_values, contract.PADDING),
                                       contract.EMPTY_EVENT, rt.flat_values))
     rt = rt[:, -max_sequence_length:]
@@ -111,7 +128,9 @@ def joined_text(raw, schema: FeatureSchema, max_sequence_length: int):
     What the bag of words reads, in training (adapt and ``call``) and serving alike.
     """
     parts = [tf.reshape(tf.convert_to_tensor(raw[n], tf.string), [-1]) for n in schema.text]
-    parts += [tf.strings.reduce_join(recent_events(raw[n], max_sequence_length), axis=1, separator=" ")
+    lengths = event_lengths(raw, schema.sequence_like) if schema.event_text else None
+    parts += [tf.strings.reduce_join(recent_events(raw[n], max_sequence_length, lengths), axis=1,
+                                     separator=" ")
               for n in schema.event_text]
     return parts[0] if len(parts) == 1 else tf.strings.join(parts, separator=" ")
 
@@ -236,7 +255,7 @@ class Preprocessor(keras.layers.Layer):
             history_length: events of the ``<name>_history`` outputs (see the class).
         """
         vocabularies = {}
-        events = {name: [contract.events(seq) for seq in train[name]] for name in schema.sequence_like}
+        events = contract.frame_model_events(train, schema.sequence_like)
         for name in schema.sequences:
             vocabularies[name] = _vocabulary((v for seq in events[name] for v in seq), max_vocab_size,
                                              min_frequency)
@@ -306,11 +325,13 @@ class Preprocessor(keras.layers.Layer):
             ids, mask = self.packer(self.tokenizer(tf.convert_to_tensor(raw[name], tf.string)))
             out[f"{name}_token_ids"] = tf.cast(ids, tf.int32)
             out[f"{name}_padding_mask"] = tf.cast(mask, tf.int32)  # bool breaks AddN under MirroredStrategy
+        lengths = event_lengths(raw, s.sequence_like) if s.sequence_like else None
         for name in s.sequence_like:
-            out[name] = tf.cast(self.lookups[name](recent_events(raw[name], self.max_sequence_length)), tf.int32)
+            out[name] = tf.cast(self.lookups[name](
+                recent_events(raw[name], self.max_sequence_length, lengths)), tf.int32)
         for name in self.history_names:
             out[f"{name}_history"] = tf.cast(
-                self.lookups[name](recent_events(raw[name], self.history_length)), tf.int32)
+                self.lookups[name](recent_events(raw[name], self.history_length, lengths)), tf.int32)
         for name in s.categorical:
             out[name] = tf.cast(self.lookups[name](categorical_values(raw[name])), tf.int32)
         if s.numeric:

@@ -460,7 +460,9 @@ def adapt_preprocessor(cfg, schema, splits, tokenizer=None):
     """
     from purchase_intent.preprocessing import Preprocessor
 
-    event_vocab = {name: sorted({t for df in splits.values() for seq in df[name] for t in contract.events(seq)})
+    events = ([contract.frame_model_events(df, schema.sequence_like) for df in splits.values()]
+              if schema.event_text else [])
+    event_vocab = {name: sorted({t for split in events for seq in split[name] for t in seq})
                    for name in schema.event_text}
     return Preprocessor.adapt(
         schema, splits["train"], max_sequence_length=cfg.data.max_sequence_length,

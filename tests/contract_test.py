@@ -18,6 +18,7 @@ from purchase_intent import contract
 from purchase_intent.schema import FeatureSchema
 
 ROWS = [["a", "", "b", "", ""], ["", "", ""], ["", "x"], ["a", "b", "c", "d"], [], ["", "a", "", "b"]]
+OTHER = [["v", "", "v", "v", ""], ["", "", "v"], ["", "v"], ["v", "v", "", ""], [], ["v", "v", "", ""]]
 CATEGORIES = ["3.0", "-2.000", "-0.0", "-0", "3.5", "x", "03.0", "3.", "1e+20", "", "3.0\n", " 3.0",
               "\u0663.0"]
 
@@ -41,11 +42,30 @@ def test_category_rule():
         "3", "-2", "0", "0", "3.5", "x", "3"]
 
 
-def test_the_graph_applies_the_same_rules_as_the_python_mirrors():
-    from purchase_intent.preprocessing import categorical_values, recent_events
+def test_events_of_an_example_are_counted_over_all_its_sequence_columns():
+    """A trailing "" in one column is an empty event when another column has an event there."""
+    assert contract.event_count(["view", ""], ["sku1", "sku2"]) == 2
+    assert contract.events(["view", ""], count=2) == ["view", "[EMPTY]"]
+    frame = pd.DataFrame({"a": [["x", "", ""], ["", ""]], "b": [["y", "z", ""], ["", ""]]})
+    assert contract.frame_events(frame, ["a", "b"]) == {"a": [["x", ""], []], "b": [["y", "z"], []]}
+    assert contract.frame_model_events(frame, ["a", "b"])["a"] == [["x", "[EMPTY]"], []]
 
+
+def test_the_graph_applies_the_same_rules_as_the_python_mirrors():
+    from purchase_intent.preprocessing import categorical_values, event_lengths, recent_events
+
+    raw = {"a": contract.pad_rows(ROWS), "b": contract.pad_rows(OTHER, 7)}  # widths may differ
+    alone = event_lengths(raw, ["a"]).numpy().tolist()
+    assert alone == [len(contract.strip_padding(r)) for r in ROWS]
+    lengths = event_lengths(raw, ["a", "b"])
+    assert lengths.numpy().tolist() == [contract.event_count(a, b) for a, b in zip(ROWS, OTHER)]
     for max_events in (1, 3, 10):
-        graph = recent_events(contract.pack_sequences(ROWS), max_events).numpy()
+        for name, rows in (("a", ROWS), ("b", OTHER)):
+            graph = recent_events(raw[name], max_events, lengths).numpy()
+            for a, b, row, got in zip(ROWS, OTHER, rows, graph):
+                want = contract.events(row, max_events, count=contract.event_count(a, b))
+                assert [v.decode() for v in got] == want + [""] * (max_events - len(want)), row
+        graph = recent_events(raw["a"], max_events).numpy()
         for row, got in zip(ROWS, graph):
             want = contract.events(row, max_events)
             assert [v.decode() for v in got] == want + [""] * (max_events - len(want)), row
@@ -53,17 +73,16 @@ def test_the_graph_applies_the_same_rules_as_the_python_mirrors():
     assert got == [contract.category(v) for v in CATEGORIES]
 
 
-def test_pack_sequences_drops_trailing_padding_then_keeps_the_most_recent():
-    arr = contract.pack_sequences([["a", "", "b", "", ""], ["x"], []])
-    assert arr.tolist() == [["a", "", "b"], ["x", "", ""], ["", "", ""]]
-    arr = contract.pack_sequences([["a", "b", "c", ""], ["x"]], max_events=2, width=2)
-    assert arr.tolist() == [["b", "c"], ["x", ""]]
-    assert contract.pack_sequences([[]]).shape == (1, 1)
+def test_pad_rows():
+    assert contract.pad_rows([["a", "", "b"], ["x"], []]).tolist() == [
+        ["a", "", "b"], ["x", "", ""], ["", "", ""]]
+    assert contract.pad_rows([["a", "b", "c"], ["x"]], width=2).tolist() == [["b", "c"], ["x", ""]]
+    assert contract.pad_rows([[]]).shape == (1, 1)
 
 
 def test_frame_to_arrays_names_dtypes_and_width():
     schema = FeatureSchema(label="y", text=["q"], sequences=["items"], numeric=["x"], categorical=["c"])
-    df = schema.validate(pd.DataFrame({"q": ["hi", "yo"], "items": [["a", "", "b"], ["c"] * 5],
+    df = schema.validate(pd.DataFrame({"q": ["hi", "yo"], "items": [["a", "", "b", "", ""], ["c"] * 5],
                                        "x": [1.0, np.nan], "c": ["3.0", "UK"]}), require_label=False)
     arrays = contract.frame_to_arrays(df, schema, max_events=4)
     assert sorted(arrays) == ["c", "items", "q", "x"]

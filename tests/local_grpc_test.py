@@ -193,8 +193,8 @@ def caller_table(exported):
 
     Rows 0-3 of the fixture's sample (an empty session, an unseen category, a
     missing number, 250 events), then interior empty events with trailing
-    padding, an unseen item, float-looking categoricals and an over-long
-    session with empty events inside.
+    padding, an unseen item, float-looking categoricals, a last event empty in
+    some sequence columns only and an over-long session with empty events inside.
     """
     table = exported["sample"].head(8).copy().reset_index(drop=True)
     table["country"] = table["country"].astype(object)
@@ -206,6 +206,9 @@ def caller_table(exported):
     table.at[5, "item_title"] = ["", "a title never seen", "red mug"]
     table.at[5, "country"] = 3.0
     table.at[6, "country"] = "-2.000"
+    table.at[6, "item_id"] = ["sku1", "sku2", ""]  # the last event has an item, no type
+    table.at[6, "event_type"] = ["view", "", ""]
+    table.at[6, "item_title"] = ["red mug", "", ""]
     table.at[7, "item_id"] = ["" if i % 7 == 3 else f"sku{i % 40}" for i in range(260)]
     table.at[7, "event_type"] = ["" if i % 7 == 3 else "view" for i in range(260)]
     table.at[7, "item_title"] = ["" if i % 7 == 3 else "red mug" for i in range(260)]
