@@ -81,6 +81,9 @@ class DataConfig:
     prefix_at: list[str] = dataclasses.field(default_factory=list)  # cutting event types, e.g. [cart]
     max_prefixes_per_session: int = 0  # >0: a seeded random sample of at most this many cuts
     split_by: str = "session"  # "session" (stable hash of the id) or "time" (latest sessions = test)
+    # tf.data service dispatcher (e.g. "grpc://dispatcher:5050"): the training split's parsing and
+    # preprocessing run on its workers, each example once per epoch ("distributed_epoch"). Empty: local.
+    service: str = ""
 
     def events_kept(self) -> int:
         """Events per sequence an example keeps: what the encoders or the wide part read, whichever is more."""

@@ -46,9 +46,24 @@ import tensorflow as tf  # noqa: E402
 
 def _vocabulary(values, max_size: int, min_count: int = 1) -> list[str]:
     """The ``max_size`` most frequent non-empty values seen at least ``min_count`` times."""
-    counts = collections.Counter(v for v in values if v != "")
-    ranked = sorted(((v, c) for v, c in counts.items() if c >= min_count), key=lambda kv: (-kv[1], kv[0]))
+    return _top_values(collections.Counter(values), max_size, min_count)
+
+
+def _top_values(counts, max_size: int, min_count: int = 1) -> list[str]:
+    """:func:`_vocabulary` of value counts (a mapping of value to count): ties by value."""
+    ranked = sorted(((v, c) for v, c in counts.items() if c >= min_count and v != ""),
+                    key=lambda kv: (-kv[1], kv[0]))
     return [v for v, _ in ranked[:max_size]]
+
+
+def _standardisation(mean: float, std: float, count: int) -> tuple[float, float]:
+    """Mean and standard deviation used to standardise a feature of ``count`` finite values.
+
+    No finite value: mean 0; fewer than two, or a constant feature: std 1.
+    """
+    mean = float(mean) if count else 0.0
+    std = float(std) if count > 1 else 1.0
+    return mean, (std if std > 1e-6 else 1.0)
 
 
 def signed_log1p(x):
@@ -278,9 +293,10 @@ class Preprocessor(keras.layers.Layer):
             if numeric_bins > 0:
                 edges.append(quantile_boundaries(x, numeric_bins))
             finite = x[np.isfinite(x)]
-            mean.append(float(finite.mean()) if len(finite) else 0.0)
-            sd = float(finite.std()) if len(finite) > 1 else 1.0
-            std.append(sd if sd > 1e-6 else 1.0)
+            m, sd = _standardisation(finite.mean() if len(finite) else 0.0,
+                                     finite.std() if len(finite) else 0.0, len(finite))
+            mean.append(m)
+            std.append(sd)
         bow_vocabulary, bow_idf = [], []
         if bag_of_words > 0 and not (schema.text or schema.event_text):
             logger.warning("model.text_bag_of_words=%d is ignored: the schema has no text columns",
@@ -288,6 +304,72 @@ class Preprocessor(keras.layers.Layer):
         elif bag_of_words > 0:
             bow_vocabulary, bow_idf = _adapt_bag_of_words(
                 schema, train, bag_of_words, max(max_sequence_length, history_length))
+            if not bow_vocabulary:
+                logger.warning("model.text_bag_of_words: the training text has no words; no bag of words")
+        return cls(schema.to_dict(), vocabularies, mean, std, max_sequence_length=max_sequence_length,
+                   text_sequence_length=text_sequence_length, numeric_transform=numeric_transform,
+                   tokenizer=tokenizer, numeric_edges=edges, bow_vocabulary=bow_vocabulary,
+                   bow_idf=bow_idf, sequence_idf=sequence_idf, history_length=history_length)
+
+    @classmethod
+    def adapt_from_stats(cls, schema: FeatureSchema, stats, *, max_sequence_length: int = 50,
+                         text_sequence_length: int = 32, numeric_transform: str = "log1p",
+                         max_vocab_size: int = 20_000, tokenizer=None,
+                         event_text_vocabulary: dict[str, list[str]] | None = None,
+                         numeric_bins: int = 0, bag_of_words: int = 0, min_frequency: int = 1,
+                         history_length: int = 0) -> "Preprocessor":
+        """As :meth:`adapt`, from the training split's :class:`purchase_intent.stats.SplitStats`.
+
+        Gives the same preprocessor as :meth:`adapt` on the frame the
+        statistics were computed on (the numeric bin edges too while the
+        split has at most the reservoir's capacity of finite values per
+        feature; beyond that they are estimates, see :mod:`purchase_intent.stats`).
+
+        Raises:
+            ValueError: a bag of words is asked for but the statistics joined
+                the text of another number of events than ``max(max_sequence_length,
+                history_length)``, or counted no terms.
+        """
+        from purchase_intent.stats import transform
+
+        vocabularies = {}
+        for name in schema.sequences:
+            vocabularies[name] = _top_values(stats.values[name], max_vocab_size, min_frequency)
+        for name in schema.event_text:
+            if event_text_vocabulary and name in event_text_vocabulary:
+                vocabularies[name] = list(event_text_vocabulary[name])
+            else:
+                vocabularies[name] = _top_values(stats.values[name], 10**9)
+        for name in schema.categorical:
+            vocabularies[name] = _top_values(stats.values[name], max_vocab_size)
+        vocabularies = {k: (v or ["[NONE]"]) for k, v in vocabularies.items()}
+        sequence_idf = {name: _idf_from_counts(stats.documents[name], stats.examples, vocabularies[name])
+                        for name in schema.sequences}
+        mean, std, edges = [], [], []
+        for name in schema.numeric:
+            moments = stats.moments[name][numeric_transform]
+            m, sd = _standardisation(moments.mean, moments.std, moments.count)
+            mean.append(m)
+            std.append(sd)
+            if numeric_bins > 0:
+                edges.append(quantile_boundaries(transform(stats.samples[name].values, numeric_transform),
+                                                 numeric_bins))
+        bow_vocabulary, bow_idf = [], []
+        if bag_of_words > 0 and not (schema.text or schema.event_text):
+            logger.warning("model.text_bag_of_words=%d is ignored: the schema has no text columns",
+                           bag_of_words)
+        elif bag_of_words > 0:
+            events = max(max_sequence_length, history_length)
+            if stats.bow_events != events:
+                raise ValueError(
+                    f"model.text_bag_of_words needs the terms of the text of the last {events} events, "
+                    f"but the statistics counted those of {stats.bow_events or 'no'} events: prepare the "
+                    f"data again with the same data.max_sequence_length / data.max_history_length")
+            bow_vocabulary = [t for t, _ in sorted(stats.bow_terms.items(), key=lambda kv: (kv[1], kv[0]),
+                                                   reverse=True)[:bag_of_words]]  # TextVectorization's order
+            idf = np.log((1.0 + stats.examples)
+                         / (1.0 + np.array([stats.bow_documents[t] for t in bow_vocabulary], np.float64))) + 1.0
+            bow_idf = [float(v) for v in idf]
             if not bow_vocabulary:
                 logger.warning("model.text_bag_of_words: the training text has no words; no bag of words")
         return cls(schema.to_dict(), vocabularies, mean, std, max_sequence_length=max_sequence_length,
@@ -397,13 +479,17 @@ def _inverse_document_frequency(sequences, vocabulary: list[str]) -> list[float]
     Id 0 (padding) gets 0; id 1 (unseen values) gets the idf of a value seen
     in no training row, the largest.
     """
-    index = {v: i for i, v in enumerate(vocabulary)}
-    df = np.zeros(len(vocabulary), np.float64)
+    documents = collections.Counter()
     n = 0
     for seq in sequences:
         n += 1
-        hits = [index[v] for v in set(seq) if v in index]
-        df[hits] += 1
+        documents.update(set(seq))
+    return _idf_from_counts(documents, n, vocabulary)
+
+
+def _idf_from_counts(documents, n: int, vocabulary: list[str]) -> list[float]:
+    """:func:`_inverse_document_frequency` from document counts (value -> rows holding it) of ``n`` rows."""
+    df = np.array([documents.get(v, 0) for v in vocabulary], np.float64)
     idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
     return [0.0, float(np.log(1.0 + n) + 1.0)] + [float(v) for v in idf]
 

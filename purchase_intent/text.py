@@ -232,11 +232,44 @@ def encode_texts(tokenizer, backbone, texts: list[str], sequence_length: int,
 
         starts = tqdm(starts, desc=f"Encoding {len(unique)} distinct texts", unit="batch",
                       disable=len(unique) <= batch_size)
-    for s in starts:
+    # Work per batch ~ its padded width: the time left is estimated from the widths still to come.
+    widths = [max(int(mask[order[s:s + batch_size]].sum(1).max()), 1) * len(order[s:s + batch_size])
+              for s in range(0, len(unique), batch_size)]
+    report = _ProgressLog(len(unique), sum(widths), every_s=None if progress else PROGRESS_LOG_SECONDS)
+    for b, s in enumerate(starts):
         idx = order[s:s + batch_size]
         width = max(int(mask[idx].sum(1).max()), 1)
         result[idx] = embed(token_ids[idx, :width], mask[idx, :width]).numpy()
+        report(s + len(idx), widths[b])
     return result[inverse]
+
+
+PROGRESS_LOG_SECONDS = 30.0  # without a progress bar (stderr not a terminal): a log line this often
+
+
+class _ProgressLog:
+    """Logs "n / total texts, elapsed, about t left" every ``every_s`` seconds (None: never).
+
+    The progress bar's stand-in for logs written to a file, where a bar is noise.
+    The time left assumes a constant rate of ``work`` (e.g. padded tokens).
+    """
+
+    def __init__(self, total: int, total_work: float, every_s: float | None):
+        import time
+
+        self.total, self.total_work, self.every_s, self.clock = total, total_work, every_s, time.perf_counter
+        self.work = 0.0
+        self.start = self.last = self.clock()
+
+    def __call__(self, done: int, work: float) -> None:
+        self.work += work
+        now = self.clock()
+        if self.every_s is None or now - self.last < self.every_s or done >= self.total:
+            return
+        self.last, elapsed = now, now - self.start
+        left = elapsed * (self.total_work - self.work) / max(self.work, 1e-9)
+        logger.info("Encoding texts: %d / %d (%.0f %%), %.0f s, about %.0f s left", done, self.total,
+                    100 * done / self.total, elapsed, left)
 
 
 _MEMO: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()  # cache key -> vectors

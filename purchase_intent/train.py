@@ -243,7 +243,7 @@ def build(cfg, schema, splits, strategy=None):
 
 
 def build_members(cfg, schema, splits, strategy=None, members=None, *, text_cache=False,
-                  cache_dir=None, encoder=None):
+                  cache_dir=None, encoder=None, prepared=None):
     """As :func:`build`, with ``members`` (default ``train.ensemble``) models of one preprocessor.
 
     The members differ in their initial weights (drawn one after the other)
@@ -268,6 +268,9 @@ def build_members(cfg, schema, splits, strategy=None, members=None, *, text_cach
             ``data.text_cache_dir``; never for the random ``tiny`` encoder).
         encoder: ``(tokenizer, backbone)`` already loaded by :func:`load_encoder`
             (reused across runs by ``compare``); default: loaded here.
+        prepared: a :class:`~purchase_intent.data.prepared.Prepared` directory
+            whose statistics the preprocessor adapts on (``splits["train"]`` is
+            then only a sample of its training split; no text cache).
 
     Returns:
         ``(preprocessor, [model, ...], exportable)``: ``exportable(models)``
@@ -287,21 +290,22 @@ def build_members(cfg, schema, splits, strategy=None, members=None, *, text_cach
         with strategy.scope():
             tokenizer, backbone = encoder or load_encoder(cfg, schema, train_df)
     cache_dir = text_cache_dir(cfg, cache_dir)
-    preprocessor = adapt_preprocessor(cfg, schema, splits, tokenizer)
+    preprocessor = adapt_preprocessor(cfg, schema, splits, tokenizer, prepared=prepared)
     tables = event_text_tables(cfg, schema, preprocessor, tokenizer, backbone, cache_dir)
     cached = None
-    if text_cache and schema.text and cfg.model.text_frozen():
+    if text_cache and schema.text and cfg.model.text_frozen() and prepared is None:
         with strategy.scope():
             cached = cached_scalar_text(cfg, schema, splits, preprocessor, tokenizer, backbone, cache_dir)
 
-    labels = train_df[schema.label].to_numpy()
+    positive_rate = (prepared.manifest["splits"]["train"]["label_rate"] if prepared
+                     else float(train_df[schema.label].mean()))
     # Outside strategy.scope(): pretraining runs on one device (it refuses a MirroredStrategy scope).
     pretrained = pretrain(cfg, schema, preprocessor, train_df, tables)
-    steps = -(-len(train_df) // cfg.data.batch_size)
+    steps = -(-(prepared.examples("train") if prepared else len(train_df)) // cfg.data.batch_size)
 
     def make(text_encoder, name):
         return build_model(cfg.model, preprocessor, backbone=text_encoder if schema.text else None,
-                           event_text_tables=tables, positive_rate=float(labels.mean()), name=name)
+                           event_text_tables=tables, positive_rate=positive_rate, name=name)
 
     models = []
     with strategy.scope():
@@ -452,26 +456,54 @@ def pretrain(cfg, schema, preprocessor, train_df, tables):
     return result
 
 
-def adapt_preprocessor(cfg, schema, splits, tokenizer=None):
+def adapt_preprocessor(cfg, schema, splits, tokenizer=None, prepared=None):
     """The :class:`Preprocessor` of ``cfg``, adapted on the training split.
 
     The per-event text catalogue is the texts of every split (inputs only, no
-    labels): each gets a row in the embedding table.
+    labels): each gets a row in the embedding table. With ``prepared``, both
+    come from its statistics (:meth:`Preprocessor.adapt_from_stats`).
     """
     from purchase_intent.preprocessing import Preprocessor
 
-    events = ([contract.frame_model_events(df, schema.sequence_like) for df in splits.values()]
-              if schema.event_text else [])
-    event_vocab = {name: sorted({t for split in events for seq in split[name] for t in seq})
-                   for name in schema.event_text}
-    return Preprocessor.adapt(
-        schema, splits["train"], max_sequence_length=cfg.data.max_sequence_length,
+    if prepared is not None:
+        stats = prepared.stats()  # counts events as the model reads them (stats.SplitStats.of_frame)
+        event_vocab = {name: sorted({t for s in stats.values() for t in s.values[name]})
+                       for name in schema.event_text}
+        adapt, train = Preprocessor.adapt_from_stats, stats["train"]
+    else:
+        events = ([contract.frame_model_events(df, schema.sequence_like) for df in splits.values()]
+                  if schema.event_text else [])
+        event_vocab = {name: sorted({t for split in events for seq in split[name] for t in seq})
+                       for name in schema.event_text}
+        adapt, train = Preprocessor.adapt, splits["train"]
+    return adapt(
+        schema, train, max_sequence_length=cfg.data.max_sequence_length,
         history_length=cfg.data.max_history_length,
         text_sequence_length=cfg.data.text_sequence_length,
         numeric_transform=cfg.model.numeric_transform, numeric_bins=cfg.model.numeric_bins,
         bag_of_words=cfg.model.text_bag_of_words, max_vocab_size=cfg.model.max_vocab_size,
         min_frequency=cfg.model.min_item_frequency,
         tokenizer=tokenizer, event_text_vocabulary=event_vocab)
+
+
+PREPARED_TRAIN_SAMPLE = 50_000  # training examples read into a frame from a prepared directory
+
+
+def prepared_splits(prepared):
+    """The frames a run from a prepared directory keeps: validation and test, and a training sample.
+
+    The training split itself is streamed; its first ``PREPARED_TRAIN_SAMPLE``
+    examples fit the baselines and the tiny encoder's vocabulary (and the
+    behaviour pretraining, when asked for).
+    """
+    from purchase_intent.data.prepared import read_frame
+
+    splits = {"train": read_frame(prepared, "train", PREPARED_TRAIN_SAMPLE),
+              "validation": read_frame(prepared, "validation"), "test": read_frame(prepared, "test")}
+    if prepared.examples("train") > len(splits["train"]):
+        logger.info("Prepared data %s: training split streamed (%d examples); the baselines are fitted "
+                    "on its first %d", prepared.root, prepared.examples("train"), len(splits["train"]))
+    return splits
 
 
 def compile_model(model, train_cfg, steps_per_epoch: int | None = None) -> None:
@@ -617,8 +649,14 @@ def main(argv: list[str] | None = None) -> dict:
         overrides.append("data.hash_ids=true")
     cfg = get_config(args.preset, args.config, overrides)
     from purchase_intent.data import load_splits  # pandas: after the config is known to be valid
+    from purchase_intent.data.prepared import Prepared
 
-    schema, splits = load_splits(cfg.data, seed=cfg.train.seed)
+    # In memory, or streamed from a prepared directory (README "Your data at scale").
+    prepared = Prepared.load(cfg.data.name) if Prepared.is_prepared(cfg.data.name) else None
+    if prepared:
+        schema, splits = prepared.schema, prepared_splits(prepared)
+    else:
+        schema, splits = load_splits(cfg.data, seed=cfg.train.seed)
     warn_few_positives(splits["validation"][schema.label].to_numpy(), cfg.train)
 
     run_dir = Path(args.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
@@ -630,7 +668,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         configure_cpu_replicas(cfg.train.cpu_replicas)
         with dtype_policy(cfg.train.mixed_precision):
-            return run(args, cfg, run_dir, schema, splits)
+            return run(args, cfg, run_dir, schema, splits, prepared)
     except BaseException as err:
         mark_failed(run_dir, err, created)
         raise
@@ -672,8 +710,12 @@ def mark_failed(run_dir: Path, err: BaseException, created: bool = True) -> None
     logger.error("Training failed; the run folder %s is marked with %s", run_dir, FAILED_FILE)
 
 
-def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits) -> dict:
-    """The training job of :func:`main` for a resolved config and loaded data, under its dtype policy."""
+def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits, prepared=None) -> dict:
+    """The training job of :func:`main` for a resolved config and loaded data, under its dtype policy.
+
+    ``prepared``: a :class:`~purchase_intent.data.prepared.Prepared` directory whose training split
+    is streamed (``splits["train"]`` is then a sample of it), or None.
+    """
     import keras
     import numpy as np
     import tensorflow as tf
@@ -695,12 +737,19 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits) -> dict:
                 type(strategy).__name__, strategy.num_replicas_in_sync, cfg.data.batch_size,
                 keras.mixed_precision.dtype_policy().name)
 
-    # Data (loaded and checked by main, before TensorFlow started).
+    # Data (loaded and checked by main; in memory before TensorFlow started, or a prepared directory).
     schema.save(run_dir / "schema.json")
     train_df, val_df, test_df = splits["train"], splits["validation"], splits["test"]
+    train_data = prepared or train_df
+    n_train = prepared.examples("train") if prepared else len(train_df)
 
-    preprocessor, members, exportable = build_members(cfg, schema, splits, strategy, text_cache=True)
-    labels = train_df[schema.label].to_numpy()
+    preprocessor, members, exportable = build_members(cfg, schema, splits, strategy, text_cache=True,
+                                                      prepared=prepared)
+    if prepared:
+        positives = prepared.manifest["splits"]["train"]["positives"]
+        labels = np.repeat(np.array([1, 0], np.int8), [positives, n_train - positives])
+    else:
+        labels = train_df[schema.label].to_numpy()
 
     # Input pipelines.
     weights = class_weights(labels, cfg.train.class_weight)
@@ -717,7 +766,7 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits) -> dict:
     t0 = time.perf_counter()
     for i, member in enumerate(members):
         member_dir = run_dir if i == 0 else run_dir / f"member_{i}"
-        train_ds = distributed_dataset(strategy, train_df, schema, preprocessor, cfg.data,
+        train_ds = distributed_dataset(strategy, train_data, schema, preprocessor, cfg.data,
                                        training=True, seed=cfg.train.seed + i, weights=weights)
         callbacks = fit_callbacks(cfg.train) + [
             keras.callbacks.ModelCheckpoint(str(member_dir / "best.weights.h5"), monitor="val_auc",
@@ -738,7 +787,7 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits) -> dict:
                 on_train_batch_end=lambda batch, logs: time.sleep(delay)))
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             adapt_for_multi_worker(member, strategy, val_ds)
-        warm_up_wide(member, cfg.train, train_ds, val_ds, -(-len(train_df) // cfg.data.batch_size), strategy)
+        warm_up_wide(member, cfg.train, train_ds, val_ds, -(-n_train // cfg.data.batch_size), strategy)
         history = member.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
                              callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
         histories.append({k: [float(v) for v in vs] for k, vs in history.history.items()})
@@ -758,7 +807,7 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits) -> dict:
     weights_sha256 = weights_digest(model)
     logger.info("Final weights sha256: %s", weights_sha256)
     epoch_s = float(np.median(timer.train_seconds)) if timer.train_seconds else float("nan")
-    throughput = len(train_df) / epoch_s if timer.train_seconds else float("nan")
+    throughput = n_train / epoch_s if timer.train_seconds else float("nan")
     logger.info("Training: %.1f s in fit, median %.2f s per epoch (training part), %.0f examples/s",
                 fit_seconds, epoch_s, throughput)
 
@@ -789,7 +838,7 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits) -> dict:
     metrics = {
         "test": results,
         "skipped_baselines": skipped_baselines,
-        "training": {"examples": len(train_df), "epochs_run": len(hist.get("loss", [])),
+        "training": {"examples": n_train, "epochs_run": len(hist.get("loss", [])),
                      "resumed_from_epoch": resumed_from,
                      "fit_seconds": fit_seconds, "median_epoch_seconds": epoch_s,
                      "examples_per_second": throughput, "calibration": calibration,
@@ -797,8 +846,10 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits) -> dict:
                      "best_epochs": [int(np.argmax(h["val_auc"])) + 1 for h in histories if h.get("val_auc")],
                      "replicas": strategy.num_replicas_in_sync, "weights_sha256": weights_sha256,
                      "dtype_policy": keras.mixed_precision.dtype_policy().name},
-        "splits": {k: {"examples": len(v), "positive_rate": float(v[schema.label].mean())}
-                   for k, v in splits.items()},
+        "splits": ({k: {"examples": prepared.examples(k), "positive_rate": v["label_rate"]}
+                    for k, v in prepared.manifest["splits"].items()} if prepared else
+                   {k: {"examples": len(v), "positive_rate": float(v[schema.label].mean())}
+                    for k, v in splits.items()}),
     }
     from purchase_intent import report  # figures + report.md/html, rebuildable without the model
 

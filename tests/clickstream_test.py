@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from purchase_intent.config import ConfigError, DataConfig, get_config
+from purchase_intent.config import DataConfig, get_config
 from purchase_intent.data import load_splits
 from purchase_intent.data.clickstream import (DERIVED_NUMERIC, SESSION_START, build_prefixes,
                                               derived_numeric, live_example, prefix_schema,
@@ -394,20 +394,6 @@ def test_no_cut_point_and_no_schema_are_errors(tmp_path):
     schema.write_text("label: purchase\nsequences: [item_id, event_type]\nnumeric: [prefix_events]\n")
     with pytest.raises(SchemaError, match="names of derived prefix features"):
         _load(FIXTURE, schema=schema)
-
-
-@pytest.mark.parametrize("overrides, message", [
-    (["data.prefix_every=0"], "data.prefix_every=0 and an empty data.prefix_at leave no cut point"),
-    (["data.format=clicks"], "data.format must be table or events"),
-    (["data.split_by=random"], "data.split_by must be session or time"),
-    (["data.max_prefixes_per_session=-1"], "data.max_prefixes_per_session must be >= 0"),
-    (["data.format=events", "data.split_column=split"], "data.split_column is not used"),
-    (["data.session_column="], "data.session_column, time_column"),
-])
-def test_config_checks(overrides, message):
-    with pytest.raises(ConfigError, match=message):
-        get_config(overrides=overrides)
-    assert get_config(overrides=["data.prefix_every=0", "data.prefix_at=[cart]"]).data.prefix_at == ["cart"]
 
 
 # -- speed -------------------------------------------------------------------------------

@@ -99,3 +99,20 @@ def test_no_texts_give_an_empty_array(encoder):
     tokenizer, backbone = encoder
     out = text.cached_text_embeddings(tokenizer, backbone, [], 12, spec="tiny")
     assert out.shape == (0, 16)
+
+
+def test_encoding_without_a_progress_bar_logs_its_progress(encoder, monkeypatch, caplog):
+    """A log file gets "n / total" lines (every PROGRESS_LOG_SECONDS) instead of a progress bar."""
+    import logging
+
+    tokenizer, backbone = encoder
+    monkeypatch.setattr(text, "PROGRESS_LOG_SECONDS", 0.0)
+    texts = [f"text number {i}" for i in range(9)]
+    with caplog.at_level(logging.INFO, logger=text.logger.name):
+        text.encode_texts(tokenizer, backbone, texts, 12, batch_size=2, progress=False)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Encoding texts:")]
+    assert [line.split(" (")[0] for line in lines] == [f"Encoding texts: {n} / 9" for n in (2, 4, 6, 8)]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=text.logger.name):
+        text.encode_texts(tokenizer, backbone, texts, 12, batch_size=2, progress=True)
+    assert not [r for r in caplog.records if r.getMessage().startswith("Encoding texts:")]

@@ -73,32 +73,121 @@ def read_raw(path: str | Path, string_columns: Iterable[str] = ()) -> pd.DataFra
             Parquet); the message names the file.
     """
     path = Path(path)
-    fmt = _file_format(path)
-    check_file(path)
-    try:
+    fmt = _check_file(path)
+    with _read_errors(path, fmt):
         if fmt == "parquet":
             df = pd.read_parquet(path)
         else:
-            options = csv_options(path)
-            header = pd.read_csv(path, nrows=0, encoding_errors="replace", **options).columns
-            strings = set(string_columns)
-            na_values = {c: ([""] if c in strings else _DEFAULT_NA) for c in header}
-            # Bytes that are not UTF-8 (a latin-1 export, a corrupt cell) become U+FFFD
-            # instead of failing the whole file; the affected cells are counted below.
-            df = pd.read_csv(path, dtype={c: str for c in header if c in strings},
-                             keep_default_na=False, na_values=na_values, encoding_errors="replace",
-                             **options)
+            df = pd.read_csv(path, **_csv_options(path, string_columns))
             _warn_replaced_bytes(df, path)
-    except SchemaError:
-        raise
-    except pd.errors.EmptyDataError as e:
-        raise SchemaError(f"{path}: the file is empty (no header row): {e}") from e
-    except _READ_ERRORS as e:
-        raise SchemaError(f"{path}: cannot read the {fmt.upper()} file "
-                          f"({type(e).__name__}: {e}); is it truncated or corrupt?") from e
     if len(df) == 0:
         raise SchemaError(f"{path}: the file has no data rows (columns: {list(df.columns)[:30]})")
     return df.reset_index(drop=True)
+
+
+def _check_file(path: Path) -> str:
+    """The format of ``path`` ("csv" or "parquet"); raises if it is missing, not a file or empty."""
+    fmt = _file_format(path)
+    check_file(path)
+    return fmt
+
+
+def _csv_options(path: Path, string_columns: Iterable[str]) -> dict[str, Any]:
+    """``pd.read_csv`` options: string columns as str (only "" missing), pandas' NA markers elsewhere."""
+    options = csv_options(path)
+    header = pd.read_csv(path, nrows=0, encoding_errors="replace", **options).columns
+    strings = set(string_columns)
+    na_values = {c: ([""] if c in strings else _DEFAULT_NA) for c in header}
+    # Bytes that are not UTF-8 (a latin-1 export, a corrupt cell) become U+FFFD
+    # instead of failing the whole file; the affected cells are counted by _warn_replaced_bytes.
+    return dict(dtype={c: str for c in header if c in strings}, keep_default_na=False,
+                na_values=na_values, encoding_errors="replace", **options)
+
+
+class _read_errors:
+    """Context manager turning the errors of an unreadable file into a ``SchemaError`` naming it."""
+
+    def __init__(self, path: Path, fmt: str):
+        self.path, self.fmt = path, fmt
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, e, tb):
+        if e is None or isinstance(e, SchemaError):
+            return False
+        if isinstance(e, pd.errors.EmptyDataError):
+            raise SchemaError(f"{self.path}: the file is empty (no header row): {e}") from e
+        if isinstance(e, _READ_ERRORS):
+            raise SchemaError(f"{self.path}: cannot read the {self.fmt.upper()} file "
+                              f"({type(e).__name__}: {e}); is it truncated or corrupt?") from e
+        return False
+
+
+def _parquet_chunks(path: Path, chunk_rows: int, chunks: Any):
+    """``(row group number, frame)`` batches of the selected row groups, indexed by file row number."""
+    import pyarrow.parquet as pq
+
+    f = pq.ParquetFile(path)
+    start = 0
+    for group in range(f.num_row_groups):
+        size = f.metadata.row_group(group).num_rows
+        if chunks is None or chunks(group):
+            offset = start
+            for batch in f.iter_batches(batch_size=chunk_rows, row_groups=[group]):
+                df = batch.to_pandas()
+                df.index = pd.RangeIndex(offset, offset + len(df))
+                offset += len(df)
+                yield group, df
+        else:
+            yield group, pd.DataFrame(index=pd.RangeIndex(start, start + size))
+        start += size
+
+
+def iter_table(path: str | Path, schema: FeatureSchema, chunk_rows: int = 50_000,
+               chunks: Any = None) -> Iterable[tuple[int, pd.DataFrame]]:
+    """Reads a table of examples in chunks, never all of it: :func:`read_table` piece by piece.
+
+    A CSV is read ``chunk_rows`` rows at a time; a Parquet file by batches of
+    at most ``chunk_rows`` rows of its row groups. Each chunk's index holds
+    the rows' numbers in the file, so ``schema.validate`` names the same
+    row as it would on the whole table.
+
+    Args:
+        path: a ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq`` file.
+        schema: the features the table holds.
+        chunk_rows: rows per chunk (at most).
+        chunks: optional predicate on the chunk number, for one partition of
+            a file: chunks for which it is false are skipped. A CSV's chunks
+            are numbered 0, 1, ... (skipped ones are still parsed); a Parquet
+            file's chunk number is its row group's (skipped groups are not read).
+
+    Yields:
+        ``(chunk number, raw chunk)``.
+
+    Raises:
+        SchemaError: as :func:`read_raw`, naming the file; a file without rows.
+    """
+    path = Path(path)
+    fmt = _check_file(path)
+    strings = list(schema.id) + list(schema.text) + list(schema.categorical) + list(schema.sequence_like)
+    rows = 0
+    with _read_errors(path, fmt):
+        for number, df in (_parquet_chunks(path, chunk_rows, chunks) if fmt == "parquet" else
+                           enumerate(pd.read_csv(path, chunksize=chunk_rows, **_csv_options(path, strings)))):
+            if fmt == "csv":
+                df.index = pd.RangeIndex(rows, rows + len(df))
+            rows += len(df)
+            if chunks is not None and not chunks(number):
+                continue
+            if fmt == "csv":
+                _warn_replaced_bytes(df, path)
+            for name in schema.sequence_like:
+                if name in df.columns and df[name].dtype == object:
+                    df[name] = [list(v) if isinstance(v, (np.ndarray, tuple)) else v for v in df[name]]
+            yield number, df
+    if rows == 0:
+        raise SchemaError(f"{path}: the file has no data rows")
 
 
 def check_file(path: str | Path) -> Path:

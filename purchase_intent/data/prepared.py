@@ -1,0 +1,198 @@
+"""Prepared data: sharded TFRecord files of raw features, their manifest and statistics.
+
+``python -m purchase_intent.prepare`` writes a directory::
+
+    manifest.json        schema, splits (examples, label rate, shards), statistics file
+    stats.json           {split: purchase_intent.stats.SplitStats}
+    train-00000-00000.tfrecord, validation-..., test-...
+
+Each record is a ``tf.train.Example`` of one example's *raw* features, by
+their schema names and in the types the serving signature takes: text and
+categorical values as one bytes value, sequences as a list of bytes (one per
+event, oldest first), numbers as one float (NaN when missing), and the label
+as one int64. Training reads them back with :func:`parse_block` into the
+same raw tensors the in-memory path builds (:mod:`purchase_intent.pipeline`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from purchase_intent.schema import FeatureSchema, SchemaError
+
+MANIFEST = "manifest.json"
+STATS = "stats.json"
+FORMAT = "purchase_intent.tfrecord/1"
+
+
+def encode_examples(df: pd.DataFrame, schema: FeatureSchema) -> list[bytes]:
+    """Serialised ``tf.train.Example`` of each row of a validated frame (with its label).
+
+    Sequences hold each example's events, raw, without their padding
+    (:func:`purchase_intent.contract.frame_events`), as the in-memory pipeline reads them.
+    """
+    import tensorflow as tf
+
+    from purchase_intent.contract import frame_events
+
+    bytes_cols = {n: [v.encode("utf-8") for v in df[n]] for n in schema.text + schema.categorical}
+    seq_cols = {n: [[v.encode("utf-8") for v in seq] for seq in rows]
+                for n, rows in frame_events(df, schema.sequence_like).items()}
+    num_cols = {n: df[n].to_numpy(np.float32) for n in schema.numeric}
+    labels = df[schema.label].to_numpy(np.int64)
+    Feature, BytesList = tf.train.Feature, tf.train.BytesList
+    out = []
+    for i in range(len(df)):
+        feature = {n: Feature(bytes_list=BytesList(value=[c[i]])) for n, c in bytes_cols.items()}
+        feature.update({n: Feature(bytes_list=BytesList(value=c[i])) for n, c in seq_cols.items()})
+        feature.update({n: Feature(float_list=tf.train.FloatList(value=[c[i]])) for n, c in num_cols.items()})
+        feature[schema.label] = Feature(int64_list=tf.train.Int64List(value=[labels[i]]))
+        out.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return out
+
+
+def feature_spec(schema: FeatureSchema) -> dict[str, Any]:
+    """``tf.io.parse_example`` features of the records: sequences ragged, the rest scalars."""
+    import tensorflow as tf
+
+    spec = {n: tf.io.FixedLenFeature([], tf.string) for n in schema.text + schema.categorical}
+    spec.update({n: tf.io.RaggedFeature(tf.string, row_splits_dtype=tf.int64) for n in schema.sequence_like})
+    spec.update({n: tf.io.FixedLenFeature([], tf.float32) for n in schema.numeric})
+    spec[schema.label] = tf.io.FixedLenFeature([], tf.int64)
+    return spec
+
+
+def parse_block(serialized, schema: FeatureSchema):
+    """A batch of serialised records -> ``(raw features, label [batch, 1] float32)``.
+
+    The raw features are those of :func:`purchase_intent.pipeline.raw_examples`:
+    sequences as ``tf.RaggedTensor``, the rest as ``[batch]`` tensors.
+    """
+    import tensorflow as tf
+
+    parsed = tf.io.parse_example(serialized, feature_spec(schema))
+    label = tf.reshape(tf.cast(parsed.pop(schema.label), tf.float32), [-1, 1])
+    return parsed, label
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A prepared directory (or a glob of some of its shards) and its manifest.
+
+    Args:
+        root: the directory holding ``manifest.json``.
+        manifest: its content.
+        pattern: optional glob of file names restricting the training shards used
+            (validation and test: all of the manifest's).
+    """
+
+    root: Path
+    manifest: dict[str, Any]
+    pattern: str = ""
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Prepared":
+        """Reads ``path``: a prepared directory, or a glob of training shard files inside one.
+
+        Raises:
+            SchemaError: no manifest, a manifest of another format, or a glob matching no shard.
+        """
+        path = Path(path).expanduser()
+        pattern = ""
+        if not path.is_dir():
+            path, pattern = path.parent, path.name
+        manifest_file = path / MANIFEST
+        if not manifest_file.is_file():
+            raise SchemaError(f"{path}: no {MANIFEST}; is it a directory written by "
+                              "`python -m purchase_intent.prepare` (after its merge step)?")
+        manifest = json.loads(manifest_file.read_text())
+        if manifest.get("format") != FORMAT:
+            raise SchemaError(f"{manifest_file}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+        out = cls(path, manifest, pattern)
+        if pattern and not out.shards("train"):
+            raise SchemaError(f"{path / pattern}: matches no training shard of {manifest_file}")
+        return out
+
+    @staticmethod
+    def is_prepared(path: str | Path) -> bool:
+        """True if ``path`` is a prepared directory or a glob of shards inside one."""
+        path = Path(str(path)).expanduser()
+        return (path / MANIFEST).is_file() or (not path.is_dir() and (path.parent / MANIFEST).is_file()
+                                               and any(c in path.name for c in "*?["))
+
+    @property
+    def schema(self) -> FeatureSchema:
+        return FeatureSchema.from_dict(self.manifest["schema"])
+
+    @property
+    def compression(self) -> str:
+        return self.manifest.get("compression", "")
+
+    def shards(self, split: str) -> list[dict[str, Any]]:
+        """The shards of ``split`` (``{"file", "examples", "bytes"}``), in manifest order."""
+        shards = self.manifest["splits"].get(split, {}).get("shards", [])
+        if split != "train" or not self.pattern:
+            return shards
+        return [s for s in shards if fnmatch.fnmatch(s["file"], self.pattern)]
+
+    def examples(self, split: str) -> int:
+        return sum(s["examples"] for s in self.shards(split))
+
+    def stats(self):
+        """The ``{split: SplitStats}`` of the manifest's statistics file."""
+        from purchase_intent import stats
+
+        return stats.load(self.root / self.manifest["stats"])
+
+    def check(self, split: str) -> list[str]:
+        """The paths of ``split``'s shards, after checking each has the size the manifest gives.
+
+        Raises:
+            SchemaError: naming the first shard that is missing, truncated or changed.
+        """
+        paths = []
+        for shard in self.shards(split):
+            path = self.root / shard["file"]
+            if not path.is_file():
+                raise SchemaError(f"{path}: shard listed in {self.root / MANIFEST} is missing")
+            size = path.stat().st_size
+            if size != shard["bytes"]:
+                raise SchemaError(f"{path}: {size} bytes, but {self.root / MANIFEST} says {shard['bytes']}: "
+                                  f"the shard is truncated or was changed after prepare; prepare it again")
+            paths.append(str(path))
+        return paths
+
+
+def read_frame(prepared: Prepared, split: str, limit: int | None = None) -> pd.DataFrame:
+    """The first ``limit`` (default: all) examples of a split as a validated frame.
+
+    For what needs a frame: the evaluation splits, and a bounded sample of the
+    training split (the baselines, the tiny encoder's vocabulary).
+    """
+    import tensorflow as tf
+
+    schema = prepared.schema
+    ds = tf.data.TFRecordDataset(prepared.check(split), compression_type=prepared.compression)
+    if limit is not None:
+        ds = ds.take(limit)
+    columns: dict[str, list] = {n: [] for n in schema.feature_names + [schema.label]}
+    for serialized in ds.batch(4096):
+        raw, label = parse_block(serialized, schema)
+        for name in schema.text + schema.categorical:
+            columns[name] += [v.decode("utf-8") for v in raw[name].numpy()]
+        for name in schema.sequence_like:
+            columns[name] += [[v.decode("utf-8") for v in row] for row in raw[name].to_list()]
+        for name in schema.numeric:
+            columns[name] += raw[name].numpy().tolist()
+        columns[schema.label] += label.numpy().reshape(-1).astype(np.int64).tolist()
+    out = pd.DataFrame(columns)
+    for name in schema.numeric:
+        out[name] = out[name].astype(np.float32)
+    return out

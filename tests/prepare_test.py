@@ -1,0 +1,185 @@
+"""prepare -> sharded TFRecords + manifest + statistics; training streams them like the in-memory path."""
+
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from purchase_intent import prepare, stats
+from purchase_intent.config import DataConfig, get_config
+from purchase_intent.data import load_splits
+from purchase_intent.data.prepared import Prepared
+from purchase_intent.data.synthetic import SCHEMA, make_synthetic
+from purchase_intent.pipeline import make_dataset, make_shard_dataset, pipeline_files
+from purchase_intent.schema import SchemaError
+
+N = 900
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    """A synthetic CSV with a split column, its schema file and the in-memory splits of it."""
+    root = tmp_path_factory.mktemp("table")
+    df = make_synthetic(N, seed=5)
+    df["split"] = np.random.default_rng(0).choice(["train", "validation", "test"], N, p=[0.6, 0.2, 0.2])
+    for name in SCHEMA.sequence_like:
+        df[name] = ["|".join(v) for v in df[name]]
+    df.to_csv(root / "sessions.csv", index=False)
+    SCHEMA.save(root / "schema.json")
+    cfg = DataConfig(name=str(root / "sessions.csv"), schema=str(root / "schema.json"), split_column="split")
+    _, splits = load_splits(cfg)
+    return root, splits
+
+
+def run_prepare(root, out, *extra):
+    return prepare.main(["--input", str(root / "sessions.csv"), "--schema", str(root / "schema.json"),
+                         "--output", str(out), "--preset", "tiny", "--set", "data.split_column=split",
+                         "--chunk-rows", "100", "--shard-examples", "120", *extra])
+
+
+@pytest.fixture(scope="module")
+def prepared(table, tmp_path_factory):
+    root, _ = table
+    out = tmp_path_factory.mktemp("prepared")
+    run_prepare(root, out)
+    return Prepared.load(out)
+
+
+def test_manifest_counts_shards_and_statistics(table, prepared):
+    _, splits = table
+    m = prepared.manifest
+    for split, df in splits.items():
+        assert m["splits"][split]["examples"] == len(df)
+        assert m["splits"][split]["label_rate"] == pytest.approx(df["label"].mean())
+        assert prepared.examples(split) == len(df)
+    assert len(prepared.shards("train")) == -(-len(splits["train"]) // 120)
+    whole = stats.SplitStats.of_frame(splits["train"], SCHEMA, bow_events=24)
+    got = prepared.stats()["train"]
+    assert got.values == whole.values and got.bow_documents == whole.bow_documents
+    assert m["bow_events"] == get_config("tiny").data.events_kept()
+    some = Prepared.load(prepared.root / "train-*-0000[01].tfrecord")  # a glob picks training shards
+    assert some.examples("train") == 240 and some.examples("test") == len(splits["test"])
+    assert Prepared.is_prepared(prepared.root / "train-*") and not Prepared.is_prepared(prepared.root / "x")
+
+
+def test_partitions_then_merge_equal_one_run(table, prepared, tmp_path):
+    root, _ = table
+    for i in range(3):  # one file, 3 partitions: every third chunk of 100 rows each
+        partial = run_prepare(root, tmp_path, "--partition", f"{i}/3")
+        assert "splits" not in partial
+    manifest = prepare.main(["merge", "--output", str(tmp_path)])
+    for split in prepare.SPLITS:
+        assert manifest["splits"][split]["examples"] == prepared.manifest["splits"][split]["examples"]
+    merged, whole = Prepared.load(tmp_path).stats()["train"], prepared.stats()["train"]
+    assert merged.values == whole.values and merged.documents == whole.documents
+    assert merged.bow_terms == whole.bow_terms
+    assert merged.moments["price_seen"]["log1p"].mean == pytest.approx(whole.moments["price_seen"]["log1p"].mean)
+
+
+def test_merge_names_missing_partitions(table, tmp_path):
+    root, _ = table
+    run_prepare(root, tmp_path, "--partition", "1/2")
+    with pytest.raises(SchemaError, match=r"partition\(s\) \[0\] of 2 not prepared yet"):
+        prepare.merge(tmp_path)
+
+
+def test_parquet_row_groups_and_the_same_validation_errors(table, tmp_path):
+    root, splits = table
+    df = pd.read_csv(root / "sessions.csv", dtype=str, keep_default_na=False)
+    df.to_parquet(tmp_path / "a.parquet", row_group_size=200)
+    out = prepare.main(["--input", str(tmp_path / "*.parquet"), "--schema", str(root / "schema.json"),
+                        "--output", str(tmp_path / "out"), "--set", "data.split_column=split",
+                        "--max-values", "30"])
+    assert out["splits"]["test"]["examples"] == len(splits["test"])
+    assert len(Prepared.load(tmp_path / "out").stats()["train"].values["item_id"]) == 30  # pruned
+    df.loc[7, "session_minutes"] = "seven"
+    df.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(SchemaError, match=r"bad.csv: column 'session_minutes', spreadsheet row 9 \(header = row 1\): expected a number"):
+        prepare.main(["--input", str(tmp_path / "bad.csv"), "--schema", str(root / "schema.json"),
+                      "--output", str(tmp_path / "bad"), "--chunk-rows", "5"])
+
+
+def test_shards_give_the_in_memory_examples(table, prepared):
+    from purchase_intent.preprocessing import Preprocessor
+
+    _, splits = table
+    cfg = get_config("tiny").data
+    schema = prepared.schema
+    pre = Preprocessor.adapt_from_stats(schema.subset(["sequence", "numeric"]), prepared.stats()["train"],
+                                        max_sequence_length=cfg.max_sequence_length,
+                                        history_length=cfg.max_history_length, numeric_bins=4)
+    sub = Prepared(prepared.root, {**prepared.manifest, "schema": pre.feature_schema.to_dict()})
+    from_shards = list(make_shard_dataset(sub, "validation", pre, cfg, training=False).as_numpy_iterator())
+    in_memory = list(make_dataset(splits["validation"], pre.feature_schema, pre, cfg,
+                                  training=False).as_numpy_iterator())
+    assert len(from_shards) == len(in_memory)
+    for (xa, ya), (xb, yb) in zip(from_shards, in_memory):
+        np.testing.assert_array_equal(ya, yb)
+        assert xa.keys() == xb.keys()
+        for k in xa:
+            np.testing.assert_allclose(xa[k], xb[k], rtol=1e-6, err_msg=k)
+
+
+def test_two_workers_read_disjoint_files(prepared):
+    paths = prepared.check("train")
+    counts = [s["examples"] for s in prepared.shards("train")]
+    contexts = [tf.distribute.InputContext(2, i, 2) for i in range(2)]
+    parts = [pipeline_files(paths, counts, c) for c in contexts]
+    assert not set(parts[0][0]) & set(parts[1][0])
+    assert sorted(parts[0][0] + parts[1][0]) == sorted(paths)
+    assert not parts[0][1] and parts[0][2] + parts[1][2] == sum(counts)
+    # Fewer files than workers: every worker reads the file and keeps every other example.
+    one = pipeline_files(paths[:1], counts[:1], contexts[1])
+    assert one[1] and one[2] == counts[0] // 2
+    # What the two pipelines yield: disjoint examples, all of them between the two.
+    from purchase_intent.preprocessing import Preprocessor
+
+    cfg = get_config("tiny").data
+    pre = Preprocessor.adapt_from_stats(SCHEMA.subset(["numeric"]), prepared.stats()["train"])
+    sub = Prepared(prepared.root, {**prepared.manifest, "schema": pre.feature_schema.to_dict()})
+    seen = [{tuple(row) for x, _ in make_shard_dataset(sub, "train", pre, cfg, training=False, ctx=c)
+             .as_numpy_iterator() for row in x["numeric"]} for c in contexts]
+    assert not seen[0] & seen[1] and len(seen[0]) + len(seen[1]) == sum(counts)
+
+
+def test_truncated_shard_is_named(prepared, tmp_path):
+    import shutil
+
+    from purchase_intent.preprocessing import Preprocessor
+
+    copy = tmp_path / "copy"
+    shutil.copytree(prepared.root, copy)
+    victim = copy / prepared.shards("train")[1]["file"]
+    victim.write_bytes(victim.read_bytes()[:-40])
+    broken = Prepared.load(copy)
+    pre = Preprocessor.adapt_from_stats(SCHEMA.subset(["numeric"]), broken.stats()["train"])
+    with pytest.raises(SchemaError, match=rf"{victim.name}: \d+ bytes, but .* truncated"):
+        make_shard_dataset(broken, "train", pre, get_config("tiny").data, training=True)
+
+
+def test_tf_data_service_on_loopback_trains(prepared):
+    import dataclasses
+
+    from purchase_intent.model import build_model
+    from purchase_intent.preprocessing import Preprocessor
+
+    service = tf.data.experimental.service
+    dispatcher = service.DispatchServer(service.DispatcherConfig(port=0))
+    address = dispatcher.target.split("://")[1]
+    workers = [service.WorkerServer(service.WorkerConfig(dispatcher_address=address)) for _ in range(2)]
+    tiny = get_config("tiny")
+    cfg = dataclasses.replace(tiny.data, service=dispatcher.target)
+    pre = Preprocessor.adapt_from_stats(SCHEMA.subset(["sequence", "numeric"]), prepared.stats()["train"],
+                                        max_sequence_length=cfg.max_sequence_length,
+                                        history_length=cfg.max_history_length)
+    sub = Prepared(prepared.root, {**prepared.manifest, "schema": pre.feature_schema.to_dict()})
+    ds = make_shard_dataset(sub, "train", pre, cfg, training=True)
+    labels = np.concatenate([y for _, y in ds.as_numpy_iterator()])
+    assert len(labels) == prepared.examples("train")  # each example once, from the service's 2 workers
+    assert labels.mean() == pytest.approx(prepared.manifest["splits"]["train"]["label_rate"])
+    model = build_model(tiny.model, pre, positive_rate=0.3)
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    history = model.fit(ds, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all() and len(history.history["loss"]) == 2
+    del workers
