@@ -1,7 +1,9 @@
 """SavedModel export for TF Serving: raw features in, purchase probability out.
 
 Layout: ``<base_dir>/<model_name>/<version>/`` with ``saved_model.pb``,
-``variables/`` and ``assets.extra/`` (schema, threshold, metrics, config).
+``variables/`` and ``assets.extra/`` (schema, threshold, metrics, config, and
+``contract.json``: the raw inputs, the events kept and the padding rule, see
+:mod:`purchase_intent.contract`).
 A version is written to a hidden temporary folder beside it and renamed into
 place, so a polling server never sees a half-written version; the version
 folder is made mode 0755 (readable by a model server running as another user).
@@ -23,12 +25,12 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from purchase_intent import contract
+from purchase_intent.contract import OUTPUT_KEY, SIGNATURE
 from purchase_intent.preprocessing import Preprocessor
 
 logger = logging.getLogger(__name__)
 
-SIGNATURE = "serving_default"
-OUTPUT_KEY = "purchase_probability"
 VERSION_DIR_MODE = 0o755  # TF Serving often runs as another (non-root) user than the trainer
 
 
@@ -96,6 +98,9 @@ def export_model(model: keras.Model, preprocessor: Preprocessor, base_dir: str |
         archive.write_out(str(tmp), verbose=False)
         extra = tmp / "assets.extra"
         extra.mkdir(exist_ok=True)
+        max_events = preprocessor.wide_length
+        (extra / contract.CONTRACT_FILE).write_text(json.dumps(
+            contract.contract_dict(preprocessor.feature_schema, max_events), indent=2))
         for name, content in (extra_assets or {}).items():
             path = extra / name
             if isinstance(content, bytes):
@@ -108,7 +113,7 @@ def export_model(model: keras.Model, preprocessor: Preprocessor, base_dir: str |
             from purchase_intent.serving.warmup import write_warmup_requests
 
             write_warmup_requests(tmp, warmup_examples, model_name, n=warmup_records,
-                                  schema=preprocessor.feature_schema)
+                                  schema=preprocessor.feature_schema, sequence_length=max_events)
         os.chmod(tmp, VERSION_DIR_MODE)  # mkdtemp made it 0700: unreadable for a model server user
         os.rename(tmp, final)
     except BaseException:

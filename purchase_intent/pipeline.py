@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from purchase_intent import contract
 from purchase_intent.config import DataConfig
 from purchase_intent.preprocessing import Preprocessor
 from purchase_intent.schema import FeatureSchema
@@ -34,12 +35,18 @@ _BLOCK = 512  # examples per vectorised preprocessing call
 
 
 def raw_examples(df: pd.DataFrame, schema: FeatureSchema) -> dict[str, tf.Tensor]:
-    """Column tensors of a validated frame; sequence columns as ``tf.RaggedTensor``."""
+    """Column tensors of a validated frame; sequence columns as ``tf.RaggedTensor``.
+
+    Sequence rows hold the example's events only (:func:`contract.frame_events`:
+    the padding dropped), so keeping the most recent events keeps what the
+    serving graph keeps.
+    """
     out = {}
     for name in schema.text + schema.categorical:
         out[name] = tf.constant(df[name].to_numpy(dtype=object).astype(str).astype(object))
+    sequences = contract.frame_events(df, schema.sequence_like)
     for name in schema.sequence_like:
-        seqs = list(df[name])
+        seqs = sequences[name]
         lengths = np.fromiter((len(v) for v in seqs), dtype=np.int64, count=len(seqs))
         flat = [x for v in seqs for x in v]
         values = tf.constant(np.asarray(flat, dtype=object) if flat else np.zeros(0, dtype=object),

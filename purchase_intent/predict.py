@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from purchase_intent import cli
+from purchase_intent import cli, contract
 from purchase_intent.data.readers import check_file, csv_options
 from purchase_intent.schema import FeatureSchema, SchemaError, check_delimiters
 
@@ -41,9 +41,10 @@ logger = logging.getLogger(__name__)
 
 # Column names of every predictions file (predictions_test.csv of a run, predict, serving.score);
 # the only place they are defined.
-PROBABILITY_COLUMN = "purchase_probability"  # the model's purchase probability
-LABEL_COLUMN = "purchase_label"  # 0/1 decision: probability >= threshold
-TRUE_LABEL_COLUMN = "label"  # the observed 0/1 outcome (predictions_test.csv of a run only)
+# (defined in purchase_intent.contract, with the other shared names).
+PROBABILITY_COLUMN = contract.PROBABILITY_COLUMN  # the model's purchase probability
+LABEL_COLUMN = contract.PREDICTED_LABEL_COLUMN  # 0/1 decision: probability >= threshold
+TRUE_LABEL_COLUMN = contract.TRUE_LABEL_COLUMN  # the observed 0/1 outcome (predictions_test.csv of a run only)
 
 
 OUTPUT_HELP = "CSV to write (default: <input stem>.scored.csv beside the input)"
@@ -123,6 +124,10 @@ class Predictor:
             raise FileNotFoundError(f"{schema_file} is missing: the export has no feature schema")
         self.version_dir = path
         self.schema = FeatureSchema.load(schema_file)
+        contract_file = path / "assets.extra" / contract.CONTRACT_FILE
+        # Events sent per sequence: the contract's (None for an export without one: every event).
+        self.max_events = (int(contract.read_contract(contract_file)["max_events"])
+                           if contract_file.exists() else None)
         threshold_file = path / "assets.extra" / "threshold.json"
         if threshold is None:
             threshold = (float(json.loads(threshold_file.read_text())["threshold"])
@@ -131,10 +136,9 @@ class Predictor:
         self._fn = load_serving_fn(path)
 
     def _tensors(self, valid: pd.DataFrame) -> dict:
-        from purchase_intent.serving.client import frame_to_arrays
         from purchase_intent.serving.codec import to_tensors
 
-        return to_tensors(frame_to_arrays(valid, self.schema, sequence_length=None))
+        return to_tensors(contract.frame_to_arrays(valid, self.schema, max_events=self.max_events))
 
     def predict(self, df: pd.DataFrame, *, batch_size: int = 512, validate: bool = True,
                 progress: bool | None = False) -> np.ndarray:
@@ -162,7 +166,7 @@ class Predictor:
                   disable=None if progress is None else not progress) as bar:
             for start in range(0, len(valid), batch_size):
                 chunk = valid.iloc[start:start + batch_size]
-                out.append(self._fn(**self._tensors(chunk))["purchase_probability"].numpy().reshape(-1))
+                out.append(self._fn(**self._tensors(chunk))[contract.OUTPUT_KEY].numpy().reshape(-1))
                 bar.update(len(chunk))
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 

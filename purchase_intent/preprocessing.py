@@ -35,6 +35,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from purchase_intent import contract
 from purchase_intent.schema import FeatureSchema
 
 logger = logging.getLogger(__name__)
@@ -96,14 +97,44 @@ def piecewise_linear(x, edges):
     return tf.reshape(pos, [-1, edges.shape[0] * (edges.shape[1] - 1)])
 
 
-def recent_events(x, max_sequence_length: int):
-    """Right-padded ``[batch, events]`` strings -> the last ``max_sequence_length`` events, padded with ``""``."""
+def _as_batch(x):
     x = tf.convert_to_tensor(x, tf.string)
-    if x.shape.rank == 1:  # one example's sequence
-        x = x[None, :]
-    rt = tf.RaggedTensor.from_tensor(x, padding="")
+    return x[None, :] if x.shape.rank == 1 else x  # one example's sequence
+
+
+def event_lengths(raw, names):
+    """Events per example ``[batch]`` (int64): up to the last position where any of the
+    sequence inputs ``names`` is not ``""`` (the padding rule of :mod:`purchase_intent.contract`)."""
+    lengths = [tf.RaggedTensor.from_tensor(_as_batch(raw[n]), padding=contract.PADDING).row_lengths()
+               for n in names]
+    return tf.reduce_max(tf.stack(lengths), axis=0)
+
+
+def recent_events(x, max_sequence_length: int, lengths=None):
+    """Right-padded ``[batch, events]`` strings -> the last ``max_sequence_length`` events, padded with ``""``.
+
+    The padding rule of the contract (:mod:`purchase_intent.contract`): each
+    example has ``lengths`` events (:func:`event_lengths`; None: this input
+    alone, up to its last non-empty value); the ``""`` after them are padding,
+    a ``""`` among them is an empty event and becomes ``"[EMPTY]"``.
+    """
+    x = _as_batch(x)
+    if lengths is None:
+        rt = tf.RaggedTensor.from_tensor(x, padding=contract.PADDING)  # drops the trailing "" only
+    else:
+        short = tf.maximum(tf.reduce_max(tf.concat([lengths, [0]], 0)) - tf.shape(x, tf.int64)[1], 0)
+        x = tf.pad(x, [[0, 0], [0, short]], constant_values=contract.PADDING)  # a narrower input
+        rt = tf.RaggedTensor.from_tensor(x, lengths=lengths)
+    rt = rt.with_flat_values(tf.where(tf.equal(rt.flat_values, contract.PADDING),
+                                      contract.EMPTY_EVENT, rt.flat_values))
     rt = rt[:, -max_sequence_length:]
     return rt.to_tensor(default_value="", shape=[None, max_sequence_length])
+
+
+def categorical_values(x):
+    """Raw categorical strings -> the values looked up: ``"3.0"`` -> ``"3"``, ``"-0"`` -> ``"0"`` (:func:`contract.category`)."""
+    x = tf.strings.regex_replace(tf.convert_to_tensor(x, tf.string), f"^{contract.INTEGER_DECIMAL}$", r"\1")
+    return tf.strings.regex_replace(x, f"^{contract.NEGATIVE_ZERO}$", "0")
 
 
 def joined_text(raw, schema: FeatureSchema, max_sequence_length: int):
@@ -112,7 +143,9 @@ def joined_text(raw, schema: FeatureSchema, max_sequence_length: int):
     What the bag of words reads, in training (adapt and ``call``) and serving alike.
     """
     parts = [tf.reshape(tf.convert_to_tensor(raw[n], tf.string), [-1]) for n in schema.text]
-    parts += [tf.strings.reduce_join(recent_events(raw[n], max_sequence_length), axis=1, separator=" ")
+    lengths = event_lengths(raw, schema.sequence_like) if schema.event_text else None
+    parts += [tf.strings.reduce_join(recent_events(raw[n], max_sequence_length, lengths), axis=1,
+                                     separator=" ")
               for n in schema.event_text]
     return parts[0] if len(parts) == 1 else tf.strings.join(parts, separator=" ")
 
@@ -237,19 +270,20 @@ class Preprocessor(keras.layers.Layer):
             history_length: events of the ``<name>_history`` outputs (see the class).
         """
         vocabularies = {}
+        events = contract.frame_model_events(train, schema.sequence_like)
         for name in schema.sequences:
-            vocabularies[name] = _vocabulary((v for seq in train[name] for v in seq), max_vocab_size,
+            vocabularies[name] = _vocabulary((v for seq in events[name] for v in seq), max_vocab_size,
                                              min_frequency)
         for name in schema.event_text:
             if event_text_vocabulary and name in event_text_vocabulary:
                 vocabularies[name] = list(event_text_vocabulary[name])
             else:
-                vocabularies[name] = _vocabulary((v for seq in train[name] for v in seq), 10**9)
+                vocabularies[name] = _vocabulary((v for seq in events[name] for v in seq), 10**9)
         for name in schema.categorical:
-            vocabularies[name] = _vocabulary(train[name], max_vocab_size)
+            vocabularies[name] = _vocabulary((contract.category(v) for v in train[name]), max_vocab_size)
         # A lookup needs at least one entry; "[NONE]" never matches real data.
         vocabularies = {k: (v or ["[NONE]"]) for k, v in vocabularies.items()}
-        sequence_idf = {name: _inverse_document_frequency(train[name], vocabularies[name])
+        sequence_idf = {name: _inverse_document_frequency(events[name], vocabularies[name])
                         for name in schema.sequences}
         mean, std, edges = [], [], []
         for name in schema.numeric:
@@ -373,13 +407,15 @@ class Preprocessor(keras.layers.Layer):
             ids, mask = self.packer(self.tokenizer(tf.convert_to_tensor(raw[name], tf.string)))
             out[f"{name}_token_ids"] = tf.cast(ids, tf.int32)
             out[f"{name}_padding_mask"] = tf.cast(mask, tf.int32)  # bool breaks AddN under MirroredStrategy
+        lengths = event_lengths(raw, s.sequence_like) if s.sequence_like else None
         for name in s.sequence_like:
-            out[name] = tf.cast(self.lookups[name](recent_events(raw[name], self.max_sequence_length)), tf.int32)
+            out[name] = tf.cast(self.lookups[name](
+                recent_events(raw[name], self.max_sequence_length, lengths)), tf.int32)
         for name in self.history_names:
             out[f"{name}_history"] = tf.cast(
-                self.lookups[name](recent_events(raw[name], self.history_length)), tf.int32)
+                self.lookups[name](recent_events(raw[name], self.history_length, lengths)), tf.int32)
         for name in s.categorical:
-            out[name] = tf.cast(self.lookups[name](tf.convert_to_tensor(raw[name], tf.string)), tf.int32)
+            out[name] = tf.cast(self.lookups[name](categorical_values(raw[name])), tf.int32)
         if s.numeric:
             x = tf.stack([tf.cast(tf.reshape(raw[n], [-1]), tf.float32) for n in s.numeric], axis=1)
             missing = tf.logical_not(tf.math.is_finite(x))
@@ -478,17 +514,7 @@ def _adapt_bag_of_words(schema: FeatureSchema, train: pd.DataFrame, size: int,
 
 
 def raw_batch(df: pd.DataFrame, schema: FeatureSchema) -> dict[str, tf.Tensor]:
-    """A validated frame -> dense raw tensors as the serving signature takes them."""
-    out = {}
-    for name in schema.text + schema.categorical:
-        out[name] = tf.constant(df[name].to_numpy(dtype=object).astype(str))
-    for name in schema.sequence_like:
-        seqs = list(df[name])
-        width = max([len(v) for v in seqs] + [1])
-        arr = np.full((len(seqs), width), "", dtype=object)
-        for i, v in enumerate(seqs):
-            arr[i, :len(v)] = v
-        out[name] = tf.constant(arr.astype(str))
-    for name in schema.numeric:
-        out[name] = tf.constant(df[name].to_numpy(np.float32))
-    return out
+    """A validated frame -> dense raw tensors as the serving signature takes them (every event kept)."""
+    from purchase_intent.serving.codec import to_tensors
+
+    return to_tensors(contract.frame_to_arrays(df, schema, max_events=None))

@@ -94,6 +94,19 @@ class FeatureSchema:
         if not names:
             raise SchemaError("The schema lists no features: give at least one of "
                               "text, event_text, sequences, numeric, categorical")
+        self._check_reserved()
+
+    def _check_reserved(self) -> None:
+        """Raises :class:`SchemaError` for a column named like a Preprocessor output or a predictions column."""
+        from purchase_intent.contract import TRUE_LABEL_COLUMN, reserved_names
+
+        reserved = reserved_names(self.text, self.sequences)
+        for role, columns in (("feature", self.feature_names), ("label", [self.label]), ("id", self.id)):
+            for name in columns:
+                if name in reserved and not (role == "label" and name == TRUE_LABEL_COLUMN):
+                    raise SchemaError(
+                        f"{role} column {name!r} has a reserved name: it is {reserved[name]}; "
+                        "rename the column (in the table and the schema)")
 
     # -- derived views -------------------------------------------------
     @property
@@ -195,10 +208,12 @@ class FeatureSchema:
     # -- validation ----------------------------------------------------
     def validate(self, df: pd.DataFrame, *, require_label: bool = True,
                  where: str = "data") -> pd.DataFrame:
-        """Checks and normalises a table of raw examples.
+        """Checks a table of raw examples and puts its values as a gRPC/JSON caller sends them.
 
-        Returns a copy in canonical form: text and categorical columns as
-        str, sequence columns as lists of str, numeric columns as float32
+        Returns a copy: text and categorical columns as str (missing -> ``""``,
+        a float artefact such as ``3.0`` -> ``"3"``), sequence columns as lists
+        of str (values kept: ``""`` events stay ``""``, the exported graph applies
+        the padding rule of :mod:`purchase_intent.contract`), numeric columns as float32
         (NaN kept: the preprocessor imputes it and flags it), label as int;
         the ``id`` columns present in ``df`` come first, as str (they are not
         required here: a caller that needs them checks with :meth:`require_ids`).
@@ -300,9 +315,9 @@ def _as_list_column(s: pd.Series, name: str, where: str, delimiter: str) -> pd.S
         else:
             raise SchemaError(f"{where}: column {name!r}, {row_ref(index)}: expected a list of strings "
                               f"or a {delimiter!r}-delimited string, got {type(v).__name__} {v!r}")
-        # "" is the padding token inside the model: an empty event value
-        # becomes the explicit "[EMPTY]" token so no event is lost.
-        out.append([_clean_str(x) or "[EMPTY]" for x in items])
+        # Values as a caller sends them: the exported graph reads a trailing ""
+        # as padding and an interior "" as an empty event (purchase_intent.contract).
+        out.append([_clean_str(x) for x in items])
     return pd.Series(out, index=s.index, dtype=object)
 
 

@@ -42,6 +42,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from purchase_intent import contract
 from purchase_intent.schema import FeatureSchema
 
 TRANSFORMS = ("none", "log1p")
@@ -158,12 +159,13 @@ class SplitStats:
             seed: seed of the reservoir sampling (vary it per chunk).
         """
         out = cls(examples=len(df), positives=int(df[schema.label].sum()) if schema.label in df else 0)
+        events = contract.frame_model_events(df, schema.sequence_like)  # values as the graph reads them
         for name in schema.sequence_like:
-            out.values[name] = collections.Counter(v for seq in df[name] for v in seq)
+            out.values[name] = collections.Counter(v for seq in events[name] for v in seq)
         for name in schema.sequences:
-            out.documents[name] = collections.Counter(v for seq in df[name] for v in set(seq))
+            out.documents[name] = collections.Counter(v for seq in events[name] for v in set(seq))
         for name in schema.categorical:
-            out.values[name] = collections.Counter(df[name])
+            out.values[name] = collections.Counter(contract.category(v) for v in df[name])
         for name in schema.numeric:
             x = df[name].to_numpy(np.float64)
             x = x[np.isfinite(x)]

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from purchase_intent import cli
+from purchase_intent import cli, contract
 
 logger = logging.getLogger("purchase_intent.train")
 
@@ -466,12 +466,14 @@ def adapt_preprocessor(cfg, schema, splits, tokenizer=None, prepared=None):
     from purchase_intent.preprocessing import Preprocessor
 
     if prepared is not None:
-        stats = prepared.stats()
+        stats = prepared.stats()  # counts events as the model reads them (stats.SplitStats.of_frame)
         event_vocab = {name: sorted({t for s in stats.values() for t in s.values[name]})
                        for name in schema.event_text}
         adapt, train = Preprocessor.adapt_from_stats, stats["train"]
     else:
-        event_vocab = {name: sorted({t for df in splits.values() for seq in df[name] for t in seq})
+        events = ([contract.frame_model_events(df, schema.sequence_like) for df in splits.values()]
+                  if schema.event_text else [])
+        event_vocab = {name: sorted({t for split in events for seq in split[name] for t in seq})
                        for name in schema.event_text}
         adapt, train = Preprocessor.adapt, splits["train"]
     return adapt(

@@ -186,3 +186,55 @@ def test_classify_and_regress_answer_as_tf_serving(stubs, method):
     assert "Expected one input Tensor." in error.details()
     request.model_spec.name = "nope"
     assert call_error(getattr(predict, method), request).code() == grpc.StatusCode.NOT_FOUND
+
+
+def caller_table(exported):
+    """A table as a caller holds it, raw: what a Java backend would put in a request as is.
+
+    Rows 0-3 of the fixture's sample (an empty session, an unseen category, a
+    missing number, 250 events), then interior empty events with trailing
+    padding, an unseen item, float-looking categoricals, a last event empty in
+    some sequence columns only and an over-long session with empty events inside.
+    """
+    table = exported["sample"].head(8).copy().reset_index(drop=True)
+    table["country"] = table["country"].astype(object)
+    table.at[4, "item_id"] = ["sku1", "", "sku2", ""]
+    table.at[4, "event_type"] = ["view", "", "cart", ""]
+    table.at[4, "item_title"] = ["red mug", "", "blue mug", ""]
+    table.at[5, "item_id"] = ["", "never-seen-sku", "sku3"]
+    table.at[5, "event_type"] = ["", "view", "view"]
+    table.at[5, "item_title"] = ["", "a title never seen", "red mug"]
+    table.at[5, "country"] = 3.0
+    table.at[6, "country"] = "-2.000"
+    table.at[6, "item_id"] = ["sku1", "sku2", ""]  # the last event has an item, no type
+    table.at[6, "event_type"] = ["view", "", ""]
+    table.at[6, "item_title"] = ["red mug", "", ""]
+    table.at[7, "item_id"] = ["" if i % 7 == 3 else f"sku{i % 40}" for i in range(260)]
+    table.at[7, "event_type"] = ["" if i % 7 == 3 else "view" for i in range(260)]
+    table.at[7, "item_title"] = ["" if i % 7 == 3 else "red mug" for i in range(260)]
+    return table
+
+
+def test_raw_request_equals_the_python_predictor_on_the_same_table(stubs, exported):
+    """One contract: a hand-written request of the raw values (no package code) and the
+    Predictor (schema.validate + contract packing) give the same probabilities."""
+    from purchase_intent.predict import Predictor
+
+    predict, _ = stubs
+    table = caller_table(exported)
+    expected = Predictor(exported["vdir"]).predict(table)
+    response = predict.Predict(predict_request(table, exported["schema"]), timeout=30)
+    np.testing.assert_allclose(np.array(response.outputs[OUTPUT].float_val, np.float32), expected,
+                               atol=1e-6)
+
+
+def test_client_with_the_export_contract_equals_a_raw_request(stubs, exported, two_version_server):
+    from purchase_intent.serving.client import PurchaseIntentClient
+
+    predict, _ = stubs
+    table = caller_table(exported)
+    raw = np.array(predict.Predict(predict_request(table, exported["schema"]), timeout=30)
+                   .outputs[OUTPUT].float_val, np.float32)
+    with PurchaseIntentClient(two_version_server.target, contract=exported["vdir"]) as client:
+        assert client.sequence_length == exported["pre"].wide_length
+        np.testing.assert_allclose(client.predict(table), raw, atol=1e-6)

@@ -165,3 +165,18 @@ def test_float_output_is_the_shortest_round_trip_text(two_version_server, export
     value = body["predictions"][0]
     assert status == 200 and isinstance(value, float) and not math.isnan(value)
     assert repr(value) == str(np.float32(value))
+
+
+def test_raw_json_equals_the_python_predictor_on_the_same_table(two_version_server, exported):
+    """Row and columnar JSON of the raw values give the Predictor's probabilities (one contract)."""
+    from local_grpc_test import caller_table
+    from purchase_intent.predict import Predictor
+
+    table = caller_table(exported)
+    expected = Predictor(exported["vdir"]).predict(table)
+    schema = exported["schema"]
+    for document in ({"instances": instances(table, schema)}, {"inputs": columns(table, schema)}):
+        status, body = http(two_version_server, "POST", f"/v1/models/{MODEL}:predict", document)
+        assert status == 200, body
+        got = body["predictions"] if "predictions" in body else body["outputs"]
+        np.testing.assert_allclose(np.array(got, np.float32), expected, atol=1e-6)

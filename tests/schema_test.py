@@ -62,9 +62,33 @@ def test_inf_becomes_missing_not_dropped():
     assert len(out) == 2 and np.isnan(out["x"][0])
 
 
-def test_empty_event_value_is_kept_as_token():
-    out = SCHEMA.validate(frame(items=[["a", ""], []]))
-    assert out["items"][0] == ["a", "[EMPTY]"]
+def test_validate_keeps_raw_values_as_a_caller_sends_them():
+    """Empty events and float-looking categories stay raw: the exported graph applies the rules."""
+    out = SCHEMA.validate(frame(items=[["a", "", "b", ""], []], events=["view||cart|", ""],
+                                c=["3.0", 4.0]))
+    assert out["items"][0] == ["a", "", "b", ""]
+    assert out["events"][0] == ["view", "", "cart", ""]
+    assert out["c"].tolist() == ["3.0", "4"]  # a float artefact is written as a caller writes 4
+
+
+@pytest.mark.parametrize("changes, column, why", [
+    ({"categorical": ["numeric"]}, "numeric", "a Preprocessor output"),
+    ({"numeric": ["text_bow"]}, "text_bow", "a Preprocessor output"),
+    ({"categorical": ["q_token_ids"]}, "q_token_ids", "output of text column 'q'"),
+    ({"numeric": ["items_history"]}, "items_history", "output of sequence column 'items'"),
+    ({"categorical": ["purchase_probability"]}, "purchase_probability", "predictions file"),
+    ({"label": "purchase_label"}, "purchase_label", "predictions file"),
+    ({"id": ["label"]}, "label", "observed outcome"),
+])
+def test_reserved_names_are_refused_naming_column_and_reason(changes, column, why):
+    d = SCHEMA.to_dict()
+    d.update(changes)
+    with pytest.raises(SchemaError, match=rf"column '{column}' has a reserved name: it is .*{why}"):
+        FeatureSchema.from_dict(d)
+
+
+def test_names_like_reserved_ones_are_fine_when_they_do_not_collide():
+    FeatureSchema(label="label", categorical=["browse_history", "c_token_ids"], sequences=["items"])
 
 
 def test_schema_rejects_unknown_keys_and_duplicates():

@@ -13,6 +13,12 @@ from purchase_intent.stats import Moments, Reservoir, SplitStats
 def frame():
     df = SCHEMA.validate(make_synthetic(600, seed=3))
     df.loc[5, "session_minutes"] = np.nan  # a missing value is left out of the moments and samples
+    for i in range(10, 40, 3):  # the contract: empty events (one trailing in one column only) and
+        n = len(df.at[i, "item_id"])  # float-looking categories are counted as the graph reads them
+        for col in ("item_id", "event_type", "item_title"):
+            df.at[i, col] = list(df.at[i, col]) + ([""] if col != "item_id" else ["sku-late"]) + [""]
+        df.at[i, "event_type"][n // 2] = ""
+        df.at[i, "country"] = ["3", "3.0", "-2.000"][i % 3]
     return df
 
 

@@ -33,11 +33,18 @@ FORMAT = "purchase_intent.tfrecord/1"
 
 
 def encode_examples(df: pd.DataFrame, schema: FeatureSchema) -> list[bytes]:
-    """Serialised ``tf.train.Example`` of each row of a validated frame (with its label)."""
+    """Serialised ``tf.train.Example`` of each row of a validated frame (with its label).
+
+    Sequences hold each example's events, raw, without their padding
+    (:func:`purchase_intent.contract.frame_events`), as the in-memory pipeline reads them.
+    """
     import tensorflow as tf
 
+    from purchase_intent.contract import frame_events
+
     bytes_cols = {n: [v.encode("utf-8") for v in df[n]] for n in schema.text + schema.categorical}
-    seq_cols = {n: [[v.encode("utf-8") for v in seq] for seq in df[n]] for n in schema.sequence_like}
+    seq_cols = {n: [[v.encode("utf-8") for v in seq] for seq in rows]
+                for n, rows in frame_events(df, schema.sequence_like).items()}
     num_cols = {n: df[n].to_numpy(np.float32) for n in schema.numeric}
     labels = df[schema.label].to_numpy(np.int64)
     Feature, BytesList = tf.train.Feature, tf.train.BytesList

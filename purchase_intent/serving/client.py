@@ -29,6 +29,8 @@ import grpc
 import numpy as np
 import pandas as pd
 
+from purchase_intent.contract import (
+    DEFAULT_MAX_EVENTS, OUTPUT_KEY, SIGNATURE, frame_to_arrays, read_contract)
 from purchase_intent.schema import FeatureSchema
 from purchase_intent.serving.codec import dtype_name, ndarray_to_tensor_proto, tensor_proto_to_ndarray
 from purchase_intent.serving.protos import (
@@ -42,17 +44,16 @@ from purchase_intent.serving.protos import (
 
 logger = logging.getLogger(__name__)
 
-SIGNATURE = "serving_default"  # same constants as purchase_intent.export (kept import-light)
-OUTPUT_KEY = "purchase_probability"
-# Events per sequence in a request. Every request gets exactly this width, so
-# requests that TF Serving's batching puts together always have equal shapes
-# (serving/batching.config keeps pad_variable_length_inputs off: TF Serving
-# would pad with the tensor's first value, a real event, not ""). Raw gRPC or
-# REST callers must send this same width for the same reason.
-# Keep it >= the model's data.max_sequence_length and data.max_history_length
-# (data.events_kept()): the model only reads that many most recent events, so
-# dropping older ones is lossless.
-DEFAULT_SEQUENCE_LENGTH = 200
+# Events per sequence in a request when no contract is given
+# (``contract.DEFAULT_MAX_EVENTS``); with a contract, its ``max_events``. Every
+# request gets exactly this width, so requests that TF Serving's batching puts
+# together always have equal shapes (serving/batching.config keeps
+# pad_variable_length_inputs off: TF Serving would pad with the tensor's first
+# value, a real event, not ""). Raw gRPC or REST callers must send one width
+# for the same reason. The model reads only its ``max_events`` most recent
+# events, so dropping older ones is lossless.
+DEFAULT_SEQUENCE_LENGTH = DEFAULT_MAX_EVENTS
+FROM_CONTRACT = "contract"  # sequence_length: the contract's max_events (DEFAULT_SEQUENCE_LENGTH without one)
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
@@ -112,30 +113,6 @@ def schema_from_signature(inputs: Mapping[str, Mapping[str, Any]]) -> FeatureSch
     return FeatureSchema(label=label, text=text, sequences=sequences, numeric=numeric)
 
 
-def frame_to_arrays(df: pd.DataFrame, schema: FeatureSchema,
-                    sequence_length: int | None = DEFAULT_SEQUENCE_LENGTH) -> dict[str, np.ndarray]:
-    """A validated frame (``schema.validate`` output) -> numpy arrays as the signature takes them.
-
-    Sequences are right-padded with ``""``. With ``sequence_length`` every
-    sequence tensor is exactly that wide (longer sessions keep their most
-    recent events); with None it is as wide as the longest session (>= 1).
-    """
-    out: dict[str, np.ndarray] = {}
-    for name in schema.text + schema.categorical:
-        out[name] = df[name].to_numpy(dtype=object)
-    for name in schema.sequence_like:
-        seqs = [list(v) for v in df[name]]
-        width = sequence_length or max([len(v) for v in seqs] + [1])
-        arr = np.full((len(seqs), width), "", dtype=object)
-        for i, v in enumerate(seqs):
-            v = v[-width:]
-            arr[i, :len(v)] = v
-        out[name] = arr
-    for name in schema.numeric:
-        out[name] = df[name].to_numpy(np.float32)
-    return out
-
-
 def to_frame(records: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """A DataFrame or a list of dicts -> DataFrame (lists stay lists)."""
     if isinstance(records, pd.DataFrame):
@@ -161,8 +138,12 @@ class PurchaseIntentClient:
             restarting or unreachable), with exponential backoff.
         schema: FeatureSchema or None. Raw features of the model; None reads
             them from the model's signature (``metadata()``) on first use.
-        sequence_length: int or None. Width of every sequence tensor sent
-            (see ``DEFAULT_SEQUENCE_LENGTH``); None: the longest session of each request.
+        sequence_length: int, None or "contract". Width of every sequence
+            tensor sent; None: the longest session of each request; "contract":
+            the contract's ``max_events`` (``DEFAULT_SEQUENCE_LENGTH`` without a contract).
+        contract: a version folder, a ``contract.json`` or its dict (None: no
+            contract). Gives the schema (from its ``inputs``, unless ``schema``
+            is given) and the sequence width (:mod:`purchase_intent.contract`).
         max_batch: int. Larger inputs to ``predict`` are sent in several requests.
         backoff_seconds: float. First retry delay; doubles on each retry.
 
@@ -178,14 +159,20 @@ class PurchaseIntentClient:
     def __init__(self, target: str, model_name: str = "purchase_intent", version: int | None = None,
                  version_label: str | None = None, timeout: float = 10.0, max_retries: int = 3,
                  schema: FeatureSchema | None = None,
-                 sequence_length: int | None = DEFAULT_SEQUENCE_LENGTH, max_batch: int = 1024,
-                 backoff_seconds: float = 0.1):
+                 sequence_length: int | str | None = FROM_CONTRACT, max_batch: int = 1024,
+                 backoff_seconds: float = 0.1, contract: Any = None):
         if version is not None and version_label:
             raise ValueError("Give a version or a version_label, not both")
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        self.contract = read_contract(contract) if contract is not None else None
+        if sequence_length == FROM_CONTRACT:
+            sequence_length = (int(self.contract["max_events"]) if self.contract
+                               else DEFAULT_SEQUENCE_LENGTH)
+        if schema is None and self.contract:
+            schema = schema_from_signature(self.contract["inputs"])
         if sequence_length is not None and sequence_length < 1:
             raise ValueError(f"sequence_length must be >= 1 or None, got {sequence_length}")
         self.target = target

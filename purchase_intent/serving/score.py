@@ -72,7 +72,7 @@ def score_csv(client, input_path: str | Path, output_path: str | Path, *, batch_
         SchemaError: a chunk fails validation (column and row named).
         ServingError: the server refused a request.
     """
-    from purchase_intent.serving.client import frame_to_arrays
+    from purchase_intent.contract import frame_to_arrays
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -130,13 +130,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _contract_beside(schema_path: str | None, name: str) -> Path | None:
+    """The export's contract file beside ``--schema <export>/assets.extra/schema.json``, if there is one."""
+    path = Path(schema_path).with_name(name) if schema_path else None
+    return path if path is not None and path.is_file() else None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the scoring command; returns the exit code (0 ok, 1 serving error, 2 bad input)."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from purchase_intent.schema import FeatureSchema, SchemaError
-    from purchase_intent.serving.client import DEFAULT_SEQUENCE_LENGTH, PurchaseIntentClient, ServingError
+    from purchase_intent.contract import CONTRACT_FILE
+    from purchase_intent.serving.client import FROM_CONTRACT, PurchaseIntentClient, ServingError
 
     try:
         schema = FeatureSchema.load(args.schema) if args.schema else None
@@ -152,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     client = PurchaseIntentClient(args.target, args.model_name, version=args.version,
                                   version_label=args.version_label, timeout=args.timeout,
                                   max_retries=args.max_retries, schema=schema,
-                                  sequence_length=args.sequence_length or DEFAULT_SEQUENCE_LENGTH)
+                                  sequence_length=args.sequence_length or FROM_CONTRACT,
+                                  contract=_contract_beside(args.schema, CONTRACT_FILE))
     try:
         rows = score_csv(client, args.input, output, batch_size=args.batch_size,
                          threshold=threshold, keep_columns=keep)

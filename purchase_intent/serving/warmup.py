@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from purchase_intent.schema import FeatureSchema
-from purchase_intent.serving.client import DEFAULT_SEQUENCE_LENGTH, SIGNATURE, frame_to_arrays
+from purchase_intent.contract import DEFAULT_MAX_EVENTS, SIGNATURE, frame_to_arrays
 from purchase_intent.serving.codec import ndarray_to_tensor_proto
 from purchase_intent.serving.protos import predict_pb2, prediction_log_pb2
 
@@ -65,7 +65,7 @@ def write_warmup_requests(version_dir: str | Path, raw_examples: Any,
                           model_name: str = "purchase_intent", n: int = 16, *,
                           schema: FeatureSchema | None = None,
                           batch_sizes: Sequence[int] = (1, 8),
-                          sequence_length: int | None = DEFAULT_SEQUENCE_LENGTH) -> Path:
+                          sequence_length: int | None = DEFAULT_MAX_EVENTS) -> Path:
     """Writes ``n`` warm-up ``PredictRequest`` records into ``version_dir/assets.extra/``.
 
     Record ``k`` holds ``batch_sizes[k % len(batch_sizes)]`` examples taken in
@@ -83,7 +83,8 @@ def write_warmup_requests(version_dir: str | Path, raw_examples: Any,
         schema: FeatureSchema or None. Needed for a DataFrame; for a dict,
             checks that every feature is there.
         batch_sizes: sequence of int. Examples per record, cycled.
-        sequence_length: int or None. Sequence width when packing a DataFrame.
+        sequence_length: int or None. Sequence width when packing a DataFrame
+            (the exporter gives the contract's ``max_events``).
 
     Returns:
         The path of the file written.

@@ -18,7 +18,7 @@ Errors are ``{"error": "<message>"}`` with the HTTP status TF Serving maps the
 status code to (INVALID_ARGUMENT and FAILED_PRECONDITION 400, NOT_FOUND 404,
 UNAVAILABLE 503, INTERNAL 500, ...). Every sequence input of one request must
 have one width (JSON arrays are dense tensors); the Python client's width is
-``DEFAULT_SEQUENCE_LENGTH``.
+the export's ``contract.json`` ``max_events`` (``DEFAULT_SEQUENCE_LENGTH`` without one).
 
 Examples:
 
