@@ -250,7 +250,12 @@ class PurchaseIntentClient:
         """The schema used to validate and pack inputs (read from the signature if not given)."""
         if self._schema is None:
             self._schema = schema_from_signature(self.metadata()["inputs"])
-            logger.info("Schema from the %r signature: %s", self.model_name, self._schema.to_dict())
+            s = self._schema
+            logger.info("No schema or contract given: inputs packed by the %r signature's types (%d string "
+                        "columns %s, %d event lists %s, %d numbers %s); give the export's "
+                        "assets.extra/contract.json (or --schema) to check rows against the training schema",
+                        self.model_name, len(s.text), s.text, len(s.sequences), s.sequences,
+                        len(s.numeric), s.numeric)
         return self._schema
 
     # -- prediction
