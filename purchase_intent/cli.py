@@ -181,6 +181,16 @@ def fail(err: BaseException | str) -> int:
     return EXIT_USER_ERROR
 
 
+def setup_logging() -> None:
+    """INFO log lines ``time LEVEL logger: message`` on stderr; absl/TensorFlow/h5py's own at WARNING and up."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    for noisy in ("absl", "tensorflow", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def add_common_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Adds ``--debug`` and ``--verbose`` (both acted on by :func:`run`)."""
     parser.add_argument("--debug", action="store_true",

@@ -332,13 +332,11 @@ def parse_args(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the explanation command; writes its tables and prints the summaries."""
-    import sys
-
+    from purchase_intent import cli
     from purchase_intent.data.readers import check_file, read_table
 
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cli.setup_logging()
     check_file(args.input)  # before the model (and TensorFlow) loads
     from purchase_intent.predict import Predictor
 

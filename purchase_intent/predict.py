@@ -309,10 +309,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    for noisy in ("absl", "tensorflow"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    cli.setup_logging()
     inp = Path(args.input)
     output = Path(args.output) if args.output else default_output(inp)
     keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()] if args.keep_columns else None

@@ -300,8 +300,7 @@ def merge(out_dir: str | Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Runs ``prepare`` or ``merge``; returns the partial manifest, or the manifest when merged."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    cli.setup_logging()
     if args.command == "merge":
         return merge(args.output)
     from purchase_intent.config import get_config

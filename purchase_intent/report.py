@@ -1065,8 +1065,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    cli.setup_logging()
     try:
         out = build_report(args.run_dir)
     except (FileNotFoundError, ValueError) as e:

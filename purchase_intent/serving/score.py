@@ -139,8 +139,7 @@ def _contract_beside(schema_path: str | None, name: str) -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     """Runs the scoring command; returns the exit code (0 ok, 1 serving error, 2 bad input)."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cli.setup_logging()
     from purchase_intent.schema import FeatureSchema, SchemaError
     from purchase_intent.contract import CONTRACT_FILE
     from purchase_intent.serving.client import FROM_CONTRACT, PurchaseIntentClient, ServingError
