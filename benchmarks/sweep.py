@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--set", dest="overrides", action="append", default=[], help="for every variant")
     p.add_argument("--peers", default="logistic_regression",
                    help="comma-separated peers to score on validation beside (empty: none)")
+    p.add_argument("--subset", default="",
+                   help="train on these modalities only, '+'-joined (e.g. sequence, text+numeric); empty: all")
     p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "purchase_intent"))
     p.add_argument("--out", default="")
     from purchase_intent.cli import add_config_flags
@@ -62,6 +64,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     logging.getLogger("purchase_intent").setLevel(logging.WARNING)
     base = get_config(args.preset, overrides=[f"data.name={args.data}", *args.overrides])
     schema, splits = load_splits(base.data, seed=base.train.seed)
+    if args.subset:
+        schema = schema.subset(args.subset.split("+"))
+        splits = {k: v[[*schema.feature_names, schema.label]] for k, v in splits.items()}
     y_val = splits["validation"][schema.label].to_numpy()
 
     def scores(p_val) -> dict:

@@ -132,6 +132,11 @@ class ModelConfig:
     # Also the bag of (first sequence column x each other one) pairs, e.g. item x event type.
     wide_crosses: bool = True
     wide_cross_buckets: int = 200_000  # ids of crossed pairs are hashed into this many buckets
+    # A wide term over the numeric features (as the deep part sees them: transformed,
+    # standardised, missing indicators, piecewise-linear bins if any) and the event counts, and a
+    # one-hot weight per categorical value: with the bags, the model holds the peers' logistic
+    # regressions as special cases.
+    wide_tabular: bool = False
     wide_idf: bool = False  # weight each sequence value by its training idf (TF-IDF bags)
     wide_normalize: bool = True  # L2-normalise each sequence bag (as TF-IDF does); false: raw sublinear tf
     # Every wide input is multiplied by this: Adam moves each weight about learning_rate per

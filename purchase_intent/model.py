@@ -93,7 +93,7 @@ def history_ids(inputs: dict, name: str):
     return inputs.get(f"{name}_history", inputs[name])
 
 
-def wide_logits(cfg: ModelConfig, preprocessor: Preprocessor, inputs: dict) -> list:
+def wide_logits(cfg: ModelConfig, preprocessor: Preprocessor, inputs: dict, counts=None) -> list:
     """The wide (linear) terms: one logit each, summed with the deep logit.
 
     * ``text_bow``: the TF-IDF bag of words of all text (``model.text_bag_of_words``);
@@ -105,8 +105,11 @@ def wide_logits(cfg: ModelConfig, preprocessor: Preprocessor, inputs: dict) -> l
 
     The bags count the history (``data.max_history_length`` events, see
     :func:`history_ids`), which may be longer than what the encoders read.
-    All share ``model.wide_scale`` and ``model.wide_l2``; with every wide term
-    on and no deep part, the model is a logistic regression on these bags.
+    With ``model.wide_tabular`` also the numeric, categorical and event-count
+    terms of :func:`tabular_wide_logits` (``counts``: the :class:`SequenceStats`
+    output). All share ``model.wide_scale`` and ``model.wide_l2``; with every
+    wide term on and no deep part, the model is a logistic regression on these
+    inputs: the peers' linear models are special cases of it.
     """
     schema = preprocessor.feature_schema
     out = []
@@ -114,6 +117,8 @@ def wide_logits(cfg: ModelConfig, preprocessor: Preprocessor, inputs: dict) -> l
         bow = keras.layers.Rescaling(cfg.wide_scale, name="text_bow_scale")(inputs["text_bow"])
         out.append(keras.layers.Dense(1, use_bias=False, name="text_bow_logit", dtype=HEAD_DTYPE,
                                       kernel_regularizer=keras.regularizers.L2(cfg.wide_l2))(bow))
+    if cfg.wide_tabular:
+        out += tabular_wide_logits(cfg, preprocessor, inputs, counts)
     if not cfg.wide_sequences:
         return out
     for name in schema.sequences:
@@ -130,6 +135,33 @@ def wide_logits(cfg: ModelConfig, preprocessor: Preprocessor, inputs: dict) -> l
                 [history_ids(inputs, first), history_ids(inputs, other)])
             out.append(BagLinear(buckets, cfg.wide_scale, cfg.wide_l2, cfg.wide_normalize,
                                  name=f"{first}_x_{other}_wide", dtype=HEAD_DTYPE)(ids))
+    return out
+
+
+def tabular_wide_logits(cfg: ModelConfig, preprocessor: Preprocessor, inputs: dict, counts=None) -> list:
+    """``model.wide_tabular``: a linear term over the numeric inputs and event counts, one weight per category.
+
+    The numeric inputs are the deep part's (``numeric``, ``numeric_missing`` and
+    ``numeric_bins`` if any) and the event counts ``counts`` (the
+    :class:`SequenceStats` output: events, distinct ids, per-type counts, log1p),
+    scaled by ``model.wide_scale`` like every wide input; each categorical
+    column gets a one-dimensional embedding (its one-hot weights).
+    """
+    schema = preprocessor.feature_schema
+    reg = keras.regularizers.L2(cfg.wide_l2)
+    out = []
+    parts = [inputs[n] for n in ("numeric", "numeric_missing", "numeric_bins") if n in inputs]
+    parts += [] if counts is None else [counts]
+    if parts:
+        x = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="numeric_wide_concat")(parts)
+        x = keras.layers.Rescaling(cfg.wide_scale, name="numeric_wide_scale")(x)
+        out.append(keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros", kernel_regularizer=reg,
+                                      name="numeric_wide", dtype=HEAD_DTYPE)(x))
+    for name in schema.categorical:
+        w = keras.layers.Embedding(preprocessor.vocabulary_size(name), 1, embeddings_initializer="zeros",
+                                   embeddings_regularizer=reg, name=f"{name}_wide",
+                                   dtype=HEAD_DTYPE)(inputs[name])
+        out.append(keras.layers.Rescaling(cfg.wide_scale, name=f"{name}_wide_scale", dtype=HEAD_DTYPE)(w))
     return out
 
 
@@ -154,6 +186,7 @@ def build_model(cfg: ModelConfig, preprocessor: Preprocessor, *, backbone=None,
     inputs = {name: keras.Input(shape=shape, dtype=dtype, name=name)
               for name, (shape, dtype) in preprocessor.model_input_specs().items()}
     parts = []
+    counts = None
 
     # Scalar text: BERT -> masked mean over tokens -> projection.
     for name in schema.text:
@@ -172,7 +205,8 @@ def build_model(cfg: ModelConfig, preprocessor: Preprocessor, *, backbone=None,
         id_inputs = [history_ids(inputs, n) for n in schema.sequence_like]
         small = [preprocessor.vocabulary_size(n) if n in schema.sequences
                  and preprocessor.vocabulary_size(n) <= SMALL_VOCABULARY else 0 for n in schema.sequence_like]
-        parts.append(SequenceStats(small, name="sequence_stats")(id_inputs))
+        counts = SequenceStats(small, name="sequence_stats")(id_inputs)
+        parts.append(counts)
 
     # Numeric and categorical features.
     context = []
@@ -201,7 +235,7 @@ def build_model(cfg: ModelConfig, preprocessor: Preprocessor, *, backbone=None,
         x = keras.layers.Dropout(cfg.dropout, name=f"fusion_dropout_{i}")(x)
     p = min(max(positive_rate, 1e-4), 1 - 1e-4)
     prior = keras.initializers.Constant(math.log(p / (1 - p)))
-    wide = wide_logits(cfg, preprocessor, inputs)
+    wide = wide_logits(cfg, preprocessor, inputs, counts)
     if not wide:
         out = keras.layers.Dense(1, activation="sigmoid", name="purchase_probability",
                                  bias_initializer=prior, dtype=HEAD_DTYPE)(x)

@@ -72,3 +72,43 @@ def test_the_wide_part_reads_the_history_the_encoders_do_not(frames):
     wide.w.assign(np.arange(wide.w.shape[0], dtype="float32") / 10)
     out = model(inputs, training=False).numpy()[:, 0]
     assert abs(out[0] - out[1]) > 1e-4, out
+
+
+def test_the_tabular_wide_term_is_a_linear_model_on_the_numeric_and_one_hot_categorical_inputs(frames):
+    """``model.wide_tabular``: wide logit = w . (scale * [numeric inputs, event counts]) + scale * v[category]."""
+    import keras
+
+    from purchase_intent.model import wide_part
+
+    cfg = get_config("tiny", overrides=["model.wide_tabular=true", "model.wide_sequences=false",
+                                        "model.wide_scale=3", "model.numeric_bins=4"])
+    schema = SCHEMA.subset(["sequence", "numeric"])
+    assert schema.categorical, "the fixture needs a categorical column"
+    splits = {k: v[[*schema.feature_names, schema.label]] for k, v in frames.items()}
+    pre, model = build(cfg, schema, splits)
+    rng = np.random.default_rng(0)
+    dense = model.get_layer("numeric_wide")
+    dense.kernel.assign(rng.normal(size=dense.kernel.shape).astype("float32"))
+    tables = {}
+    for name in schema.categorical:
+        emb = model.get_layer(f"{name}_wide")
+        tables[name] = rng.normal(size=emb.embeddings.shape).astype("float32")
+        emb.embeddings.assign(tables[name])
+    wide = wide_part(model)
+    inputs = pre(raw_batch(splits["test"], schema))
+    counts = keras.Model(model.input, model.get_layer("sequence_stats").output)(inputs).numpy()
+    x = np.concatenate([inputs[n].numpy() for n in ("numeric", "numeric_missing", "numeric_bins")] + [counts],
+                       axis=1)
+    assert x.shape[1] == len(schema.numeric) * (2 + 4) + counts.shape[1] and counts.shape[1] >= 4
+    logit = 3.0 * x @ dense.kernel.numpy()[:, 0]
+    for name in schema.categorical:
+        logit += 3.0 * tables[name][inputs[name].numpy(), 0]
+    bias = model.get_layer("deep_logit").bias.numpy()[0]
+    expected = 1 / (1 + np.exp(-(logit + bias)))
+    np.testing.assert_allclose(wide(inputs, training=False).numpy()[:, 0], expected, rtol=1e-4, atol=1e-6)
+    # and it is part of the model: +5 on every weight of a category moves the full model's logit by scale x 5
+    full_logit = keras.Model(model.input, model.get_layer("wide_deep_logit").output)
+    before = full_logit(inputs, training=False).numpy()
+    name = schema.categorical[0]
+    model.get_layer(f"{name}_wide").embeddings.assign(tables[name] + 5.0)
+    np.testing.assert_allclose(full_logit(inputs, training=False).numpy() - before, 15.0, rtol=1e-4)
