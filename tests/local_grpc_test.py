@@ -238,3 +238,38 @@ def test_client_with_the_export_contract_equals_a_raw_request(stubs, exported, t
     with PurchaseIntentClient(two_version_server.target, contract=exported["vdir"]) as client:
         assert client.sequence_length == exported["pre"].wide_length
         np.testing.assert_allclose(client.predict(table), raw, atol=1e-6)
+
+
+MULTI_INFERENCE_CASES = {
+    # case: (tasks as (model, signature, method), code, text in the message)
+    "no task": ([], grpc.StatusCode.INVALID_ARGUMENT, "name"),
+    "unknown model": ([("nope", "", "tensorflow/serving/classify")], grpc.StatusCode.NOT_FOUND, "nope"),
+    "unknown signature": ([(MODEL, "nope", "tensorflow/serving/classify")], grpc.StatusCode.INVALID_ARGUMENT,
+                          "Requested signature not found in model graph: nope"),
+    "classify": ([(MODEL, "", "tensorflow/serving/classify"), (MODEL, "other", "tensorflow/serving/regress")],
+                 grpc.StatusCode.INVALID_ARGUMENT, "Expected one input Tensor."),
+    "regress": ([(MODEL, "", "tensorflow/serving/regress")], grpc.StatusCode.INVALID_ARGUMENT,
+                "Expected one input Tensor."),
+    "predict method": ([(MODEL, "", "tensorflow/serving/predict")], grpc.StatusCode.UNIMPLEMENTED,
+                       "Unsupported signature method_name: tensorflow/serving/predict"),
+}
+
+
+@pytest.mark.parametrize("case", list(MULTI_INFERENCE_CASES))
+def test_multi_inference_answers_as_tf_serving(stubs, case):
+    """multi_inference_helper.cc resolves the first task's model spec; multi_inference.cc then fails the
+    first task: unknown signature INVALID_ARGUMENT, classify/regress on a several-input signature
+    INVALID_ARGUMENT, another method UNIMPLEMENTED."""
+    from tensorflow_serving.apis import inference_pb2
+
+    predict, _ = stubs
+    tasks, code, text = MULTI_INFERENCE_CASES[case]
+    request = inference_pb2.MultiInferenceRequest()
+    for model, signature, method in tasks:
+        task = request.tasks.add(method_name=method)
+        task.model_spec.name = model
+        task.model_spec.signature_name = signature
+    request.input.example_list.examples.add()
+    error = call_error(predict.MultiInference, request)
+    assert error.code() == code, error.details()
+    assert text in error.details()

@@ -30,8 +30,12 @@ TF Serving sources they come from):
   (404); unknown labels INVALID_ARGUMENT; requests over
   ``--max-request-bytes`` get RESOURCE_EXHAUSTED from gRPC.
 
-What it does not do: batching across requests, MultiInference
-(UNIMPLEMENTED), several models, monitoring, TLS.
+* Classify, Regress and MultiInference answer what TF Serving answers for
+  this Predict-only model (INVALID_ARGUMENT; UNIMPLEMENTED for a
+  MultiInference task of another method).
+
+What it does not do: batching across requests, several models, monitoring,
+TLS.
 
 Examples:
 

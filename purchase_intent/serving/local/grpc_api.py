@@ -48,8 +48,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return _handle(context, "Regress", lambda: self.manager.classify_or_regress("Regress", request))
 
     def MultiInference(self, request, context):
-        context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                      "MultiInference is not implemented by the local development server; use Predict")
+        return _handle(context, "MultiInference", lambda: self.manager.multi_inference(request))
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):

@@ -17,7 +17,10 @@ raises :class:`RpcError` with the status code TF Serving gives in that case
   ``__saved_model_init_op`` (``get_model_metadata_impl.cc``);
 * Classify / Regress on this Predict-only model: INVALID_ARGUMENT ("Expected
   one input Tensor.", ``classifier.cc`` / ``regressor.cc`` with TF Serving's
-  default ``--enable_signature_method_name_check=false``).
+  default ``--enable_signature_method_name_check=false``);
+* MultiInference: the checks of ``multi_inference.cc`` in its order, then the
+  same INVALID_ARGUMENT for a classify / regress task, UNIMPLEMENTED for any
+  other method name (:meth:`ModelManager.multi_inference`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from purchase_intent.serving.codec import (
 from purchase_intent.serving.protos import (
     get_model_metadata_pb2,
     get_model_status_pb2,
+    model_pb2,
     predict_pb2,
     saved_model_pb2,
     types_pb2,
@@ -51,6 +55,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_REQUEST_BYTES = 8 * 1024 * 1024
 _STATE = get_model_status_pb2.ModelVersionStatus.State
+# MultiInference task method names (tensorflow/cc/saved_model/signature_constants.h) -> method.
+MULTI_INFERENCE_METHODS = {"tensorflow/serving/classify": "Classify", "tensorflow/serving/regress": "Regress"}
 
 
 class RpcError(Exception):
@@ -402,11 +408,39 @@ class ModelManager:
         name = request.model_spec.signature_name or SIGNATURE
         if name not in servable.signature_defs:
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"No signature was found with the name: {name}")
-        sig = servable.signature_defs[name]
+        self._not_one_input(method, name, servable.signature_defs[name])
+
+    @staticmethod
+    def _not_one_input(method: str, name: str, sig) -> None:
         raise RpcError(grpc.StatusCode.INVALID_ARGUMENT,
                        f"Expected one input Tensor. ({method} needs a {method.lower()} signature with one "
                        f"serialized tf.Example input; {name!r} is a {sig.method_name or 'plain'} "
                        f"signature with {len(sig.inputs)} inputs: use Predict)")
+
+    def multi_inference(self, request) -> None:
+        """MultiInference: always an error on this Predict-only model, with TF Serving's code.
+
+        ``multi_inference_helper.cc`` resolves the first task's model spec (no task: an
+        empty spec, so INVALID_ARGUMENT); ``multi_inference.cc`` then checks the tasks in
+        order, and the first one already fails here: an unknown signature is
+        INVALID_ARGUMENT, a classify or regress task on this several-input signature
+        INVALID_ARGUMENT "Expected one input Tensor.", any other method name UNIMPLEMENTED.
+        (Its checks across tasks, same model name and no duplicate signature, come
+        after the first task's and so are never reached on this model.)
+
+        Raises:
+            RpcError: that code and message.
+        """
+        spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
+        servable = self.resolve(spec)
+        task = request.tasks[0]
+        name = spec.signature_name or SIGNATURE
+        if name not in servable.signature_defs:
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"Requested signature not found in model graph: {name}")
+        method = MULTI_INFERENCE_METHODS.get(task.method_name)
+        if method is None:
+            raise RpcError(grpc.StatusCode.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}")
+        self._not_one_input(method, name, servable.signature_defs[name])
 
     # -- metadata and status
     def get_model_metadata(self, request) -> get_model_metadata_pb2.GetModelMetadataResponse:
