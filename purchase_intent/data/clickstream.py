@@ -112,8 +112,9 @@ def read_clickstream(path: str | Path, schema: FeatureSchema, cfg: DataConfig) -
         cfg: data configuration (column names).
 
     Returns:
-        The raw rows; the index is the row number a spreadsheet shows (the
-        header is row 1, the first event row 2), so error messages name it.
+        The raw rows; the index is the 0-based row position in the file,
+        which error messages (:func:`~purchase_intent.schema.row_ref`) show
+        as the spreadsheet row (the header is row 1, the first event row 2).
         Ids, event types, text and categorical columns are read as strings.
 
     Raises:
@@ -122,8 +123,7 @@ def read_clickstream(path: str | Path, schema: FeatureSchema, cfg: DataConfig) -
     strings = ([cfg.session_column, cfg.event_type_column] + list(schema.sequence_like)
                + list(schema.text) + list(schema.categorical))
     df = read_raw(path, string_columns=strings)
-    df.index = pd.RangeIndex(2, len(df) + 2)
-    return df
+    return df  # read_raw's fresh RangeIndex: row_ref(0) is spreadsheet row 2
 
 
 def event_times(values: pd.Series, column: str, where: str) -> np.ndarray:
