@@ -31,6 +31,16 @@ The split: ``data.split_column`` if set (values train / validation / test),
 else a seeded hash of each row's file name and row number with the
 fractions ``data.validation_fraction`` / ``data.test_fraction``: the same
 for any partitioning, but not the permutation of the in-memory path.
+
+An event log (``--set data.format=events`` and the clickstream settings,
+:mod:`purchase_intent.data.clickstream`): :func:`prepare_events_partition`
+routes the events to on-disk buckets by session, then builds each bucket's
+prefix examples with the in-memory path's own function; the same examples,
+labels and splits as ``data.format=events`` in memory. A partition keeps
+the sessions of its hash (``--partition-by session``, the default) or every
+N-th file (``--partition-by file``, each session in one file); ``merge``
+runs the whole-log checks. Each shard's CRC-32 goes into the manifest, so
+training names a shard corrupted in place.
 """
 
 from __future__ import annotations

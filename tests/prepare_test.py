@@ -261,11 +261,12 @@ def _same_examples(out_dir, splits, schema):
 
 
 @pytest.mark.parametrize("split_by", ["session", "time"])
-def test_event_log_gives_the_in_memory_prefixes(event_log, tmp_path, split_by):
+def test_event_log_gives_the_in_memory_prefixes(event_log, tmp_path, split_by, caplog):
     root, _, sets = event_log
     sets = [*sets, f"data.split_by={split_by}"]
     schema, splits = _in_memory(root, sets)
     manifest = _prepare_events(root, tmp_path, sets, "--buckets", "3")
+    assert "dropped 1 of 2472 events with a missing 'session_id'" in caplog.text  # counted, not silent
     for split, frame in splits.items():
         assert manifest["splits"][split]["examples"] == len(frame)
     _same_examples(tmp_path, splits, schema)
