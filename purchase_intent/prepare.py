@@ -359,9 +359,14 @@ def prepare_events_partition(inputs: list[str], schema: FeatureSchema, out_dir: 
 
     Split: ``data.split_by=session`` is the in-memory hash of the session id,
     bucket by bucket. ``data.split_by=time`` needs every session's first
-    event time: the prefixes of each bucket are kept on disk, the cut between
-    train / validation / test is computed from all sessions' (start, id)
-    pairs (memory O(sessions)), then the buckets are written; one partition only.
+    event time: in one partition, the prefixes of each bucket are kept on
+    disk, the cut between train / validation / test is computed from all
+    sessions' (start, id) pairs (memory O(sessions)), then the buckets are
+    written. Over N partitions: a first run of each partition records its
+    sessions' (start, id) pairs (``partials/starts-*.pkl``, no shards),
+    ``merge`` computes the cut (``partials/time-cut.json``: the (start, id)
+    where validation and where test begin), a second run of each partition
+    writes its shards with that cut, and a last ``merge`` the manifest.
 
     Returns:
         The partial manifest (also written to ``partials/``), with the
@@ -370,8 +375,8 @@ def prepare_events_partition(inputs: list[str], schema: FeatureSchema, out_dir: 
 
     Raises:
         SchemaError: unreadable input, invalid rows (naming the file and row),
-            ``split_by=time`` over several partitions, too few files for
-            ``partition_by="file"``.
+            too few files for ``partition_by="file"``, a time cut computed
+            with other settings.
     """
     import pickle
     import shutil
@@ -384,11 +389,11 @@ def prepare_events_partition(inputs: list[str], schema: FeatureSchema, out_dir: 
     index, count = partition
     if partition_by not in ("session", "file"):
         raise SchemaError(f"--partition-by {partition_by!r}: expected session or file")
-    if cfg.split_by == "time" and count > 1:
-        raise SchemaError("data.split_by=time needs the first event time of every session before any "
-                          "shard is written: prepare an event log split by time in one partition "
-                          "(--partition 0/1), or use data.split_by=session")
     out_dir = Path(out_dir)
+    # split_by=time over N partitions: a first run of each partition records its sessions' first event
+    # times (``starts_only``), merge computes the cut (TIME_CUT), a second run writes the shards.
+    cut = _load_time_cut(out_dir, cfg) if cfg.split_by == "time" and count > 1 else None
+    starts_only = cfg.split_by == "time" and count > 1 and cut is None
     (out_dir / PARTIALS).mkdir(parents=True, exist_ok=True)
     files = input_files(inputs)
     by_file = partition_by == "file"
@@ -471,16 +476,23 @@ def prepare_events_partition(inputs: list[str], schema: FeatureSchema, out_dir: 
             summary = summary.merge(part_summary)
             if not len(prefixes):
                 continue
-            if cfg.split_by == "time":
+            if cut is not None:
+                write(prefixes, _time_cut_split(prefixes, cut, cfg), b)
+            elif cfg.split_by == "time":
                 first = prefixes.drop_duplicates(cfg.session_column)
                 starts.append(first[[cfg.session_column, cs.SESSION_START]])
-                prefixes.to_pickle(tmp / f"prefixes-{b:05d}.pkl")
+                if not starts_only:
+                    prefixes.to_pickle(tmp / f"prefixes-{b:05d}.pkl")
             else:
                 split_names = np.asarray(SPLITS)[cs.hash_split_parts(prefixes[cfg.session_column], cfg)]
                 write(prefixes, split_names, b)
             logger.info("bucket %d/%d: %d prefixes (%d sessions)", b + 1, buckets, len(prefixes),
                         part_summary.sessions_with_prefixes)
-        if cfg.split_by == "time" and starts:
+        if starts_only:
+            first = (pd.concat(starts, ignore_index=True) if starts else
+                     pd.DataFrame({cfg.session_column: [], cs.SESSION_START: []}))
+            first.to_pickle(out_dir / PARTIALS / f"starts-{name}.pkl")
+        elif cfg.split_by == "time" and cut is None and starts:
             first = pd.concat(starts, ignore_index=True)
             del starts
             cs.check_session_count(len(first), ", ".join(map(str, files))[:200])
@@ -509,6 +521,12 @@ def prepare_events_partition(inputs: list[str], schema: FeatureSchema, out_dir: 
                           "config": {k: getattr(cfg, k) for k in _EVENT_KEYS}},
                "shards": {s: w.close() for s, w in writers.items()},
                "stats": f"{PARTIALS}/stats-{name}.json"}
+    if starts_only:
+        partial["pending"] = "time cut"
+        partial["starts"] = f"{PARTIALS}/starts-{name}.pkl"
+        logger.info("Partition %d/%d: data.split_by=time: recorded the first event time of its sessions; "
+                    "when all %d partitions have, run merge (it computes the time cut), then every "
+                    "partition again (it writes the shards), then merge", index, count, count)
     (out_dir / PARTIALS / f"{name}.json").write_text(json.dumps(partial, indent=2))
     logger.info("Partition %d/%d: %d events (%d kept) in %d buckets in %.1f s -> %s", index, count, rows, kept,
                 buckets, time.perf_counter() - t0, {s: sum(x["examples"] for x in w.shards) for s, w in writers.items()})
@@ -519,6 +537,67 @@ def prepare_events_partition(inputs: list[str], schema: FeatureSchema, out_dir: 
 _EVENT_KEYS = ("session_column", "time_column", "event_type_column", "purchase_value", "price_column",
                "prefix_every", "prefix_at", "max_prefixes_per_session", "split_by", "validation_fraction",
                "test_fraction")
+
+
+TIME_CUT = "time-cut.json"
+
+
+def _load_time_cut(out_dir: Path, cfg) -> dict[str, Any] | None:
+    """The cut of a ``split_by=time`` fan-out computed by ``merge``, or None if there is none yet."""
+    file = out_dir / PARTIALS / TIME_CUT
+    if not file.is_file():
+        return None
+    cut = json.loads(file.read_text())
+    if cut["config"] != {k: getattr(cfg, k) for k in _EVENT_KEYS}:
+        raise SchemaError(f"{file}: computed with other data.* settings; delete it and run every "
+                          "partition again")
+    return cut
+
+
+def _time_cut_split(prefixes, cut: dict[str, Any], cfg) -> np.ndarray:
+    """Split names of prefix rows from the (first event time, session id) where validation and test begin."""
+    from purchase_intent.data import clickstream as cs
+
+    start = prefixes[cs.SESSION_START].to_numpy().astype("datetime64[ns]").view(np.int64)
+    ids = prefixes[cfg.session_column].to_numpy().astype(str)
+
+    def at_or_after(key):
+        return (start > key[0]) | ((start == key[0]) & (ids >= key[1]))
+
+    return np.where(at_or_after(cut["test"]), "test", np.where(at_or_after(cut["validation"]), "validation", "train"))
+
+
+def _compute_time_cut(partials: list[dict[str, Any]], out_dir: Path) -> dict[str, Any]:
+    """Merge step of a ``split_by=time`` fan-out: the cut from every partition's session starts."""
+    import pandas as pd
+
+    from purchase_intent.config import DataConfig
+    from purchase_intent.data import clickstream as cs
+
+    if not all(p.get("pending") for p in partials):
+        raise SchemaError(f"{out_dir}: some partitions wrote shards and some wait for the time cut; "
+                          "clear the directory and prepare again")
+    _check_events(partials, out_dir)
+    cfg = DataConfig(**partials[0]["events"]["config"])
+    first = pd.concat([pd.read_pickle(out_dir / p["starts"]) for p in partials], ignore_index=True)
+    start = first[cs.SESSION_START].to_numpy().astype("datetime64[ns]").view(np.int64)
+    ids = first[cfg.session_column].to_numpy().astype(str)
+    part = cs.time_split_parts(start, ids, cfg)  # the in-memory rule on all sessions
+
+    def lowest(k):
+        i = np.flatnonzero(part == k)
+        j = i[np.lexsort((ids[i], start[i]))[0]]
+        return [int(start[j]), str(ids[j])]
+
+    cut = {"validation": lowest(1), "test": lowest(2), "sessions": len(ids),
+           "config": partials[0]["events"]["config"]}
+    (out_dir / PARTIALS / TIME_CUT).write_text(json.dumps(cut, indent=2))
+    for p in partials:
+        (out_dir / p["starts"]).unlink(missing_ok=True)
+    logger.info("Time cut of %d sessions: validation from %s, test from %s (first event time, session id); "
+                "now run every partition again, then merge", len(ids),
+                cut["validation"], cut["test"])
+    return {"time_cut": cut}
 
 
 def _check_events(partials: list[dict[str, Any]], out_dir: Path) -> None:
@@ -569,6 +648,8 @@ def merge(out_dir: str | Path) -> dict[str, Any]:
     missing = sorted(set(range(count)) - {p["partition"][0] for p in partials})
     if missing:
         raise SchemaError(f"{out_dir}: partition(s) {missing} of {count} not prepared yet")
+    if any(p.get("pending") for p in partials):
+        return _compute_time_cut(partials, out_dir)
     first = partials[0]
     for p in partials[1:]:
         for key in ("schema", "bow_events", "compression"):
@@ -595,6 +676,7 @@ def merge(out_dir: str | Path) -> dict[str, Any]:
                 "compression": first["compression"], "bow_events": first["bow_events"],
                 "splits": splits, "stats": STATS}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    (out_dir / PARTIALS / TIME_CUT).unlink(missing_ok=True)  # used: a new prepare here starts afresh
     logger.info("Merged %d partition(s) into %s: %s", count, out_dir / MANIFEST,
                 {k: (v["examples"], round(v["label_rate"], 4), len(v["shards"])) for k, v in splits.items()})
     return manifest

@@ -329,5 +329,18 @@ def test_event_log_whole_log_checks_at_merge(event_log, tmp_path):
     root, _, sets = event_log
     with pytest.raises(SchemaError, match=r"no event has 'event_type' == 'bought'.*'purchase'"):
         _prepare_events(root, tmp_path, [*sets, "data.purchase_value=bought"])
-    with pytest.raises(SchemaError, match=r"split_by=time .* one partition"):
-        _prepare_events(root, tmp_path, [*sets, "data.split_by=time"], "--partition", "0/2")
+
+
+def test_event_log_time_split_over_partitions(event_log, tmp_path):
+    root, _, sets = event_log
+    sets = [*sets, "data.split_by=time"]
+    schema, splits = _in_memory(root, sets)
+    for _ in range(2):  # 1st: each partition records its sessions' starts; 2nd: writes the shards
+        for i in range(2):
+            partial = _prepare_events(root, tmp_path, sets, "--partition", f"{i}/2", "--buckets", "2")
+        merged = prepare.main(["merge", "--output", str(tmp_path)])
+        if "time_cut" in merged:
+            assert not partial["shards"]["train"] and 0.9 * SESSIONS < merged["time_cut"]["sessions"] <= SESSIONS
+    assert "time_cut" not in merged
+    _same_examples(tmp_path, splits, schema)
+    assert not (tmp_path / prepare.PARTIALS / prepare.TIME_CUT).exists()
