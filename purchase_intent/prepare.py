@@ -284,6 +284,7 @@ def prepare_partition(inputs: list[str], schema: FeatureSchema, out_dir: str | P
 
 
 # -- event logs (data.format=events) ---------------------------------------------------------
+SESSION_SAMPLE = 1e-3  # --partition-by file: share of session ids each partition records for merge's check
 BUCKET_BYTES = 16 << 20  # input bytes per bucket when --buckets is 0 (Parquet counted 4x: compressed)
 MAX_BUCKETS = 512  # open bucket files at once
 
@@ -408,6 +409,7 @@ def prepare_events_partition(inputs: list[str], schema: FeatureSchema, out_dir: 
     tmp.mkdir()
     t0 = time.perf_counter()
     rows = kept = dropped = 0
+    sample: set[str] = set()
     try:
         # 1. Route every event of this partition to its session's bucket.
         handles = [open(tmp / f"events-{b:05d}.pkl", "wb") for b in range(buckets)]
@@ -421,6 +423,9 @@ def prepare_events_partition(inputs: list[str], schema: FeatureSchema, out_dir: 
                     rows += len(raw)
                     dropped += lost
                     code = cs.session_bucket(events[cfg.session_column], buckets * count)
+                    if by_file and count > 1:  # a hashed sample of ids: merge finds a session in 2 partitions
+                        ids = events[cfg.session_column]
+                        sample.update(ids[cs.session_hash_unit(ids) < SESSION_SAMPLE].astype(str).tolist())
                     if not by_file:
                         mine = code % count == index
                         events, code = events[mine], code[mine]
@@ -517,7 +522,7 @@ def prepare_events_partition(inputs: list[str], schema: FeatureSchema, out_dir: 
                "inputs": [str(p) for p in files], "compression": compression,
                "bow_events": cfg.events_kept(), "rows": rows,
                "events": {"summary": dataclasses.asdict(summary), "dropped": dropped,
-                          "partition_by": partition_by, "buckets": buckets,
+                          "partition_by": partition_by, "buckets": buckets, "session_sample": sorted(sample),
                           "config": {k: getattr(cfg, k) for k in _EVENT_KEYS}},
                "shards": {s: w.close() for s, w in writers.items()},
                "stats": f"{PARTIALS}/stats-{name}.json"}
@@ -617,6 +622,14 @@ def _check_events(partials: list[dict[str, Any]], out_dir: Path) -> None:
             raise SchemaError(f"{out_dir}: partitions {partials[0]['partition']} and {p['partition']} differ "
                               "in their data.* settings: prepare all partitions with the same options")
     cfg = DataConfig(**first)
+    seen: dict[str, int] = {}
+    for p in partials:  # --partition-by file: each partition's hashed sample of its session ids
+        for sid in p["events"].get("session_sample", []):
+            if seen.setdefault(sid, p["partition"][0]) != p["partition"][0]:
+                raise SchemaError(
+                    f"{out_dir}: session {sid!r} has events in partitions {seen[sid]} and {p['partition'][0]}: "
+                    "with --partition-by file every session must lie in the files of one partition; "
+                    "prepare again with --partition-by session")
     summary = cs.LogSummary()
     for p in partials:
         summary = summary.merge(cs.LogSummary(**p["events"]["summary"]))

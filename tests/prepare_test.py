@@ -273,7 +273,7 @@ def test_event_log_gives_the_in_memory_prefixes(event_log, tmp_path, split_by, c
     assert not list((tmp_path / prepare.PARTIALS).glob("buckets-*"))  # the buckets are removed
 
 
-def test_event_log_partitions_and_merge_equal_the_whole(event_log, tmp_path):
+def test_event_log_partitions_and_merge_equal_the_whole(event_log, tmp_path, monkeypatch):
     root, log, sets = event_log
     schema, splits = _in_memory(root, sets)
     whole = _prepare_events(root, tmp_path / "whole", sets, "--buckets", "1")
@@ -298,6 +298,15 @@ def test_event_log_partitions_and_merge_equal_the_whole(event_log, tmp_path):
                         inputs=("by_session-*.parquet",))
     prepare.main(["merge", "--output", str(tmp_path / "files")])
     _same_examples(tmp_path / "files", splits, schema)
+    # Files not partitioned by session: merge finds a session in two partitions (a hashed sample of ids).
+    monkeypatch.setattr(prepare, "SESSION_SAMPLE", 0.05)  # 1e-3 of 500 sessions would be none
+    part.iloc[::2].to_parquet(root / "by_row-0.parquet")
+    part.iloc[1::2].to_parquet(root / "by_row-1.parquet")
+    for i in range(2):
+        _prepare_events(root, tmp_path / "rows", sets, "--partition", f"{i}/2", "--partition-by", "file",
+                        inputs=("by_row-*.parquet",))
+    with pytest.raises(SchemaError, match=r"session '\w+' has events in partitions 0 and 1: .* --partition-by session"):
+        prepare.merge(tmp_path / "rows")
 
 
 def test_event_log_bad_row_gives_the_in_memory_error(event_log, tmp_path):
