@@ -534,7 +534,8 @@ def prepare_events_partition(inputs: list[str], schema: FeatureSchema, out_dir: 
                     "partition again (it writes the shards), then merge", index, count, count)
     (out_dir / PARTIALS / f"{name}.json").write_text(json.dumps(partial, indent=2))
     logger.info("Partition %d/%d: %d events (%d kept) in %d buckets in %.1f s -> %s", index, count, rows, kept,
-                buckets, time.perf_counter() - t0, {s: sum(x["examples"] for x in w.shards) for s, w in writers.items()})
+                buckets, time.perf_counter() - t0,
+                {s: sum(x["examples"] for x in w.shards) for s, w in writers.items()})
     return partial
 
 
