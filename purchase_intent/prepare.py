@@ -31,11 +31,22 @@ The split: ``data.split_column`` if set (values train / validation / test),
 else a seeded hash of each row's file name and row number with the
 fractions ``data.validation_fraction`` / ``data.test_fraction``: the same
 for any partitioning, but not the permutation of the in-memory path.
+
+An event log (``--set data.format=events`` and the clickstream settings,
+:mod:`purchase_intent.data.clickstream`): :func:`prepare_events_partition`
+routes the events to on-disk buckets by session, then builds each bucket's
+prefix examples with the in-memory path's own function; the same examples,
+labels and splits as ``data.format=events`` in memory. A partition keeps
+the sessions of its hash (``--partition-by session``, the default) or every
+N-th file (``--partition-by file``, each session in one file); ``merge``
+runs the whole-log checks. Each shard's CRC-32 goes into the manifest, so
+training names a shard corrupted in place.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import json
 import logging
@@ -48,7 +59,7 @@ from typing import Any
 
 import numpy as np
 
-from purchase_intent.data.prepared import FORMAT, MANIFEST, STATS, encode_examples
+from purchase_intent.data.prepared import FORMAT, MANIFEST, STATS, encode_examples, file_crc32
 from purchase_intent import cli
 from purchase_intent.data import split_values
 from purchase_intent.schema import FeatureSchema, SchemaError
@@ -90,6 +101,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=">0: keep the most frequent N values per counted column (bounds memory; counts "
                         "become lower bounds, see purchase_intent/stats.py); 0: exact")
     p.add_argument("--compression", default="", choices=["", "GZIP", "ZLIB"], help="TFRecord compression")
+    p.add_argument("--buckets", type=int, default=0,
+                   help="event log (data.format=events): on-disk session buckets per partition; "
+                        "0: one per ~16 MB of input")
+    p.add_argument("--partition-by", default="session", choices=["session", "file"],
+                   help="event log: a partition keeps the sessions of its hash (reads all the input) "
+                        "or every N-th file (each session must lie in one file)")
     cli.add_config_flags(p)
     cli.add_common_flags(p)
     args = p.parse_args(argv)
@@ -170,12 +187,40 @@ class ShardWriter:
     def _close_file(self) -> None:
         if self._writer is not None:
             self._writer.close()
-            self.shards[-1]["bytes"] = (self.out_dir / self.shards[-1]["file"]).stat().st_size
+            path = self.out_dir / self.shards[-1]["file"]
+            self.shards[-1]["bytes"] = path.stat().st_size
+            self.shards[-1]["crc32"] = file_crc32(path)  # Prepared.check finds a shard changed in place
             self._writer = None
 
     def close(self) -> list[dict[str, Any]]:
         self._close_file()
         return self.shards
+
+
+def write_splits(valid, splits: np.ndarray, schema: FeatureSchema, cfg, writers: dict[str, "ShardWriter"],
+                 parts: dict[str, Any], *, sample_size: int, seed: int, max_values: int) -> None:
+    """Writes the rows of a validated frame to their split's shards and adds them to its statistics.
+
+    Args:
+        valid: a frame validated by ``schema.validate``.
+        splits: the split name of each row.
+        writers: ``{split: ShardWriter}``.
+        parts: ``{split: SplitStats}``, updated in place.
+        seed: seed of this frame's reservoir samples.
+        max_values: >0: prune a split's counters to this many values once one holds twice as many.
+    """
+    from purchase_intent import stats as st
+
+    for split in SPLITS:
+        part = valid[splits == split].reset_index(drop=True)
+        if not len(part):
+            continue
+        writers[split].write(encode_examples(part, schema))
+        chunk_stats = st.SplitStats.of_frame(part, schema, bow_events=cfg.events_kept(),
+                                             capacity=sample_size, seed=seed)
+        parts[split] = parts.get(split, st.SplitStats()).merge(chunk_stats)
+        if max_values and max(map(len, [parts[split].bow_terms, *parts[split].values.values()])) > 2 * max_values:
+            parts[split] = parts[split].prune(max_values)
 
 
 def prepare_partition(inputs: list[str], schema: FeatureSchema, out_dir: str | Path, cfg, *,
@@ -218,16 +263,8 @@ def prepare_partition(inputs: list[str], schema: FeatureSchema, out_dir: str | P
         for number, raw in iter_table(path, schema, chunk_rows, chunks=chunks):
             splits = split_of(raw, path, cfg, seed)
             valid = schema.validate(raw, where=str(path))
-            for split in SPLITS:
-                part = valid[splits == split].reset_index(drop=True)
-                if not len(part):
-                    continue
-                writers[split].write(encode_examples(part, schema))
-                chunk_stats = st.SplitStats.of_frame(part, schema, bow_events=cfg.events_kept(),
-                                                     capacity=sample_size, seed=seed + 7919 * f + number)
-                parts[split] = parts.get(split, st.SplitStats()).merge(chunk_stats)
-                if max_values and max(map(len, [parts[split].bow_terms, *parts[split].values.values()])) > 2 * max_values:
-                    parts[split] = parts[split].prune(max_values)
+            write_splits(valid, splits, schema, cfg, writers, parts, sample_size=sample_size,
+                         seed=seed + 7919 * f + number, max_values=max_values)
             rows += len(raw)
             logger.info("%s chunk %d: %d rows (%d in this partition, %.0f rows/s)", path, number, len(raw),
                         rows, rows / max(time.perf_counter() - t0, 1e-9))
@@ -244,6 +281,364 @@ def prepare_partition(inputs: list[str], schema: FeatureSchema, out_dir: str | P
     logger.info("Partition %d/%d: %d rows in %.1f s -> %s", index, count, rows, time.perf_counter() - t0,
                 {s: sum(x["examples"] for x in w.shards) for s, w in writers.items()})
     return partial
+
+
+# -- event logs (data.format=events) ---------------------------------------------------------
+SESSION_SAMPLE = 1e-3  # --partition-by file: share of session ids each partition records for merge's check
+BUCKET_BYTES = 16 << 20  # input bytes per bucket when --buckets is 0 (Parquet counted 4x: compressed)
+MAX_BUCKETS = 512  # open bucket files at once
+
+
+def _event_chunk(raw, schema: FeatureSchema, cfg, where: str) -> tuple[Any, int]:
+    """Checks a raw chunk of an event log as the in-memory path checks the whole log.
+
+    Returns:
+        ``(events, dropped)``: the used columns of the rows that have a session
+        id, the time as ``datetime64[ns]`` (wall clock) and the numbers as
+        float64 (NaN for missing and inf); ``dropped``: rows without a session id.
+
+    Raises:
+        SchemaError: the errors of :func:`clickstream.build_prefixes`, naming
+            the file, the column and the spreadsheet row.
+    """
+    import pandas as pd
+
+    from purchase_intent.data import clickstream as cs
+    from purchase_intent.data.readers import is_missing_key
+    from purchase_intent.schema import _as_float_column
+
+    cs._check_columns(raw, schema, cfg, where)
+    cs.check_label_column(raw, schema, cfg, where)
+    no_key = is_missing_key(raw[cfg.session_column])
+    events = raw[~no_key] if no_key.any() else raw
+    columns = list(dict.fromkeys([cfg.session_column, cfg.time_column, cfg.event_type_column]
+                                 + schema.feature_names + ([cfg.price_column] if cfg.price_column else [])))
+    if not len(events):
+        return raw[columns].iloc[:0], int(no_key.sum())
+    out = events[columns].copy()
+    out[cfg.time_column] = cs.event_times(events[cfg.time_column], cfg.time_column, where).view("datetime64[ns]")
+    for name in schema.numeric + ([cfg.price_column] if cfg.price_column else []):
+        _as_float_column(events[name], name, where)  # a non-number: error naming its spreadsheet row
+        values = pd.to_numeric(events[name], errors="coerce").to_numpy(np.float64, na_value=np.nan, copy=True)
+        values[~np.isfinite(values)] = np.nan
+        out[name] = values
+    return out.reset_index(drop=True), int(no_key.sum())
+
+
+def _bucket_count(files: list[Path], index: int, count: int, by_file: bool) -> int:
+    """Buckets of one partition: about :data:`BUCKET_BYTES` of its share of the input each."""
+    size = sum((4 if p.name.lower().endswith((".parquet", ".pq")) else 1) * p.stat().st_size
+               for i, p in enumerate(files) if p.is_file() and (not by_file or i % count == index))
+    share = size if by_file else size / count
+    return int(min(MAX_BUCKETS, max(1, -(-share // BUCKET_BYTES))))
+
+
+def prepare_events_partition(inputs: list[str], schema: FeatureSchema, out_dir: str | Path, cfg, *,
+                             partition: tuple[int, int] = (0, 1), partition_by: str = "session",
+                             buckets: int = 0, seed: int = 0, chunk_rows: int = 50_000,
+                             shard_examples: int = 100_000, sample_size: int = 50_000,
+                             compression: str = "", max_values: int = 0) -> dict[str, Any]:
+    """Prepares partition ``(i, N)`` of an event log: in-session prefix examples, as ``data.format=events``.
+
+    Memory is bounded by a bucket, never the log:
+
+    1. The partition's input is read in chunks (CSV chunks, Parquet batches);
+       each chunk is checked as the in-memory path checks the log (same
+       errors: file, column, spreadsheet row) and its events are appended to
+       one of ``buckets`` files on disk by a stable hash of the session id
+       (:func:`clickstream.session_bucket`), so every session lands whole in
+       one bucket, in input order (equal timestamps keep their file order).
+    2. Each bucket is loaded and turned into prefixes by
+       :func:`clickstream.prefixes_of_part`, the function of the in-memory
+       path, then split, validated and written to shards with statistics.
+
+    Partitions: ``partition_by="session"`` (default): partition ``i`` reads
+    the whole input and keeps the sessions whose hash falls in it (input read
+    N times, processed once; no condition on the files). ``"file"``: every
+    N-th file, read once; each session must then lie in one file (a log
+    written partitioned by session id).
+
+    Split: ``data.split_by=session`` is the in-memory hash of the session id,
+    bucket by bucket. ``data.split_by=time`` needs every session's first
+    event time: in one partition, the prefixes of each bucket are kept on
+    disk, the cut between train / validation / test is computed from all
+    sessions' (start, id) pairs (memory O(sessions)), then the buckets are
+    written. Over N partitions: a first run of each partition records its
+    sessions' (start, id) pairs (``partials/starts-*.pkl``, no shards),
+    ``merge`` computes the cut (``partials/time-cut.json``: the (start, id)
+    where validation and where test begin), a second run of each partition
+    writes its shards with that cut, and a last ``merge`` the manifest.
+
+    Returns:
+        The partial manifest (also written to ``partials/``), with the
+        :class:`clickstream.LogSummary` that ``merge`` checks (a purchase
+        event, non-buying sessions, a cut point, 10 sessions).
+
+    Raises:
+        SchemaError: unreadable input, invalid rows (naming the file and row),
+            too few files for ``partition_by="file"``, a time cut computed
+            with other settings.
+    """
+    import pickle
+    import shutil
+
+    import pandas as pd
+
+    from purchase_intent.data import clickstream as cs
+    from purchase_intent.data.readers import iter_table
+
+    index, count = partition
+    if partition_by not in ("session", "file"):
+        raise SchemaError(f"--partition-by {partition_by!r}: expected session or file")
+    out_dir = Path(out_dir)
+    # split_by=time over N partitions: a first run of each partition records its sessions' first event
+    # times (``starts_only``), merge computes the cut (TIME_CUT), a second run writes the shards.
+    cut = _load_time_cut(out_dir, cfg) if cfg.split_by == "time" and count > 1 else None
+    starts_only = cfg.split_by == "time" and count > 1 and cut is None
+    (out_dir / PARTIALS).mkdir(parents=True, exist_ok=True)
+    files = input_files(inputs)
+    by_file = partition_by == "file"
+    if by_file and len(files) < count:
+        raise SchemaError(f"--partition-by file: {len(files)} input file(s) for {count} partitions; "
+                          "use --partition-by session")
+    buckets = buckets or _bucket_count(files, index, count, by_file)
+    pschema = cs.prefix_schema(schema, cfg)
+    name = f"partition-{index:05d}-of-{count:05d}"
+    tmp = out_dir / PARTIALS / f"buckets-{name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    t0 = time.perf_counter()
+    rows = kept = dropped = 0
+    sample: set[str] = set()
+    try:
+        # 1. Route every event of this partition to its session's bucket.
+        handles = [open(tmp / f"events-{b:05d}.pkl", "wb") for b in range(buckets)]
+        try:
+            strings = [cfg.session_column, cfg.event_type_column]
+            for f, path in enumerate(files):
+                if by_file and f % count != index:
+                    continue
+                for number, raw in iter_table(path, schema, chunk_rows, string_columns=strings):
+                    events, lost = _event_chunk(raw, schema, cfg, str(path))
+                    rows += len(raw)
+                    dropped += lost
+                    code = cs.session_bucket(events[cfg.session_column], buckets * count)
+                    if by_file and count > 1:  # a hashed sample of ids: merge finds a session in 2 partitions
+                        ids = events[cfg.session_column]
+                        sample.update(ids[cs.session_hash_unit(ids) < SESSION_SAMPLE].astype(str).tolist())
+                    if not by_file:
+                        mine = code % count == index
+                        events, code = events[mine], code[mine]
+                    bucket = code // count if not by_file else code % buckets
+                    order = np.argsort(bucket, kind="stable")
+                    bounds = np.searchsorted(bucket[order], np.arange(buckets + 1))
+                    for b in np.flatnonzero(np.diff(bounds)):
+                        pickle.dump(events.iloc[order[bounds[b]:bounds[b + 1]]], handles[b],
+                                    protocol=pickle.HIGHEST_PROTOCOL)
+                    kept += len(events)
+                    logger.info("%s chunk %d: %d events (%d read, %d in this partition, %.0f events/s)",
+                                path, number, len(raw), rows, kept, rows / max(time.perf_counter() - t0, 1e-9))
+        finally:
+            for h in handles:
+                h.close()
+        if rows and dropped == rows:
+            raise SchemaError(f"{', '.join(map(str, files))[:200]}: every event has a missing "
+                              f"{cfg.session_column!r}")
+        if dropped:
+            logger.warning("%s: dropped %d of %d events with a missing %r: cannot attribute them to a "
+                           "session", ", ".join(map(str, files))[:200], dropped, rows, cfg.session_column)
+
+        # 2. Prefixes bucket by bucket.
+        def load(file: Path):
+            frames = []
+            with open(file, "rb") as h:
+                while True:
+                    try:
+                        frames.append(pickle.load(h))
+                    except EOFError:
+                        break
+            return pd.concat(frames, ignore_index=True) if frames else None
+
+        summary = cs.LogSummary()
+        writers = {s: ShardWriter(out_dir, f"{s}-{index:05d}", shard_examples, compression) for s in SPLITS}
+        parts: dict[str, Any] = {}
+        starts: list[Any] = []
+
+        def write(prefixes, split_of_row, b):
+            for lo in range(0, len(prefixes), chunk_rows):
+                block = prefixes.iloc[lo:lo + chunk_rows]
+                valid = pschema.validate(block, where=f"{out_dir} [bucket {b}]")
+                write_splits(valid, split_of_row[lo:lo + chunk_rows], pschema, cfg, writers, parts,
+                             sample_size=sample_size, seed=seed + 7919 * b + lo, max_values=max_values)
+
+        for b in range(buckets):
+            events = load(tmp / f"events-{b:05d}.pkl")
+            (tmp / f"events-{b:05d}.pkl").unlink()
+            if events is None:
+                continue
+            prefixes, part_summary = cs.prefixes_of_part(events, schema, cfg, seed, where=f"bucket {b}")
+            del events
+            summary = summary.merge(part_summary)
+            if not len(prefixes):
+                continue
+            if cut is not None:
+                write(prefixes, _time_cut_split(prefixes, cut, cfg), b)
+            elif cfg.split_by == "time":
+                first = prefixes.drop_duplicates(cfg.session_column)
+                starts.append(first[[cfg.session_column, cs.SESSION_START]])
+                if not starts_only:
+                    prefixes.to_pickle(tmp / f"prefixes-{b:05d}.pkl")
+            else:
+                split_names = np.asarray(SPLITS)[cs.hash_split_parts(prefixes[cfg.session_column], cfg)]
+                write(prefixes, split_names, b)
+            logger.info("bucket %d/%d: %d prefixes (%d sessions)", b + 1, buckets, len(prefixes),
+                        part_summary.sessions_with_prefixes)
+        if starts_only:
+            first = (pd.concat(starts, ignore_index=True) if starts else
+                     pd.DataFrame({cfg.session_column: [], cs.SESSION_START: []}))
+            first.to_pickle(out_dir / PARTIALS / f"starts-{name}.pkl")
+        elif cfg.split_by == "time" and cut is None and starts:
+            first = pd.concat(starts, ignore_index=True)
+            del starts
+            cs.check_session_count(len(first), ", ".join(map(str, files))[:200])
+            part = cs.time_split_parts(first[cs.SESSION_START].to_numpy(),
+                                       first[cfg.session_column].to_numpy(), cfg)
+            split_by_session = pd.Series(np.asarray(SPLITS)[part], index=first[cfg.session_column].to_numpy())
+            del first
+            for b in range(buckets):
+                file = tmp / f"prefixes-{b:05d}.pkl"
+                if file.exists():
+                    prefixes = pd.read_pickle(file)
+                    file.unlink()
+                    write(prefixes, split_by_session.loc[prefixes[cfg.session_column].to_numpy()].to_numpy(), b)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if max_values:
+        parts = {k: v.prune(max_values) for k, v in parts.items()}
+    from purchase_intent import stats as st
+
+    st.save(parts, out_dir / PARTIALS / f"stats-{name}.json")
+    partial = {"format": FORMAT, "schema": pschema.to_dict(), "partition": [index, count],
+               "inputs": [str(p) for p in files], "compression": compression,
+               "bow_events": cfg.events_kept(), "rows": rows,
+               "events": {"summary": dataclasses.asdict(summary), "dropped": dropped,
+                          "partition_by": partition_by, "buckets": buckets, "session_sample": sorted(sample),
+                          "config": {k: getattr(cfg, k) for k in _EVENT_KEYS}},
+               "shards": {s: w.close() for s, w in writers.items()},
+               "stats": f"{PARTIALS}/stats-{name}.json"}
+    if starts_only:
+        partial["pending"] = "time cut"
+        partial["starts"] = f"{PARTIALS}/starts-{name}.pkl"
+        logger.info("Partition %d/%d: data.split_by=time: recorded the first event time of its sessions; "
+                    "when all %d partitions have, run merge (it computes the time cut), then every "
+                    "partition again (it writes the shards), then merge", index, count, count)
+    (out_dir / PARTIALS / f"{name}.json").write_text(json.dumps(partial, indent=2))
+    logger.info("Partition %d/%d: %d events (%d kept) in %d buckets in %.1f s -> %s", index, count, rows, kept,
+                buckets, time.perf_counter() - t0,
+                {s: sum(x["examples"] for x in w.shards) for s, w in writers.items()})
+    return partial
+
+
+# The data settings an event log's prefixes depend on: all partitions must share them.
+_EVENT_KEYS = ("session_column", "time_column", "event_type_column", "purchase_value", "price_column",
+               "prefix_every", "prefix_at", "max_prefixes_per_session", "split_by", "validation_fraction",
+               "test_fraction")
+
+
+TIME_CUT = "time-cut.json"
+
+
+def _load_time_cut(out_dir: Path, cfg) -> dict[str, Any] | None:
+    """The cut of a ``split_by=time`` fan-out computed by ``merge``, or None if there is none yet."""
+    file = out_dir / PARTIALS / TIME_CUT
+    if not file.is_file():
+        return None
+    cut = json.loads(file.read_text())
+    if cut["config"] != {k: getattr(cfg, k) for k in _EVENT_KEYS}:
+        raise SchemaError(f"{file}: computed with other data.* settings; delete it and run every "
+                          "partition again")
+    return cut
+
+
+def _time_cut_split(prefixes, cut: dict[str, Any], cfg) -> np.ndarray:
+    """Split names of prefix rows from the (first event time, session id) where validation and test begin."""
+    from purchase_intent.data import clickstream as cs
+
+    start = prefixes[cs.SESSION_START].to_numpy().astype("datetime64[ns]").view(np.int64)
+    ids = prefixes[cfg.session_column].to_numpy().astype(str)
+
+    def at_or_after(key):
+        return (start > key[0]) | ((start == key[0]) & (ids >= key[1]))
+
+    return np.where(at_or_after(cut["test"]), "test", np.where(at_or_after(cut["validation"]), "validation", "train"))
+
+
+def _compute_time_cut(partials: list[dict[str, Any]], out_dir: Path) -> dict[str, Any]:
+    """Merge step of a ``split_by=time`` fan-out: the cut from every partition's session starts."""
+    import pandas as pd
+
+    from purchase_intent.config import DataConfig
+    from purchase_intent.data import clickstream as cs
+
+    if not all(p.get("pending") for p in partials):
+        raise SchemaError(f"{out_dir}: some partitions wrote shards and some wait for the time cut; "
+                          "clear the directory and prepare again")
+    _check_events(partials, out_dir)
+    cfg = DataConfig(**partials[0]["events"]["config"])
+    first = pd.concat([pd.read_pickle(out_dir / p["starts"]) for p in partials], ignore_index=True)
+    start = first[cs.SESSION_START].to_numpy().astype("datetime64[ns]").view(np.int64)
+    ids = first[cfg.session_column].to_numpy().astype(str)
+    part = cs.time_split_parts(start, ids, cfg)  # the in-memory rule on all sessions
+
+    def lowest(k):
+        i = np.flatnonzero(part == k)
+        j = i[np.lexsort((ids[i], start[i]))[0]]
+        return [int(start[j]), str(ids[j])]
+
+    cut = {"validation": lowest(1), "test": lowest(2), "sessions": len(ids),
+           "config": partials[0]["events"]["config"]}
+    (out_dir / PARTIALS / TIME_CUT).write_text(json.dumps(cut, indent=2))
+    for p in partials:
+        (out_dir / p["starts"]).unlink(missing_ok=True)
+    logger.info("Time cut of %d sessions: validation from %s, test from %s (first event time, session id); "
+                "now run every partition again, then merge", len(ids),
+                cut["validation"], cut["test"])
+    return {"time_cut": cut}
+
+
+def _check_events(partials: list[dict[str, Any]], out_dir: Path) -> None:
+    """The whole-log checks of an event log on the merged summaries of its partitions."""
+    from purchase_intent.config import DataConfig
+    from purchase_intent.data import clickstream as cs
+
+    kinds = {"events" in p for p in partials}
+    if len(kinds) > 1:
+        raise SchemaError(f"{out_dir}: some partitions are of an event log and some of a table; "
+                          "prepare all partitions with the same options")
+    if not kinds.pop():
+        return
+    first = partials[0]["events"]["config"]
+    for p in partials[1:]:
+        if p["events"]["config"] != first:
+            raise SchemaError(f"{out_dir}: partitions {partials[0]['partition']} and {p['partition']} differ "
+                              "in their data.* settings: prepare all partitions with the same options")
+    cfg = DataConfig(**first)
+    seen: dict[str, int] = {}
+    for p in partials:  # --partition-by file: each partition's hashed sample of its session ids
+        for sid in p["events"].get("session_sample", []):
+            if seen.setdefault(sid, p["partition"][0]) != p["partition"][0]:
+                raise SchemaError(
+                    f"{out_dir}: session {sid!r} has events in partitions {seen[sid]} and {p['partition'][0]}: "
+                    "with --partition-by file every session must lie in the files of one partition; "
+                    "prepare again with --partition-by session")
+    summary = cs.LogSummary()
+    for p in partials:
+        summary = summary.merge(cs.LogSummary(**p["events"]["summary"]))
+    where = str(out_dir)
+    cs.check_labels(summary, cfg, where)
+    cs.check_cuts(summary, cfg, where)
+    cs.check_session_count(summary.sessions_with_prefixes, where)
+    cs.log_summary(summary, where)
 
 
 def merge(out_dir: str | Path) -> dict[str, Any]:
@@ -267,12 +662,15 @@ def merge(out_dir: str | Path) -> dict[str, Any]:
     missing = sorted(set(range(count)) - {p["partition"][0] for p in partials})
     if missing:
         raise SchemaError(f"{out_dir}: partition(s) {missing} of {count} not prepared yet")
+    if any(p.get("pending") for p in partials):
+        return _compute_time_cut(partials, out_dir)
     first = partials[0]
     for p in partials[1:]:
         for key in ("schema", "bow_events", "compression"):
             if p[key] != first[key]:
                 raise SchemaError(f"{out_dir}: partitions {first['partition']} and {p['partition']} "
                                   f"differ in {key}: prepare all partitions with the same options")
+    _check_events(partials, out_dir)
     merged = st.merge_splits(st.load(out_dir / p["stats"]) for p in partials)
     schema = FeatureSchema.from_dict(first["schema"])
     splits = {}
@@ -292,6 +690,7 @@ def merge(out_dir: str | Path) -> dict[str, Any]:
                 "compression": first["compression"], "bow_events": first["bow_events"],
                 "splits": splits, "stats": STATS}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    (out_dir / PARTIALS / TIME_CUT).unlink(missing_ok=True)  # used: a new prepare here starts afresh
     logger.info("Merged %d partition(s) into %s: %s", count, out_dir / MANIFEST,
                 {k: (v["examples"], round(v["label_rate"], 4), len(v["shards"])) for k, v in splits.items()})
     return manifest
@@ -310,6 +709,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not schema_file:
         raise SchemaError("give the table's schema with --schema SCHEMA.json (or data.schema)")
     index, count = parse_partition(args.partition)
+    if cfg.data.format == "events":
+        from purchase_intent.data.clickstream import resolve_config
+
+        partial = prepare_events_partition(
+            args.input, FeatureSchema.load(schema_file), args.output, resolve_config(cfg.data),
+            partition=(index, count), partition_by=args.partition_by, buckets=args.buckets,
+            seed=cfg.train.seed, chunk_rows=args.chunk_rows, shard_examples=args.shard_examples,
+            sample_size=args.sample_size, compression=args.compression, max_values=args.max_values)
+        return merge(args.output) if count == 1 else partial
     partial = prepare_partition(args.input, FeatureSchema.load(schema_file), args.output, cfg.data,
                                 partition=(index, count), seed=cfg.train.seed, chunk_rows=args.chunk_rows,
                                 shard_examples=args.shard_examples, sample_size=args.sample_size,

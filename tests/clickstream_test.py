@@ -350,17 +350,17 @@ def test_missing_columns_are_named(tmp_path, raw_log):
 
 def test_bad_timestamp_names_the_spreadsheet_row(tmp_path, raw_log):
     raw_log.loc[6, "timestamp"] = "yesterday at noon"  # file line 8: header 1, data from 2
-    with pytest.raises(SchemaError, match=r"events.csv: column 'timestamp', spreadsheet row 10 \(header = row 1\): cannot parse "
+    with pytest.raises(SchemaError, match=r"events.csv: column 'timestamp', spreadsheet row 8 \(header = row 1\): cannot parse "
                                           r"'yesterday at noon'"):
         _load(_write(tmp_path, raw_log))
     raw_log.loc[6, "timestamp"] = ""
-    with pytest.raises(SchemaError, match=r"spreadsheet row 10 \(header = row 1\): missing timestamp"):
+    with pytest.raises(SchemaError, match=r"spreadsheet row 8 \(header = row 1\): missing timestamp"):
         _load(_write(tmp_path, raw_log))
 
 
 def test_bad_price_names_the_row(tmp_path, raw_log):
     raw_log.loc[3, "price"] = "12,50 EUR"
-    with pytest.raises(SchemaError, match=r"column 'price', spreadsheet row 7 \(header = row 1\): expected a number, got str '12,50 EUR'"):
+    with pytest.raises(SchemaError, match=r"column 'price', spreadsheet row 5 \(header = row 1\): expected a number, got str '12,50 EUR'"):
         _load(_write(tmp_path, raw_log))
 
 

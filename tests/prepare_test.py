@@ -183,3 +183,173 @@ def test_tf_data_service_on_loopback_trains(prepared):
     history = model.fit(ds, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all() and len(history.history["loss"]) == 2
     del workers
+
+
+def test_shard_corrupted_in_place_is_named(prepared, tmp_path):
+    import shutil
+
+    from purchase_intent.preprocessing import Preprocessor
+
+    copy = tmp_path / "copy"
+    shutil.copytree(prepared.root, copy)
+    victim = copy / prepared.shards("train")[1]["file"]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size: TensorFlow alone says "corrupted record at <offset>"
+    victim.write_bytes(bytes(data))
+    broken = Prepared.load(copy)
+    pre = Preprocessor.adapt_from_stats(SCHEMA.subset(["numeric"]), broken.stats()["train"])
+    with pytest.raises(SchemaError, match=rf"{victim.name}: corrupted: its checksum .* prepare it again"):
+        make_shard_dataset(broken, "train", pre, get_config("tiny").data, training=True)
+    assert make_shard_dataset(Prepared.load(prepared.root), "train", pre, get_config("tiny").data,
+                              training=True) is not None  # the intact original passes
+
+
+# -- event logs (data.format=events) ------------------------------------------------------
+SESSIONS = 500
+
+
+@pytest.fixture(scope="module")
+def event_log(tmp_path_factory):
+    """A synthetic event log as CSV, its schema file and the --set options of its columns."""
+    from purchase_intent.data.synthetic import CLICKSTREAM_COLUMNS, CLICKSTREAM_SCHEMA, make_synthetic_clickstream
+
+    root = tmp_path_factory.mktemp("events")
+    log = make_synthetic_clickstream(SESSIONS, seed=4)
+    log = log.sample(frac=1.0, random_state=0).reset_index(drop=True)  # unsorted, as logs may be
+    log.loc[3, "session_id"] = ""  # a row without a session: dropped and counted by both paths
+    log.to_csv(root / "events.csv", index=False)
+    CLICKSTREAM_SCHEMA.save(root / "schema.json")
+    sets = [f"data.{k}={v}" for k, v in CLICKSTREAM_COLUMNS.items()] + [
+        "data.format=events", "data.prefix_at=[cart]", "data.prefix_every=2", "data.max_prefixes_per_session=3"]
+    return root, log, sets
+
+
+def _in_memory(root, sets, *extra):
+    cfg = get_config("tiny", None, [*sets, *extra, f"data.name={root / 'events.csv'}",
+                                    f"data.schema={root / 'schema.json'}"])
+    return load_splits(cfg.data, seed=cfg.train.seed)
+
+
+def _prepare_events(root, out, sets, *extra, inputs=("events.csv",)):
+    args = [a for s in sets for a in ("--set", s)]
+    return prepare.main([a for i in inputs for a in ("--input", str(root / i))]
+                        + ["--schema", str(root / "schema.json"), "--output", str(out), "--preset", "tiny",
+                           "--chunk-rows", "700", "--shard-examples", "300", *args, *extra])
+
+
+def _example_set(frame, schema):
+    """The examples of a validated frame as a sorted list of comparable tuples."""
+    from purchase_intent.contract import frame_events
+
+    seqs = frame_events(frame, schema.sequence_like)
+    cols = {n: [("nan" if np.isnan(v) else float(v)) for v in frame[n].to_numpy(np.float32)] for n in schema.numeric}
+    cols.update({n: [tuple(v) for v in seqs[n]] for n in schema.sequence_like})
+    cols.update({n: list(frame[n]) for n in schema.text + schema.categorical})
+    cols[schema.label] = frame[schema.label].astype(int).tolist()
+    names = schema.feature_names + [schema.label]
+    return sorted(zip(*(cols[n] for n in names)), key=repr)
+
+
+def _same_examples(out_dir, splits, schema):
+    from purchase_intent.data.prepared import read_frame
+
+    got = Prepared.load(out_dir)
+    assert got.schema.to_dict() == schema.to_dict()
+    for split, frame in splits.items():
+        assert _example_set(read_frame(got, split), schema) == _example_set(frame, schema), split
+    return got
+
+
+@pytest.mark.parametrize("split_by", ["session", "time"])
+def test_event_log_gives_the_in_memory_prefixes(event_log, tmp_path, split_by, caplog):
+    root, _, sets = event_log
+    sets = [*sets, f"data.split_by={split_by}"]
+    schema, splits = _in_memory(root, sets)
+    manifest = _prepare_events(root, tmp_path, sets, "--buckets", "3")
+    assert "dropped 1 of 2472 events with a missing 'session_id'" in caplog.text  # counted, not silent
+    for split, frame in splits.items():
+        assert manifest["splits"][split]["examples"] == len(frame)
+    _same_examples(tmp_path, splits, schema)
+    assert not list((tmp_path / prepare.PARTIALS).glob("buckets-*"))  # the buckets are removed
+
+
+def test_event_log_partitions_and_merge_equal_the_whole(event_log, tmp_path, monkeypatch):
+    root, log, sets = event_log
+    schema, splits = _in_memory(root, sets)
+    whole = _prepare_events(root, tmp_path / "whole", sets, "--buckets", "1")
+    for i in range(3):  # each partition reads the whole log and keeps the sessions of its hash
+        _prepare_events(root, tmp_path / "parts", sets, "--partition", f"{i}/3", "--buckets", "2")
+    merged = prepare.main(["merge", "--output", str(tmp_path / "parts")])
+    assert {k: v["examples"] for k, v in merged["splits"].items()} == {k: v["examples"] for k, v in whole["splits"].items()}
+    got = _same_examples(tmp_path / "parts", splits, schema)
+    a, b = got.stats()["train"], Prepared.load(tmp_path / "whole").stats()["train"]
+    memory = stats.SplitStats.of_frame(splits["train"], schema, bow_events=get_config("tiny").data.events_kept())
+    for s in (a, b):
+        assert s.values == memory.values and s.bow_terms == memory.bow_terms
+        assert s.examples == memory.examples and s.positives == memory.positives
+        assert s.moments["prefix_events"]["log1p"].mean == pytest.approx(memory.moments["prefix_events"]["log1p"].mean)
+    # A log written partitioned by session, one file per partition: --partition-by file.
+    part = log[log["session_id"].ne("")]
+    for k in range(2):
+        part[part["session_id"].str[-1].astype(int).mod(2).eq(k)].to_parquet(
+            root / f"by_session-{k}.parquet", row_group_size=300)
+    for i in range(2):
+        _prepare_events(root, tmp_path / "files", sets, "--partition", f"{i}/2", "--partition-by", "file",
+                        inputs=("by_session-*.parquet",))
+    prepare.main(["merge", "--output", str(tmp_path / "files")])
+    _same_examples(tmp_path / "files", splits, schema)
+    # Files not partitioned by session: merge finds a session in two partitions (a hashed sample of ids).
+    monkeypatch.setattr(prepare, "SESSION_SAMPLE", 0.05)  # 1e-3 of 500 sessions would be none
+    part.iloc[::2].to_parquet(root / "by_row-0.parquet")
+    part.iloc[1::2].to_parquet(root / "by_row-1.parquet")
+    for i in range(2):
+        _prepare_events(root, tmp_path / "rows", sets, "--partition", f"{i}/2", "--partition-by", "file",
+                        inputs=("by_row-*.parquet",))
+    with pytest.raises(SchemaError, match=r"session '\w+' has events in partitions 0 and 1: .* --partition-by session"):
+        prepare.merge(tmp_path / "rows")
+
+
+def test_event_log_bad_row_gives_the_in_memory_error(event_log, tmp_path):
+    from purchase_intent.data.synthetic import CLICKSTREAM_SCHEMA
+
+    root, log, sets = event_log
+    bad = log.astype({"price": object, "previous_orders": object})
+    bad.loc[1234, "previous_orders"] = "two"
+    bad.to_csv(tmp_path / "events.csv", index=False)
+    CLICKSTREAM_SCHEMA.save(tmp_path / "schema.json")
+    with pytest.raises(SchemaError) as memory:
+        _in_memory(tmp_path, sets)
+    with pytest.raises(SchemaError) as prepared_error:
+        _prepare_events(tmp_path, tmp_path / "out", sets)
+    assert str(prepared_error.value) == str(memory.value)
+    assert "events.csv: column 'previous_orders', spreadsheet row 1236 (header = row 1): expected a number" in str(memory.value)
+    bad = log.astype({"timestamp": object})
+    bad.loc[20, "timestamp"] = "yesterday"
+    bad.to_csv(tmp_path / "events.csv", index=False)
+    with pytest.raises(SchemaError) as memory:
+        _in_memory(tmp_path, sets)
+    with pytest.raises(SchemaError) as prepared_error:
+        _prepare_events(tmp_path, tmp_path / "out", sets)
+    assert str(prepared_error.value) == str(memory.value)
+    assert "spreadsheet row 22 (header = row 1): cannot parse 'yesterday'" in str(memory.value)
+
+
+def test_event_log_whole_log_checks_at_merge(event_log, tmp_path):
+    root, _, sets = event_log
+    with pytest.raises(SchemaError, match=r"no event has 'event_type' == 'bought'.*'purchase'"):
+        _prepare_events(root, tmp_path, [*sets, "data.purchase_value=bought"])
+
+
+def test_event_log_time_split_over_partitions(event_log, tmp_path):
+    root, _, sets = event_log
+    sets = [*sets, "data.split_by=time"]
+    schema, splits = _in_memory(root, sets)
+    for _ in range(2):  # 1st: each partition records its sessions' starts; 2nd: writes the shards
+        for i in range(2):
+            partial = _prepare_events(root, tmp_path, sets, "--partition", f"{i}/2", "--buckets", "2")
+        merged = prepare.main(["merge", "--output", str(tmp_path)])
+        if "time_cut" in merged:
+            assert not partial["shards"]["train"] and 0.9 * SESSIONS < merged["time_cut"]["sessions"] <= SESSIONS
+    assert "time_cut" not in merged
+    _same_examples(tmp_path, splits, schema)
+    assert not (tmp_path / prepare.PARTIALS / prepare.TIME_CUT).exists()

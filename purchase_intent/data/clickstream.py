@@ -112,8 +112,9 @@ def read_clickstream(path: str | Path, schema: FeatureSchema, cfg: DataConfig) -
         cfg: data configuration (column names).
 
     Returns:
-        The raw rows; the index is the row number a spreadsheet shows (the
-        header is row 1, the first event row 2), so error messages name it.
+        The raw rows; the index is the 0-based row position in the file,
+        which error messages (:func:`~purchase_intent.schema.row_ref`) show
+        as the spreadsheet row (the header is row 1, the first event row 2).
         Ids, event types, text and categorical columns are read as strings.
 
     Raises:
@@ -122,8 +123,7 @@ def read_clickstream(path: str | Path, schema: FeatureSchema, cfg: DataConfig) -
     strings = ([cfg.session_column, cfg.event_type_column] + list(schema.sequence_like)
                + list(schema.text) + list(schema.categorical))
     df = read_raw(path, string_columns=strings)
-    df.index = pd.RangeIndex(2, len(df) + 2)
-    return df
+    return df  # read_raw's fresh RangeIndex: row_ref(0) is spreadsheet row 2
 
 
 def event_times(values: pd.Series, column: str, where: str) -> np.ndarray:
@@ -235,30 +235,106 @@ def _prepare(df: pd.DataFrame, schema: FeatureSchema, cfg: DataConfig, where: st
                 is_purchase=etype == str(cfg.purchase_value).strip())
 
 
-def _check_labels(log: _Log, cfg: DataConfig, where: str) -> np.ndarray:
-    """Per session: does it buy? Raises if no session or every session buys."""
+@dataclasses.dataclass
+class LogSummary:
+    """What the whole-log checks need of a log or of one part of it (a bucket): mergeable counts."""
+
+    events: int = 0
+    sessions: int = 0
+    buying_sessions: int = 0
+    sessions_with_prefixes: int = 0
+    prefixes: int = 0
+    longest_session: int = 0
+    event_types: dict[str, int] = dataclasses.field(default_factory=dict)  # events by type
+
+    def merge(self, other: "LogSummary") -> "LogSummary":
+        types = dict(self.event_types)
+        for k, v in other.event_types.items():
+            types[k] = types.get(k, 0) + v
+        return LogSummary(self.events + other.events, self.sessions + other.sessions,
+                          self.buying_sessions + other.buying_sessions,
+                          self.sessions_with_prefixes + other.sessions_with_prefixes,
+                          self.prefixes + other.prefixes,
+                          max(self.longest_session, other.longest_session), types)
+
+
+def _session_buys(log: _Log) -> np.ndarray:
+    """Per session: does it have a purchase event?"""
+    return np.maximum.reduceat(log.is_purchase, log.bounds[:-1])
+
+
+def _summary(log: _Log, buys: np.ndarray, cuts: np.ndarray) -> LogSummary:
+    counts = pd.Series(log.event_type).value_counts(sort=False)
+    return LogSummary(events=len(log.t), sessions=len(buys), buying_sessions=int(buys.sum()),
+                      sessions_with_prefixes=len(np.unique(log.group[cuts])), prefixes=len(cuts),
+                      longest_session=int(np.diff(log.bounds).max()),
+                      event_types={str(k): int(v) for k, v in counts.items()})
+
+
+def check_labels(summary: LogSummary, cfg: DataConfig, where: str) -> None:
+    """Raises if no event is a purchase or every session buys (on the whole log's summary)."""
     col, value = cfg.event_type_column, str(cfg.purchase_value).strip()
-    if not log.is_purchase.any():
-        counts = pd.Series(log.event_type).value_counts()
-        values = {str(k): int(v) for k, v in counts.head(20).items()}
-        near = [str(k) for k in counts.index if str(k).lower() == value.lower()]
+    if not summary.event_types.get(value):
+        counts = sorted(summary.event_types.items(), key=lambda kv: -kv[1])
+        values = dict(counts[:20])
+        near = [k for k, _ in counts if k.lower() == value.lower()]
         hint = f" (did you mean {near[0]!r}? values are case-sensitive)" if near else ""
         raise SchemaError(
             f"{where}: no event has {col!r} == {value!r}{hint}, so no session buys and there is "
             f"nothing to predict. The values of {col!r} (event counts) are {values}; name the one "
             "that means a purchase with --set data.purchase_value=VALUE")
-    buys = np.maximum.reduceat(log.is_purchase, log.bounds[:-1])
-    if buys.all():
+    if summary.buying_sessions == summary.sessions:
         raise SchemaError(
-            f"{where}: every one of the {len(buys)} sessions has a {col}={value!r} event; a "
+            f"{where}: every one of the {summary.sessions} sessions has a {col}={value!r} event; a "
             "classifier needs sessions that do not buy. Is the log filtered to buying sessions, "
             "or is data.session_column an order id?")
-    return buys
+
+
+def check_cuts(summary: LogSummary, cfg: DataConfig, where: str) -> None:
+    """Warns of ``data.prefix_at`` values absent from the log; raises if there is no cut point at all."""
+    if cfg.prefix_at:
+        present = set(summary.event_types)
+        absent = [v for v in (str(v).strip() for v in cfg.prefix_at) if v not in present]
+        if absent:
+            logger.warning("%s: data.prefix_at value(s) %s never occur in %r (values: %s)", where,
+                           absent, cfg.event_type_column, sorted(present)[:20])
+    if summary.prefixes == 0:
+        raise SchemaError(
+            f"{where}: no prefix: no session has a cut point before its first purchase "
+            f"(data.prefix_every={cfg.prefix_every}, data.prefix_at={list(cfg.prefix_at)}; sessions have "
+            f"at most {summary.longest_session} events). Lower data.prefix_every or add event "
+            "types to data.prefix_at")
+
+
+def log_summary(summary: LogSummary, where: str, seconds: float | None = None) -> None:
+    """The info lines of a built log: events, sessions, prefixes, sessions without any."""
+    took = f" in {seconds:.1f} s" if seconds is not None else ""
+    logger.info("%s: %d events, %d sessions (%.1f %% buy) -> %d prefixes of %d sessions%s", where,
+                summary.events, summary.sessions, 100 * summary.buying_sessions / max(summary.sessions, 1),
+                summary.prefixes, summary.sessions_with_prefixes, took)
+    if summary.sessions_with_prefixes < summary.sessions:
+        logger.info("%s: %d sessions have no cut point before their first purchase (too short, or "
+                    "buying at once) and give no example", where,
+                    summary.sessions - summary.sessions_with_prefixes)
 
 
 # -- cut points and prefixes ----------------------------------------------------
-def _cut_points(log: _Log, cfg: DataConfig, seed: int, where: str) -> np.ndarray:
-    """Sorted event positions of the cut points (all before their session's first purchase)."""
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a uint64 hash of each uint64."""
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _cut_points(log: _Log, cfg: DataConfig, seed: int) -> np.ndarray:
+    """Sorted event positions of the cut points (all before their session's first purchase).
+
+    Under ``max_prefixes_per_session`` each session keeps the cuts with the
+    smallest hash of (seed, session id, event position in the session): the
+    sample of a session does not depend on the rest of the log, so a log
+    prepared in buckets (:mod:`purchase_intent.prepare`) gives the same cuts.
+    """
     n = len(log.t)
     pos = np.arange(n) - log.start
     first_buy = np.minimum.reduceat(np.where(log.is_purchase, pos, n), log.bounds[:-1])
@@ -266,20 +342,17 @@ def _cut_points(log: _Log, cfg: DataConfig, seed: int, where: str) -> np.ndarray
     if cfg.prefix_every:
         cut |= (pos + 1) % cfg.prefix_every == 0
     if cfg.prefix_at:
-        wanted = [str(v).strip() for v in cfg.prefix_at]
-        present = set(pd.unique(log.event_type).tolist())
-        absent = [v for v in wanted if v not in present]
-        if absent:
-            logger.warning("%s: data.prefix_at value(s) %s never occur in %r (values: %s)", where,
-                           absent, cfg.event_type_column, sorted(present)[:20])
-        cut |= np.isin(log.event_type, wanted)
+        cut |= np.isin(log.event_type, [str(v).strip() for v in cfg.prefix_at])
     cut &= pos < first_buy[log.group]
     idx = np.flatnonzero(cut)
     if cfg.max_prefixes_per_session and len(idx):
-        # A seeded random sample of at most max_prefixes_per_session cuts per session:
-        # sort each session's cuts by a random key and keep the first ones.
+        # Sort each session's cuts by a seeded hash and keep the first ones.
         g = log.group[idx]
-        o = np.lexsort((np.random.default_rng(seed).random(len(idx)), g))
+        session_key = _session_hash(log.sessions)[g]
+        with np.errstate(over="ignore"):
+            key = _mix64(session_key ^ _mix64(pos[idx].astype(np.uint64)
+                                              + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)))
+        o = np.lexsort((key, g))
         b = group_boundaries(g[o])
         rank = np.arange(len(o)) - np.repeat(b[:-1], np.diff(b))
         idx = np.sort(idx[o[rank < cfg.max_prefixes_per_session]])
@@ -397,29 +470,37 @@ def build_prefixes(events: pd.DataFrame, schema: FeatureSchema, cfg: DataConfig,
             every session buying, or no cut point at all.
     """
     clock = _time.perf_counter()
+    check_label_column(events, schema, cfg, where)
+    out, summary = prefixes_of_part(events, schema, cfg, seed, where)
+    check_labels(summary, cfg, where)
+    check_cuts(summary, cfg, where)
+    log_summary(summary, where, _time.perf_counter() - clock)
+    logger.info("%s: %.1f %% of the prefixes are positive", where, 100 * out[schema.label].mean())
+    return out
+
+
+def check_label_column(events: pd.DataFrame, schema: FeatureSchema, cfg: DataConfig, where: str) -> None:
+    """Raises if the log has a column named like the label (the label is built from the event types)."""
     if schema.label in events.columns:
         raise SchemaError(f"{where}: the log has a column {schema.label!r}, the schema's label; the label "
                           f"is built from the event types ({cfg.event_type_column}={cfg.purchase_value!r}), "
                           "so give it a new name in the schema (e.g. label: purchase)")
+
+
+def prefixes_of_part(events: pd.DataFrame, schema: FeatureSchema, cfg: DataConfig, seed: int = 0,
+                     where: str = "event log") -> tuple[pd.DataFrame, LogSummary]:
+    """The prefixes of a log or of a part of it that holds whole sessions, and its summary.
+
+    :func:`build_prefixes` without the whole-log checks: each session's
+    prefixes depend on its own events only, so the parts of a log split by
+    session (the buckets of :mod:`purchase_intent.prepare`) give together the
+    prefixes of the whole log. The caller runs :func:`check_labels` and
+    :func:`check_cuts` on the merged :class:`LogSummary`.
+    """
     log = _prepare(events, schema, cfg, where)
-    buys = _check_labels(log, cfg, where)
-    cuts = _cut_points(log, cfg, seed, where)
-    if len(cuts) == 0:
-        raise SchemaError(
-            f"{where}: no prefix: no session has a cut point before its first purchase "
-            f"(data.prefix_every={cfg.prefix_every}, data.prefix_at={list(cfg.prefix_at)}; sessions have "
-            f"at most {int(np.diff(log.bounds).max())} events). Lower data.prefix_every or add event "
-            "types to data.prefix_at")
-    out = _prefix_frame(log, cuts, schema, cfg, buys)
-    n_sessions = len(log.bounds) - 1
-    with_prefix = len(np.unique(log.group[cuts]))
-    logger.info("%s: %d events, %d sessions (%.1f %% buy) -> %d prefixes of %d sessions (%.1f %% "
-                "positive) in %.1f s", where, len(log.t), n_sessions, 100 * buys.mean(), len(out),
-                with_prefix, 100 * out[schema.label].mean(), _time.perf_counter() - clock)
-    if with_prefix < n_sessions:
-        logger.info("%s: %d sessions have no cut point before their first purchase (too short, or "
-                    "buying at once) and give no example", where, n_sessions - with_prefix)
-    return out
+    buys = _session_buys(log)
+    cuts = _cut_points(log, cfg, seed)
+    return _prefix_frame(log, cuts, schema, cfg, buys), _summary(log, buys, cuts)
 
 
 def live_example(events: pd.DataFrame | Iterable[Mapping[str, Any]], schema: FeatureSchema,
@@ -468,11 +549,48 @@ def live_example(events: pd.DataFrame | Iterable[Mapping[str, Any]], schema: Fea
 
 
 # -- split -----------------------------------------------------------------------
+def _session_hash(ids: pd.Series | np.ndarray, key: str = "0123456789123456") -> np.ndarray:
+    """A stable uint64 per id: pandas' SipHash of the id as a string, with a fixed 16-byte key."""
+    return pd.util.hash_pandas_object(pd.Series(np.asarray(ids, dtype=object)).astype(str),
+                                      index=False, hash_key=key).to_numpy(np.uint64)
+
+
 def session_hash_unit(ids: pd.Series | np.ndarray) -> np.ndarray:
     """A stable pseudo-random number in [0, 1) per id (pandas' SipHash of the string, fixed key)."""
-    h = pd.util.hash_pandas_object(pd.Series(np.asarray(ids, dtype=object)).astype(str),
-                                   index=False).to_numpy(np.uint64)
-    return (h >> np.uint64(11)).astype(np.float64) / float(2**53)
+    return (_session_hash(ids) >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+def session_bucket(ids: pd.Series | np.ndarray, buckets: int) -> np.ndarray:
+    """A stable bucket 0 .. buckets-1 per session id, independent of its split (another hash key)."""
+    return (_session_hash(ids, key="purchase_intent_") % np.uint64(buckets)).astype(np.int64)
+
+
+def hash_split_parts(ids: pd.Series | np.ndarray, cfg: DataConfig) -> np.ndarray:
+    """Split number (0 train, 1 validation, 2 test) of each session id under ``split_by=session``."""
+    u = session_hash_unit(ids)
+    return np.where(u < cfg.test_fraction, 2, np.where(u < cfg.test_fraction + cfg.validation_fraction, 1, 0))
+
+
+def time_split_parts(starts: np.ndarray, ids: np.ndarray, cfg: DataConfig) -> np.ndarray:
+    """Split number of each session under ``split_by=time``, from the first event time of every session.
+
+    The latest ``test_fraction`` of the sessions (by first event, ties by id)
+    are test, the ``validation_fraction`` before them validation.
+    """
+    n = len(ids)
+    order = np.lexsort((np.asarray(ids, dtype=str), starts))  # oldest first, ties by id
+    n_test = max(1, int(round(cfg.test_fraction * n)))
+    n_val = max(1, int(round(cfg.validation_fraction * n)))
+    part = np.zeros(n, dtype=np.int64)
+    part[order[n - n_test:]] = 2
+    part[order[n - n_test - n_val:n - n_test]] = 1
+    return part
+
+
+def check_session_count(n: int, where: str) -> None:
+    if n < 10:
+        raise SchemaError(f"{where}: {n} sessions with prefixes are too few to split into "
+                          "train/validation/test")
 
 
 def split_sessions(examples: pd.DataFrame, cfg: DataConfig, where: str = "event log"
@@ -501,22 +619,12 @@ def split_sessions(examples: pd.DataFrame, cfg: DataConfig, where: str = "event 
     """
     codes, ids = pd.factorize(examples[cfg.session_column], sort=False)
     n = len(ids)
-    if n < 10:
-        raise SchemaError(f"{where}: {n} sessions with prefixes are too few to split into "
-                          "train/validation/test")
+    check_session_count(n, where)
     if cfg.split_by == "time":
         first_row = np.unique(codes, return_index=True)[1]  # a row of each session, by code
-        starts = examples[SESSION_START].to_numpy()[first_row]
-        order = np.lexsort((np.asarray(ids, dtype=str), starts))  # oldest first, ties by id
-        n_test = max(1, int(round(cfg.test_fraction * n)))
-        n_val = max(1, int(round(cfg.validation_fraction * n)))
-        part = np.zeros(n, dtype=np.int64)
-        part[order[n - n_test:]] = 2
-        part[order[n - n_test - n_val:n - n_test]] = 1
+        part = time_split_parts(examples[SESSION_START].to_numpy()[first_row], np.asarray(ids), cfg)
     else:
-        u = session_hash_unit(ids)
-        part = np.where(u < cfg.test_fraction, 2,
-                        np.where(u < cfg.test_fraction + cfg.validation_fraction, 1, 0))
+        part = hash_split_parts(ids, cfg)
     row_part = part[codes]
     frames = {name: examples[row_part == k] for k, name in enumerate(SPLITS)}
     for k, name in enumerate(SPLITS):

@@ -145,7 +145,7 @@ def _parquet_chunks(path: Path, chunk_rows: int, chunks: Any):
 
 
 def iter_table(path: str | Path, schema: FeatureSchema, chunk_rows: int = 50_000,
-               chunks: Any = None) -> Iterable[tuple[int, pd.DataFrame]]:
+               chunks: Any = None, string_columns: Iterable[str] = ()) -> Iterable[tuple[int, pd.DataFrame]]:
     """Reads a table of examples in chunks, never all of it: :func:`read_table` piece by piece.
 
     A CSV is read ``chunk_rows`` rows at a time; a Parquet file by batches of
@@ -161,6 +161,8 @@ def iter_table(path: str | Path, schema: FeatureSchema, chunk_rows: int = 50_000
             a file: chunks for which it is false are skipped. A CSV's chunks
             are numbered 0, 1, ... (skipped ones are still parsed); a Parquet
             file's chunk number is its row group's (skipped groups are not read).
+        string_columns: more CSV columns to read as strings (an event log's
+            session id and event type), besides the schema's.
 
     Yields:
         ``(chunk number, raw chunk)``.
@@ -170,7 +172,8 @@ def iter_table(path: str | Path, schema: FeatureSchema, chunk_rows: int = 50_000
     """
     path = Path(path)
     fmt = _check_file(path)
-    strings = list(schema.id) + list(schema.text) + list(schema.categorical) + list(schema.sequence_like)
+    strings = (list(schema.id) + list(schema.text) + list(schema.categorical) + list(schema.sequence_like)
+               + list(string_columns))
     rows = 0
     with _read_errors(path, fmt):
         for number, df in (_parquet_chunks(path, chunk_rows, chunks) if fmt == "parquet" else
