@@ -39,7 +39,7 @@ def setup(overrides: list[str] | None = None):
     """
     import keras
 
-    from purchase_intent import train
+    from purchase_intent import task
     from purchase_intent.config import get_config
     from purchase_intent.data import load_splits
     from purchase_intent.pipeline import class_weights
@@ -50,7 +50,7 @@ def setup(overrides: list[str] | None = None):
     schema, splits = load_splits(cfg.data, seed=cfg.train.seed)
     t_data = time.perf_counter() - t0
     t0 = time.perf_counter()
-    preprocessor, model = train.build(cfg, schema, splits)
+    preprocessor, model = task.build(cfg, schema, splits)
     t_build = time.perf_counter() - t0
     labels = splits["train"][schema.label].to_numpy()
     weights = class_weights(labels, cfg.train.class_weight)

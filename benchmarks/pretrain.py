@@ -4,7 +4,7 @@
         [--epochs 3] [--objective auto] [--sequences-only] [--set model.lstm_units=32 ...]
 
 Loads the splits (``purchase_intent.data.load_splits``), adapts the preprocessor
-on the training split as ``train.build`` does, builds the per-event text tables
+on the training split as ``task.build`` does, builds the per-event text tables
 (the configured text encoder; skipped with ``--sequences-only``, which drops the
 per-event text columns), then runs :func:`purchase_intent.pretrain.pretrain_behaviour`
 on the training split's sequences only (10 % of them held back) and prints JSON:
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def event_text_tables(cfg, schema, preprocessor, train_df):
-    """The frozen per-event text tables, built as ``purchase_intent.train.build`` builds them."""
+    """The frozen per-event text tables, built as ``purchase_intent.task.build`` builds them."""
     import numpy as np
 
     from purchase_intent.text import encode_texts, load_text_encoder
@@ -71,7 +71,7 @@ def main(argv=None) -> dict:
     from purchase_intent.config import get_config
     from purchase_intent.data import load_splits
     from purchase_intent.pretrain import pretrain_behaviour
-    from purchase_intent.train import adapt_preprocessor
+    from purchase_intent.task import adapt_preprocessor
 
     cfg = get_config(args.preset, overrides=[f"data.name={args.data}", *args.overrides])
     t0 = time.perf_counter()

@@ -38,9 +38,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
 
     from purchase_intent import compare
+    from purchase_intent.baselines import roc_auc
+    from purchase_intent.cli import setup_logging
     from purchase_intent.config import get_config
     from purchase_intent.data import load_splits
-    from purchase_intent.train import setup_logging
 
     setup_logging()
     base = [f"data.name={args.data}", *args.overrides]
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
         y = splits[split][schema.label].to_numpy()
         probs = {name: fit[key] for name, fit in fits.items()}
         boot = compare.bootstrap_auc(y, probs, n=args.bootstrap, pairs=[("with", "without")])
-        out[split] = {"roc_auc": {name: compare._auc(y, pr) for name, pr in probs.items()},
+        out[split] = {"roc_auc": {name: roc_auc(y, pr) for name, pr in probs.items()},
                       "difference": boot["differences"]["with - without"]}
     out["best_epochs"] = {name: fit["epochs"] for name, fit in fits.items()}
     print(json.dumps(out, indent=2))

@@ -193,7 +193,8 @@ def _difference(sub: dict, peer: str) -> dict:
 
 def _ablation(sub: dict) -> dict:
     """One modality subset: fusion and best peer (on validation) test ROC-AUC, and their difference."""
-    from purchase_intent.compare import FUSION, PEERS
+    from purchase_intent.baselines import PEERS
+    from purchase_intent.compare import FUSION
 
     res, bp = sub["results"], sub["best_peer"]
     return {
@@ -321,7 +322,7 @@ def render(reports: dict[str, dict], summaries: dict[str, dict]) -> str:
         "(logistic regression, HistGradientBoosting, LightGBM, XGBoost, TF-IDF logistic "
         "regression where there is text, and bag-of-items logistic regression over the event "
         "sequences and their crosses where there are sequences) are each tuned with a small grid on "
-        "validation ROC-AUC (`purchase_intent.compare.GRIDS`); the fusion model early-stops on validation "
+        "validation ROC-AUC (`purchase_intent.baselines.GRIDS`); the fusion model early-stops on validation "
         "ROC-AUC. F1 uses the threshold that maximises F1 on validation. ECE: expected calibration "
         "error on test (10 equal-width probability bins). 95 % CI: percentile bootstrap of the "
         "test set (1,000 resamples, paired across models). *Best peer* = the peer with the highest "

@@ -82,7 +82,7 @@ def run_epoch(source: str, mode: str, batch_size: int) -> dict:
     import keras
     import pandas as pd
 
-    from purchase_intent import train
+    from purchase_intent import task
     from purchase_intent.config import get_config
     from purchase_intent.data.prepared import Prepared, read_frame
     from purchase_intent.data.synthetic import SCHEMA
@@ -94,7 +94,7 @@ def run_epoch(source: str, mode: str, batch_size: int) -> dict:
     t0 = time.perf_counter()
     if mode == "shards":
         splits = {"train": read_frame(prepared, "train", 5_000)}
-        pre, models, _ = train.build_members(cfg, SCHEMA, splits, members=1, prepared=prepared)
+        pre, models, _ = task.build_members(cfg, SCHEMA, splits, members=1, prepared=prepared)
         ds = make_shard_dataset(prepared, "train", pre, cfg.data, training=True)
         examples = prepared.examples("train")
     else:  # the same training split, whole, as a frame
@@ -108,7 +108,7 @@ def run_epoch(source: str, mode: str, batch_size: int) -> dict:
             frames.append(SCHEMA.validate(df[split_of(df, f, cfg.data, cfg.train.seed) == "train"]))
         train_df = pd.concat(frames, ignore_index=True)
         del frames
-        pre, models, _ = train.build_members(cfg, SCHEMA, {"train": train_df}, members=1)
+        pre, models, _ = task.build_members(cfg, SCHEMA, {"train": train_df}, members=1)
         ds = make_dataset(train_df, SCHEMA, pre, cfg.data, training=True)
         examples = len(train_df)
     setup = time.perf_counter() - t0

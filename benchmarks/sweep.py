@@ -54,11 +54,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     import numpy as np
 
-    from purchase_intent import compare
+    from purchase_intent import baselines, compare
+    from purchase_intent.cli import setup_logging
     from purchase_intent.config import get_config
     from purchase_intent.data import load_splits
     from purchase_intent.evaluate import expected_calibration_error
-    from purchase_intent.train import setup_logging
 
     setup_logging()
     logging.getLogger("purchase_intent").setLevel(logging.WARNING)
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     peers = [n for n in args.peers.split(",") if n]
     if peers:
-        for name, out in compare.fit_peers(schema, splits, seed=base.train.seed, names=peers).items():
+        for name, out in baselines.fit_peers(schema, splits, seed=base.train.seed, names=peers).items():
             rows.append({"variant": f"peer {name}", "sets": [], **scores(out["val"])})
             print(json.dumps(rows[-1]), flush=True)
     for text in args.variant or ["defaults:"]:

@@ -61,9 +61,9 @@ def variant_overrides(name: str, lora_rank: int, long_epochs: int) -> list[str]:
 
 def fit_variant(cfg, schema, splits) -> dict:
     """Builds, fits and evaluates one variant as ``train`` does (``train.mixed_precision`` too); its figures."""
-    from purchase_intent import train
+    from purchase_intent import task
 
-    with train.dtype_policy(cfg.train.mixed_precision):
+    with task.dtype_policy(cfg.train.mixed_precision):
         return _fit_variant(cfg, schema, splits)
 
 
@@ -72,31 +72,29 @@ def _fit_variant(cfg, schema, splits) -> dict:
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from purchase_intent import train
-    from purchase_intent.pipeline import make_dataset
+    from purchase_intent import task
 
     keras.utils.set_random_seed(cfg.train.seed)
     t0 = time.perf_counter()
-    preprocessor, (model,), exportable = train.build_members(cfg, schema, splits, members=1,
-                                                            text_cache=True, cache_dir="")
+    preprocessor, (model,), exportable = task.build_members(cfg, schema, splits, members=1,
+                                                           text_cache=True, cache_dir="")
     setup_s = time.perf_counter() - t0
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    train_ds = make_dataset(splits["train"], schema, preprocessor, cfg.data, training=True, seed=cfg.train.seed)
-    val_ds = make_dataset(splits["validation"], schema, preprocessor, cfg.data, training=False)
-    timer = train.EpochTimer.make()
+    train_ds, val_ds = task.datasets(cfg, schema, preprocessor, splits["train"], splits["validation"])
+    timer = task.EpochTimer.make()
     t0 = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs, verbose=0,
-                        callbacks=train.fit_callbacks(cfg.train) + [timer])
+    history = task.fit(model, cfg, train_ds, val_ds, callbacks=[timer],
+                       steps_per_epoch=-(-len(splits["train"]) // cfg.data.batch_size))
     fit_s = time.perf_counter() - t0
     (model,) = exportable([model])
     test = splits["test"]
-    p = model.predict(make_dataset(test, schema, preprocessor, cfg.data, training=False), verbose=0).reshape(-1)
+    p = task.predict(model, cfg, schema, preprocessor, test)
     epoch_s = statistics.median(timer.train_seconds[1:] or timer.train_seconds)  # the first one traces
     return {
         "test_roc_auc": round(float(roc_auc_score(test[schema.label], p)), 4),
-        "best_val_roc_auc": round(max(history.history["val_auc"]), 4),
-        "epochs_run": len(history.history["loss"]),
-        "best_epoch": int(np.argmax(history.history["val_auc"])) + 1,
+        "best_val_roc_auc": round(max(history["val_auc"]), 4),
+        "epochs_run": len(history["loss"]),
+        "best_epoch": int(np.argmax(history["val_auc"])) + 1,
         "trainable_params": trainable,
         "setup_s": round(setup_s, 1),
         "epoch_seconds": [round(s, 1) for s in timer.train_seconds],

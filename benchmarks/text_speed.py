@@ -44,17 +44,17 @@ TARGET_RATIO = 0.5
 
 def load_encoder(cfg, schema, train_df):
     """``(spec, note, (tokenizer, backbone))``: ``model.text_encoder`` (minilm), or tiny if minilm does not load."""
-    from purchase_intent import train
+    from purchase_intent import task
     from purchase_intent.text import TextEncoderError
 
     spec = cfg.model.text_encoder
     try:
-        return spec, f"{spec}, loaded offline", train.load_encoder(cfg, schema, train_df)
+        return spec, f"{spec}, loaded offline", task.load_encoder(cfg, schema, train_df)
     except TextEncoderError as e:
         if spec != "minilm":
             raise
         cfg.model.text_encoder = "tiny"
-        return "tiny", f"tiny random BERT: minilm did not load ({e})", train.load_encoder(cfg, schema, train_df)
+        return "tiny", f"tiny random BERT: minilm did not load ({e})", task.load_encoder(cfg, schema, train_df)
 
 
 def epoch_seconds(model, ds, steps: int | None = None) -> float:
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     import keras
 
-    from purchase_intent import text, train
+    from purchase_intent import task, text
     from purchase_intent.config import get_config
     from purchase_intent.data import load_splits
     from purchase_intent.pipeline import make_dataset
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def fitted_variant(variant_schema, text_cache, variant_cfg=cfg, variant_encoder=encoder):
         keras.utils.set_random_seed(cfg.train.seed)
-        preprocessor, (model,), _ = train.build_members(variant_cfg, variant_schema, splits, members=1,
+        preprocessor, (model,), _ = task.build_members(variant_cfg, variant_schema, splits, members=1,
                                                         text_cache=text_cache, cache_dir="",
                                                         encoder=variant_encoder)
         ds = make_dataset(splits["train"], variant_schema, preprocessor, cfg.data, training=True,
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.lora_steps > 0:  # the adapted encoder forward and backward in every step: a few batches
         lora_cfg = get_config("default", overrides=[*cfg_overrides, f"model.text_lora_rank={args.lora_rank}"])
         lora_cfg.model.text_encoder = spec
-        lora_encoder = train.load_encoder(lora_cfg, schema, splits["train"])  # its own copy: adapters added
+        lora_encoder = task.load_encoder(lora_cfg, schema, splits["train"])  # its own copy: adapters added
         lora_rate = steps_rate(*fitted_variant(schema, True, lora_cfg, lora_encoder), args.lora_steps)
 
     ratio = rate["frozen_text"] / rate["no_text"]

@@ -2,18 +2,18 @@
 
 On one dataset, one split and one test set:
 
-* the fusion model (``train.build`` + the fit loop of ``train.main``: early
+* the fusion model (``task.build`` + ``task.fit``, as ``train`` runs them: early
   stopping on validation ROC-AUC, best epoch restored), optionally averaged
   over several seeds (``--seeds``);
-* peers on :func:`purchase_intent.evaluate.tabular_features`: logistic
+* the peers of :mod:`purchase_intent.baselines` on its ``tabular_features``: logistic
   regression, scikit-learn ``HistGradientBoostingClassifier``, LightGBM and
   XGBoost (the ``[compare]`` extra), plus, when the data has text, logistic
   regression on TF-IDF word and bigram counts of the text beside the tabular
   features, and, when it has event sequences, logistic regression on a bag
-  of the events (:func:`sequence_tokens`: each value, and the first sequence
+  of the events (``baselines.sequence_tokens``: each value, and the first sequence
   column crossed with each other one; log(1 + count), unit L2 norm per row)
   beside the tabular features. Each peer is tuned with a small grid
-  (:data:`GRIDS`) on the validation split's ROC-AUC; the boosted trees also
+  (``baselines.GRIDS``) on the validation split's ROC-AUC; the boosted trees also
   early-stop on it;
 * test ROC-AUC, PR-AUC, log loss, expected calibration error (ECE), F1 at
   the threshold that maximises F1 on validation (``evaluate.evaluate_all``),
@@ -40,7 +40,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import logging
 import sys
@@ -52,23 +51,12 @@ import numpy as np
 import pandas as pd
 
 from purchase_intent import cli
+from purchase_intent.baselines import PEERS, SEQUENCE_PEER, TFIDF_PEER, fit_peers, peer_names
 from purchase_intent.schema import FeatureSchema, SchemaError
 
 logger = logging.getLogger("purchase_intent.compare")
 
 FUSION = "purchase_intent"
-PEERS = ("logistic_regression", "hist_gradient_boosting", "lightgbm", "xgboost")
-TFIDF_PEER = "tfidf_logistic_regression"
-SEQUENCE_PEER = "sequence_logistic_regression"  # the bag-of-items logistic regression
-# Small grids (3-10 fits per peer family), tuned on validation ROC-AUC.
-GRIDS: dict[str, dict[str, list]] = {
-    "logistic_regression": {"C": [0.01, 0.1, 1.0, 10.0], "class_weight": [None, "balanced"]},
-    "hist_gradient_boosting": {"learning_rate": [0.05, 0.1], "max_leaf_nodes": [15, 31, 63]},
-    "lightgbm": {"learning_rate": [0.03, 0.1], "num_leaves": [15, 31, 63]},
-    "xgboost": {"learning_rate": [0.03, 0.1], "max_depth": [3, 5, 7]},
-    TFIDF_PEER: {"C": [0.1, 1.0, 10.0]},
-    SEQUENCE_PEER: {"C": [0.1, 0.3, 1.0, 3.0, 10.0], "class_weight": [None, "balanced"]},
-}
 SUBSETS: dict[str, list[str]] = {
     "text": ["text"], "sequence": ["sequence"], "numeric": ["numeric"],
     "text+sequence": ["text", "sequence"], "text+numeric": ["text", "numeric"],
@@ -82,40 +70,38 @@ _ENCODERS: dict[str, Any] = {}  # text-encoder spec -> (tokenizer, backbone), fr
 
 def _frozen_encoder(cfg, schema: FeatureSchema, train_df: pd.DataFrame):
     """The frozen text encoder of ``cfg``, loaded once per process (not ``tiny``: its vocabulary is the data's)."""
-    from purchase_intent import train
+    from purchase_intent.task import load_encoder
 
     spec = cfg.model.text_encoder
     if spec == "tiny":
-        return train.load_encoder(cfg, schema, train_df)
+        return load_encoder(cfg, schema, train_df)
     if spec not in _ENCODERS:
-        _ENCODERS[spec] = train.load_encoder(cfg, schema, train_df)
+        _ENCODERS[spec] = load_encoder(cfg, schema, train_df)
     return _ENCODERS[spec]
 
 
 def build_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *,
                  text_cache: bool = True, cache_dir: str | None = None):
-    """``(preprocessor, compiled model)`` for one run: ``train.build_members`` with one member.
+    """``(preprocessor, compiled model)`` for one run: :func:`purchase_intent.task.build`.
 
     With a frozen text encoder and ``text_cache``, the scalar-text backbone is a
     :class:`~purchase_intent.blocks.CachedTextEncoder` over the distinct texts
     of all splits (inputs only: a frozen encoder is a fixed function of the
     text), the encoder is loaded once per process and the embeddings are
     reused across runs (:func:`purchase_intent.text.cached_text_embeddings`; on
-    disk in ``cache_dir``, default ``data.text_cache_dir``). Otherwise this is
-    ``train.build``.
+    disk in ``cache_dir``, default ``data.text_cache_dir``).
     """
-    from purchase_intent import train
+    from purchase_intent import task
 
     frozen = cfg.model.text_frozen() and bool(schema.text or schema.event_text)
     encoder = _frozen_encoder(cfg, schema, splits["train"]) if frozen and text_cache else None
-    preprocessor, models, _ = train.build_members(cfg, schema, splits, members=1, text_cache=text_cache,
-                                                  cache_dir=cache_dir, encoder=encoder)
-    return preprocessor, models[0]
+    return task.build(cfg, schema, splits, text_cache=text_cache, cache_dir=cache_dir, encoder=encoder)
 
 
 def fit_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *, seeds: int = 1,
                text_cache: bool = True, cache_dir: str | None = None) -> dict[str, Any]:
-    """Trains the fusion model as ``train.main`` does (no files) and predicts validation and test.
+    """Trains the fusion model as ``train`` does (:func:`purchase_intent.task.fit`, no files) and
+    predicts validation and test.
 
     With ``seeds > 1``, trains that many models (seeds ``train.seed + i``) and
     averages their probabilities.
@@ -124,7 +110,7 @@ def fit_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *, s
         ``{"val": probs, "test": probs, "epochs": [best epoch per seed], "seconds": float}``.
         Built and trained under the dtype policy of ``train.mixed_precision``.
     """
-    from purchase_intent.train import dtype_policy
+    from purchase_intent.task import dtype_policy
 
     with dtype_policy(cfg.train.mixed_precision):
         return _fit_fusion(cfg, schema, splits, seeds=seeds, text_cache=text_cache, cache_dir=cache_dir)
@@ -133,8 +119,8 @@ def fit_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *, s
 def _fit_fusion(cfg, schema, splits, *, seeds, text_cache, cache_dir):
     import keras
 
-    from purchase_intent.pipeline import class_weights, make_dataset
-    from purchase_intent.train import calibrate, fit_callbacks, warm_up_wide
+    from purchase_intent import task
+    from purchase_intent.pipeline import class_weights
 
     t0 = time.perf_counter()
     train_df, val_df, test_df = splits["train"], splits["validation"], splits["test"]
@@ -144,211 +130,22 @@ def _fit_fusion(cfg, schema, splits, *, seeds, text_cache, cache_dir):
         seed = cfg.train.seed + i
         keras.utils.set_random_seed(seed)
         preprocessor, model = build_fusion(cfg, schema, splits, text_cache=text_cache, cache_dir=cache_dir)
-        train_ds = make_dataset(train_df, schema, preprocessor, cfg.data, training=True, seed=seed,
-                                weights=weights)
-        val_ds = make_dataset(val_df, schema, preprocessor, cfg.data, training=False)
-        warm_up_wide(model, cfg.train, train_ds, val_ds, -(-len(train_df) // cfg.data.batch_size))
-        history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
-                            callbacks=fit_callbacks(cfg.train), verbose=0)
-        val_auc = history.history.get("val_auc", [0.0])
+        train_ds, val_ds = task.datasets(cfg, schema, preprocessor, train_df, val_df, seed=seed, weights=weights)
+        history = task.fit(model, cfg, train_ds, val_ds, steps_per_epoch=-(-len(train_df) // cfg.data.batch_size))
+        val_auc = history.get("val_auc", [0.0])
         best_epochs.append(int(np.argmax(val_auc)) + 1)
         logger.info("Fusion seed %d: best epoch %d of %d, val ROC-AUC %.4f", seed, best_epochs[-1],
                     len(val_auc), max(val_auc))
 
         def predict(df):
-            return model.predict(make_dataset(df, schema, preprocessor, cfg.data, training=False),
-                                 verbose=0).reshape(-1)
+            return task.predict(model, cfg, schema, preprocessor, df)
 
-        model, _ = calibrate(model, cfg.train, val_df[schema.label].to_numpy(), predict(val_df))
+        model, _ = task.calibrate(model, cfg.train, val_df[schema.label].to_numpy(), predict(val_df))
         p_val.append(predict(val_df))
         p_test.append(predict(test_df))
         keras.backend.clear_session()
     return {"val": np.mean(p_val, axis=0), "test": np.mean(p_test, axis=0), "epochs": best_epochs,
             "val_per_seed": p_val, "seconds": time.perf_counter() - t0}
-
-
-# -- peers ---------------------------------------------------------------
-def _auc(y, p) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, p)) if np.min(y) != np.max(y) else float("nan")
-
-
-def _as_categories(frames: dict[str, pd.DataFrame], cats: list[str],
-                   max_levels: int | None = None) -> dict[str, pd.DataFrame]:
-    """Each split with its categorical columns as categories of the training values.
-
-    See :func:`purchase_intent.evaluate.category_levels` (``max_levels`` most
-    frequent training values) and :func:`~purchase_intent.evaluate.to_categories`
-    (other values -> NaN).
-    """
-    from purchase_intent.evaluate import category_levels, to_categories
-
-    levels = category_levels(frames["train"], cats, max_levels)
-    return {k: to_categories(f, levels) for k, f in frames.items()}
-
-
-def _text_column(df: pd.DataFrame, schema: FeatureSchema) -> list[str]:
-    cols = [df[n].astype(str) for n in schema.text]
-    cols += [df[n].map(" ".join) for n in schema.event_text]
-    if not cols:
-        return [""] * len(df)
-    return [" ".join(parts) for parts in zip(*cols)]
-
-
-def sequence_tokens(df: pd.DataFrame, schema: FeatureSchema) -> list[list[str]]:
-    """The bag-of-events tokens of each row (the input of :data:`SEQUENCE_PEER`).
-
-    Per event, one token per column of ``schema.sequences``, ``"<column>=<value>"``,
-    and one cross of the first sequence column with each other one,
-    ``"<first>=<value>|<other>=<value>"``. A token repeats as often as its event does.
-
-    Args:
-        df: frame with the ``schema.sequences`` columns (one list of values per row).
-        schema: the features; per-event text is not used.
-
-    Returns:
-        One token list per row of ``df``, in event order (empty without events).
-
-    Example:
-        >>> s = FeatureSchema(sequences=["item", "type"])
-        >>> sequence_tokens(pd.DataFrame({"item": [["1", "2"]], "type": [["view", "buy"]]}), s)
-        [['item=1', 'item=2', 'type=view', 'type=buy', 'item=1|type=view', 'item=2|type=buy']]
-    """
-    names = list(schema.sequences)
-    if not names:
-        return [[] for _ in range(len(df))]
-    first, others = names[0], names[1:]
-    out = []
-    for row in zip(*(df[n] for n in names)):
-        seqs = dict(zip(names, row))
-        tokens = [f"{n}={v}" for n in names for v in seqs[n]]
-        tokens += [f"{first}={a}|{o}={b}" for o in others for a, b in zip(seqs[first], seqs[o])]
-        out.append(tokens)
-    return out
-
-
-def peer_names(schema: FeatureSchema, requested: list[str] | None = None) -> list[str]:
-    """The peers that apply to ``schema``, in table order.
-
-    Args:
-        schema: the features of one comparison (a modality subset or all).
-        requested: peer names to keep (default: :data:`PEERS`, :data:`TFIDF_PEER`
-            and :data:`SEQUENCE_PEER`).
-
-    Returns:
-        ``requested`` without :data:`TFIDF_PEER` when ``schema`` has no text and
-        without :data:`SEQUENCE_PEER` when it has no event sequences.
-    """
-    names = list(requested or [*PEERS, TFIDF_PEER, SEQUENCE_PEER])
-    has_text = bool(schema.text or schema.event_text)
-    return [n for n in names if (n != TFIDF_PEER or has_text) and (n != SEQUENCE_PEER or schema.sequences)]
-
-
-def fit_peers(schema: FeatureSchema, splits: dict[str, pd.DataFrame], seed: int = 0,
-              names: list[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Tunes each peer on the validation split and predicts validation and test.
-
-    Returns:
-        peer name -> ``{"val": probs, "test": probs, "params": best grid point,
-        "grid": [[params, val ROC-AUC], ...], "seconds": float}``.
-
-    Raises:
-        ImportError: LightGBM or XGBoost requested but not installed
-            (``pip install -e .[compare]``).
-    """
-    from purchase_intent.evaluate import tabular_features
-
-    names = names or peer_names(schema)
-    y = {k: df[schema.label].to_numpy() for k, df in splits.items()}
-    frames = {k: tabular_features(df, schema)[0] for k, df in splits.items()}
-    cats = list(schema.categorical)
-    nums = [c for c in frames["train"].columns if c not in cats]
-    out = {}
-    for name in names:
-        t0 = time.perf_counter()
-        grid = GRIDS[name]
-        trials = []
-        best = None
-        for values in itertools.product(*grid.values()):
-            params = dict(zip(grid.keys(), values))
-            model, extra = _fit_one(name, params, frames, y, splits, schema, nums, cats, seed)
-            p_val = model(("validation"))
-            score = _auc(y["validation"], p_val)
-            trials.append([{**params, **extra}, score])
-            if best is None or score > best[0]:
-                best = (score, params, extra, model, p_val)
-        score, params, extra, model, p_val = best
-        out[name] = {"val": p_val, "test": model("test"), "params": {**params, **extra},
-                     "grid": trials, "seconds": time.perf_counter() - t0}
-        logger.info("%s: best %s, val ROC-AUC %.4f (%d fits, %.1f s)", name, out[name]["params"], score,
-                    len(trials), out[name]["seconds"])
-    return out
-
-
-def _fit_one(name, params, frames, y, splits, schema, nums, cats, seed):
-    """Fits one grid point; returns ``(split name -> probabilities function, extra params)``."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, Normalizer
-
-    from purchase_intent.evaluate import HGB_MAX_LEVELS, linear_tabular_parts
-
-    if name in ("logistic_regression", TFIDF_PEER, SEQUENCE_PEER):
-        from sklearn.linear_model import LogisticRegression
-
-        parts = linear_tabular_parts(nums, cats)
-        x = {k: f for k, f in frames.items()}
-        if name == TFIDF_PEER:
-            from sklearn.feature_extraction.text import TfidfVectorizer
-
-            parts.append(("text", TfidfVectorizer(min_df=2, ngram_range=(1, 2), max_features=100_000,
-                                                  sublinear_tf=True), "__text__"))
-            x = {k: f.assign(__text__=_text_column(splits[k], schema)) for k, f in frames.items()}
-        if name == SEQUENCE_PEER:
-            from sklearn.feature_extraction.text import CountVectorizer
-
-            # Each row is already a token list (analyzer=list keeps it). Counts -> log(1 + count),
-            # then each row scaled to unit L2 norm (as the TF-IDF peer), so that one C suits short
-            # and long histories; the number of events is a tabular feature.
-            bag = make_pipeline(CountVectorizer(analyzer=list, min_df=2),
-                                FunctionTransformer(lambda m: m.log1p()), Normalizer())
-            parts.append(("events", bag, "__events__"))
-            x = {k: f.assign(__events__=pd.Series(sequence_tokens(splits[k], schema), index=f.index,
-                                                  dtype=object))
-                 for k, f in frames.items()}
-        lr = LogisticRegression(max_iter=3000, C=params["C"],
-                                class_weight=params.get("class_weight", "balanced"))
-        pipe = make_pipeline(ColumnTransformer(parts), lr).fit(x["train"], y["train"])
-        return (lambda split: pipe.predict_proba(x[split])[:, 1]), {}
-    if name == "hist_gradient_boosting":
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
-        x = _as_categories(frames, cats, max_levels=HGB_MAX_LEVELS)
-        model = HistGradientBoostingClassifier(
-            max_iter=1000, early_stopping=True, validation_fraction=0.15, n_iter_no_change=30,
-            random_state=seed, categorical_features="from_dtype", **params)
-        model.fit(x["train"], y["train"])
-        return (lambda split: model.predict_proba(x[split])[:, 1]), {"n_iter": int(model.n_iter_)}
-    if name == "lightgbm":
-        import lightgbm as lgb
-
-        x = _as_categories(frames, cats)
-        model = lgb.LGBMClassifier(n_estimators=3000, subsample=0.8, subsample_freq=1, colsample_bytree=0.8,
-                                   min_child_samples=20, random_state=seed, n_jobs=2, verbose=-1, **params)
-        model.fit(x["train"], y["train"], eval_X=(x["validation"],), eval_y=(y["validation"],), eval_metric="auc",
-                  callbacks=[lgb.early_stopping(100, verbose=False)])
-        return (lambda split: model.predict_proba(x[split])[:, 1]), {"n_estimators": int(model.best_iteration_)}
-    if name == "xgboost":
-        import xgboost as xgb
-
-        x = _as_categories(frames, cats)
-        model = xgb.XGBClassifier(n_estimators=3000, subsample=0.8, colsample_bytree=0.8, tree_method="hist",
-                                  enable_categorical=True, eval_metric="auc", early_stopping_rounds=100,
-                                  random_state=seed, n_jobs=2, **params)
-        model.fit(x["train"], y["train"], eval_set=[(x["validation"], y["validation"])], verbose=False)
-        return (lambda split: model.predict_proba(x[split])[:, 1]), {"n_estimators": int(model.best_iteration) + 1}
-    raise ValueError(f"Unknown peer {name!r}; choose from {list(GRIDS)}")
 
 
 # -- bootstrap -----------------------------------------------------------
@@ -501,9 +298,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Runs the comparison; returns the dict written to ``compare.json``."""
     args = parse_args(argv)
-    from purchase_intent.train import config_overrides, setup_logging
+    from purchase_intent.train import config_overrides
 
-    setup_logging()
+    cli.setup_logging()
     from purchase_intent.config import get_config
     from purchase_intent.data import load_splits
 

@@ -1,18 +1,12 @@
-"""Evaluation: metrics at a validation-chosen threshold, calibration, baselines, plots.
+"""Evaluation: metrics at a validation-chosen threshold, calibration, plots.
 
-Every model (the fusion model and the baselines) is scored the same way:
+Every model (the fusion model and the baselines of :mod:`purchase_intent.baselines`)
+is scored the same way:
 
 * ROC-AUC, PR-AUC (average precision) and log loss on the test split;
 * accuracy, precision, recall and F1 at the threshold that maximises F1 on
   the *validation* split (never on test);
 * expected calibration error (ECE, 10 equal-width bins) on the test split.
-
-Baselines, trained on the same training split: logistic regression and
-scikit-learn's ``HistGradientBoostingClassifier`` on the numeric features,
-the categorical features and simple aggregates of the other modalities
-(sequence length, distinct values, text length), see :func:`tabular_features`.
-:func:`baseline_predictions` fits and predicts each baseline on its own, so
-that one failing baseline is skipped with a warning instead of stopping a run.
 
 Examples:
 
@@ -28,16 +22,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-
-from purchase_intent.schema import FeatureSchema
 
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "purchase_intent"
-BASELINES = ("logistic_regression", "hist_gradient_boosting")
-# HistGradientBoosting takes at most 255 levels per categorical feature (missing values included).
-HGB_MAX_LEVELS = 254
 _EPS = 1e-7
 
 
@@ -124,186 +112,6 @@ def format_table(results: dict[str, dict[str, float]]) -> str:
     for name, m in results.items():
         lines.append(name.ljust(name_w) + "".join(f"{m[c]:10.4f}" for c in cols))
     return "\n".join(lines)
-
-
-# -- baselines -----------------------------------------------------------
-def tabular_features(df: pd.DataFrame, schema: FeatureSchema) -> tuple[pd.DataFrame, list[str]]:
-    """Numeric/aggregate features for the baselines.
-
-    Numeric columns as they are (NaN kept), categorical columns as strings,
-    and for the other modalities simple aggregates: events per sequence,
-    distinct values per sequence column, characters and words per text.
-
-    Returns:
-        ``(frame, categorical_column_names)``.
-    """
-    out = {}
-    for name in schema.numeric:
-        out[name] = df[name].to_numpy(np.float64)
-    if schema.sequence_like:
-        first = schema.sequence_like[0]
-        out["n_events"] = df[first].map(len).to_numpy(np.float64)
-    for name in schema.sequences:
-        out[f"{name}_distinct"] = df[name].map(lambda s: len(set(s))).to_numpy(np.float64)
-    for name in schema.text:
-        out[f"{name}_chars"] = df[name].str.len().to_numpy(np.float64)
-        out[f"{name}_words"] = df[name].str.split().map(len).to_numpy(np.float64)
-    for name in schema.categorical:
-        out[name] = df[name].astype(str).to_numpy(dtype=object)
-    return pd.DataFrame(out, index=df.index), list(schema.categorical)
-
-
-def category_levels(train: pd.DataFrame, columns: list[str],
-                    max_levels: int | None = None) -> dict[str, list[str]]:
-    """The levels of each categorical column: its training values, as strings.
-
-    Args:
-        train: the training frame.
-        columns: categorical column names.
-        max_levels: keep only this many of the most frequent training values
-            (ties broken by value); ``None`` keeps them all.
-
-    Returns:
-        column -> sorted levels, for :func:`to_categories`.
-    """
-    levels = {}
-    for c in columns:
-        counts = train[c].astype(str).value_counts()
-        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-        levels[c] = sorted(v for v, _ in ranked[:max_levels])
-    return levels
-
-
-def to_categories(frame: pd.DataFrame, levels: dict[str, list[str]]) -> pd.DataFrame:
-    """A copy of ``frame`` whose ``levels`` columns are pandas categoricals of those levels.
-
-    A value that is not a level (unseen in training, or beyond ``max_levels``
-    of :func:`category_levels`) becomes missing (NaN), which the tree models
-    treat as its own branch.
-    """
-    out = frame.copy()
-    for c, cats in levels.items():
-        out[c] = pd.Categorical(frame[c].astype(str), categories=cats)
-    return out
-
-
-def linear_tabular_parts(nums: list[str], cats: list[str]) -> list[tuple]:
-    """``ColumnTransformer`` parts of the linear baselines and peers over :func:`tabular_features`.
-
-    Numeric columns: mean-imputed with a missing indicator, signed log1p,
-    standardised; categorical columns: one-hot (levels seen fewer than 5 times
-    pooled, unseen ignored).
-    """
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
-
-    signed_log = FunctionTransformer(lambda x: np.sign(x) * np.log1p(np.abs(x)),
-                                     feature_names_out="one-to-one")
-    parts = []
-    if nums:
-        parts.append(("num", make_pipeline(SimpleImputer(add_indicator=True), signed_log,
-                                           StandardScaler()), nums))
-    if cats:
-        parts.append(("cat", OneHotEncoder(handle_unknown="ignore", min_frequency=5), cats))
-    return parts
-
-
-def fit_baselines(train_df: pd.DataFrame, val_df: pd.DataFrame | None, schema: FeatureSchema,
-                  seed: int = 0, names: tuple[str, ...] | list[str] = BASELINES) -> dict:
-    """Fits logistic regression and HistGradientBoosting on :func:`tabular_features`.
-
-    HistGradientBoosting gets each categorical column as the
-    :data:`HGB_MAX_LEVELS` most frequent training values (the rest missing),
-    see :func:`category_levels`.
-
-    Args:
-        train_df: the training split.
-        val_df: unused (HistGradientBoosting early-stops on a fraction of the
-            training split); kept for callers that pass it.
-        schema: the features.
-        seed: random seed of HistGradientBoosting.
-        names: the baselines to fit, a subset of :data:`BASELINES`.
-
-    Returns:
-        name -> fitted scikit-learn pipeline (takes :func:`tabular_features` frames).
-    """
-    from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer
-
-    unknown = set(names) - set(BASELINES)
-    if unknown:
-        raise ValueError(f"Unknown baselines {sorted(unknown)}; choose from {list(BASELINES)}")
-    x_train, cats = tabular_features(train_df, schema)
-    nums = [c for c in x_train.columns if c not in cats]
-    y_train = train_df[schema.label].to_numpy()
-    fitted = {}
-    if "logistic_regression" in names:
-        lr = make_pipeline(ColumnTransformer(linear_tabular_parts(nums, cats)),
-                           LogisticRegression(max_iter=2000, C=1.0, class_weight="balanced"))
-        fitted["logistic_regression"] = lr.fit(x_train, y_train)
-    if "hist_gradient_boosting" in names:
-        levels = category_levels(x_train, cats, max_levels=HGB_MAX_LEVELS)
-        gb = make_pipeline(
-            FunctionTransformer(to_categories, kw_args={"levels": levels}),
-            HistGradientBoostingClassifier(
-                learning_rate=0.05, max_iter=500, early_stopping=True, validation_fraction=0.15,
-                n_iter_no_change=20, random_state=seed, categorical_features="from_dtype"))
-        fitted["hist_gradient_boosting"] = gb.fit(x_train, y_train)
-    return fitted
-
-
-def predict_baselines(baselines: dict, df: pd.DataFrame, schema: FeatureSchema) -> dict[str, np.ndarray]:
-    """Purchase probabilities of each fitted baseline on ``df``."""
-    x, _ = tabular_features(df, schema)
-    return {name: model.predict_proba(x)[:, 1] for name, model in baselines.items()}
-
-
-def baseline_predictions(splits: dict[str, pd.DataFrame], schema: FeatureSchema, seed: int = 0,
-                         names: tuple[str, ...] | list[str] = BASELINES
-                         ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
-    """Fits each baseline on ``splits["train"]`` and predicts every other split; fails soft.
-
-    Each baseline is fitted and predicted on its own: if that raises (or
-    gives non-finite probabilities), a warning names the baseline and the
-    error, and the baseline is left out. A baseline is never worth losing
-    the model trained before it.
-
-    Args:
-        splits: split name -> frame; ``"train"`` is fitted on, the others are predicted.
-        schema: the features.
-        seed: random seed of the baselines.
-        names: the baselines, a subset of :data:`BASELINES`.
-
-    Returns:
-        ``(split -> baseline -> probabilities, skipped baseline -> "ErrorType: message")``;
-        a skipped baseline is in no split.
-    """
-    targets = [k for k in splits if k != "train"]
-    probs: dict[str, dict[str, np.ndarray]] = {k: {} for k in targets}
-    skipped: dict[str, str] = {}
-    for name in names:
-        step = "fitting"
-        try:
-            model = fit_baselines(splits["train"], splits.get("validation"), schema, seed=seed,
-                                  names=[name])
-            out = {}
-            for k in targets:
-                step = f"predicting the {k} split"
-                p = predict_baselines(model, splits[k], schema)[name]
-                if not np.all(np.isfinite(p)):
-                    raise ValueError(f"{int(np.sum(~np.isfinite(p)))} non-finite probabilities")
-                out[k] = p
-        except Exception as err:  # any baseline failure must not stop the run
-            skipped[name] = f"{type(err).__name__}: {err}"
-            logger.warning("Baseline %s skipped: %s failed with %s", name, step, skipped[name])
-            continue
-        for k in targets:
-            probs[k][name] = out[k]
-    return probs, skipped
 
 
 # -- plots ---------------------------------------------------------------

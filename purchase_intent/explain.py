@@ -248,8 +248,9 @@ def modality_ablation(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame
     """Trains one model per modality subset, briefly, and scores each on the test split.
 
     Args:
-        cfg: a ``Config`` (``cfg.train.epochs`` unless ``epochs`` is given;
-            early stopping on validation ROC-AUC as in training).
+        cfg: a ``Config`` (``cfg.train.epochs`` unless ``epochs`` is given); each
+            model is fitted as in training (:func:`purchase_intent.task.fit`: early
+            stopping on validation ROC-AUC, class weights, wide warm-up).
         schema: the full feature schema.
         splits: "train", "validation", "test" frames validated by ``schema``.
         subsets: name -> schema; default :func:`modality_subsets`.
@@ -260,7 +261,7 @@ def modality_ablation(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame
         ``val_roc_auc``, ``epochs_run``, ``seconds``, ``features``. Each model is
         built and trained under the dtype policy of ``train.mixed_precision``.
     """
-    from purchase_intent.train import dtype_policy
+    from purchase_intent.task import dtype_policy
 
     with dtype_policy(cfg.train.mixed_precision):
         return _modality_ablation(cfg, schema, splits, subsets, epochs)
@@ -272,32 +273,28 @@ def _modality_ablation(cfg, schema, splits, subsets, epochs):
     import keras
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from purchase_intent.pipeline import make_dataset
-    from purchase_intent.train import build
+    from purchase_intent import task
+    from purchase_intent.pipeline import class_weights
 
     subsets = subsets or modality_subsets(schema)
-    epochs = epochs or cfg.train.epochs
+    train_df, val_df, test_df = splits["train"], splits["validation"], splits["test"]
+    weights = class_weights(train_df[schema.label].to_numpy(), cfg.train.class_weight)
     rows = []
     for name, sub in subsets.items():
         t0 = time.perf_counter()
         keras.utils.set_random_seed(cfg.train.seed)
-        pre, model = build(cfg, sub, splits)
-
-        def data(split, training=False):
-            return make_dataset(splits[split], sub, pre, cfg.data, training=training, seed=cfg.train.seed)
-
-        stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", restore_best_weights=True,
-                                             patience=cfg.train.early_stopping_patience)
-        history = model.fit(data("train", True), validation_data=data("validation"), epochs=epochs,
-                            callbacks=[stop], verbose=0)
-        y_val = splits["validation"][schema.label].to_numpy()
-        y_test = splits["test"][schema.label].to_numpy()
-        p_val = model.predict(data("validation"), verbose=0).reshape(-1)
-        p_test = model.predict(data("test"), verbose=0).reshape(-1)
+        pre, model = task.build(cfg, sub, splits)
+        train_ds, val_ds = task.datasets(cfg, sub, pre, train_df, val_df, weights=weights)
+        history = task.fit(model, cfg, train_ds, val_ds, epochs=epochs,
+                           steps_per_epoch=-(-len(train_df) // cfg.data.batch_size))
+        y_val = val_df[schema.label].to_numpy()
+        y_test = test_df[schema.label].to_numpy()
+        p_val = task.predict(model, cfg, sub, pre, val_df)
+        p_test = task.predict(model, cfg, sub, pre, test_df)
         rows.append({"subset": name, "test_roc_auc": roc_auc_score(y_test, p_test),
                      "test_pr_auc": average_precision_score(y_test, p_test),
                      "val_roc_auc": roc_auc_score(y_val, p_val),
-                     "epochs_run": len(history.history["loss"]),
+                     "epochs_run": len(history["loss"]),
                      "seconds": time.perf_counter() - t0, "features": ", ".join(sub.feature_names)})
         logger.info("Ablation %s: test ROC-AUC %.4f (%.1f s)", name, rows[-1]["test_roc_auc"],
                     rows[-1]["seconds"])

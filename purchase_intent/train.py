@@ -4,20 +4,23 @@ Reads top to bottom: config -> strategy -> data -> text encoder ->
 preprocessor -> model -> fit -> evaluation beside baselines -> export.
 With no arguments it trains the default model on the built-in Online Retail
 task (MiniLM text branch included) and exports it for TF Serving.
+
+This module is the command line only: the run directory, its files and
+resumption, ``FAILED.txt``. Building, fitting and scoring the model is
+:mod:`purchase_intent.task`; strategies :mod:`purchase_intent.distribute`;
+the baselines :mod:`purchase_intent.baselines`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
-from purchase_intent import cli, contract
+from purchase_intent import cli
 
 logger = logging.getLogger("purchase_intent.train")
 
@@ -54,564 +57,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-setup_logging = cli.setup_logging  # benchmarks and notebooks import it from here
-
-
-def configure_cpu_replicas(n: int) -> None:
-    """Splits the first CPU into ``n`` logical devices; must run before TF initialises."""
-    import tensorflow as tf
-
-    if n <= 1:
-        return
-    cpus = tf.config.list_physical_devices("CPU")
-    tf.config.set_logical_device_configuration(
-        cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
-
-
-def make_strategy(name: str, cpu_replicas: int = 0):
-    """Returns the tf.distribute strategy named ``name`` ("auto" picks for the hardware)."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if name == "auto":
-        name = "mirrored" if len(gpus) > 1 or cpu_replicas > 1 else "default"
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        devices = None if gpus else [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
-    return tf.distribute.MultiWorkerMirroredStrategy()
-
-
-def is_chief() -> bool:
-    """True unless ``TF_CONFIG`` names this process a non-chief worker.
-
-    The chief is task ``chief``, or ``worker`` 0 when the cluster has no ``chief``
-    task (the convention of ``MultiWorkerMirroredStrategy``).
-    """
-    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    task = tf_config.get("task") or {}
-    task_type, index = task.get("type", "worker"), int(task.get("index", 0))
-    if task_type == "chief":
-        return True
-    return task_type == "worker" and index == 0 and "chief" not in tf_config.get("cluster", {})
-
-
-def worker_dir(run_dir: Path) -> Path:
-    """Where this process writes: ``run_dir`` on the chief, else a temporary directory.
-
-    Every worker runs the same callbacks and export (they may use collectives),
-    but only the chief's files are kept; a non-chief's directory is removed at exit.
-    """
-    if is_chief():
-        return run_dir
-    import atexit
-    import shutil
-    import tempfile
-
-    tmp = Path(tempfile.mkdtemp(prefix="purchase_intent-worker-"))
-    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
-    return tmp
-
-
-def weights_digest(model) -> str:
-    """SHA-256 of all model weights (the same on every worker after synchronous training)."""
-    import hashlib
-
-    import numpy as np
-
-    h = hashlib.sha256()
-    for w in model.get_weights():
-        h.update(np.ascontiguousarray(w).tobytes())
-    return h.hexdigest()
-
-
-def adapt_for_multi_worker(model, strategy, dataset) -> None:
-    """Works around two Keras 3.15 gaps with ``MultiWorkerMirroredStrategy`` (>1 worker).
-
-    ``fit``/``evaluate`` build the model by all-reducing the first distributed
-    batch, which fails for dict inputs (keras-team/keras#20329): build from one
-    local batch instead and skip that step. They also all-reduce the step's
-    scalar logs with ``axis=0``, which fails on rank 0: return them as ``[1]``.
-    """
-    import tensorflow as tf
-
-    with strategy.scope():
-        model._symbolic_build(data_batch=next(iter(dataset)))
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
-    for name in ("train_step", "test_step"):
-        step = getattr(model, name)
-        setattr(model, name, lambda data, step=step: {
-            k: tf.reshape(v, [1]) for k, v in step(data).items()})
-
-
-def dtype_policy_name(mixed_precision: str) -> str:
-    """The Keras dtype policy of ``train.mixed_precision``.
-
-    Args:
-        mixed_precision: str. "auto" (mixed_float16 when a GPU is visible, else
-            float32), "off" (float32), "mixed_float16" or "mixed_bfloat16".
-
-    Returns:
-        A Keras dtype policy name.
-    """
-    import tensorflow as tf
-
-    if mixed_precision == "auto":
-        return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
-    return "float32" if mixed_precision == "off" else mixed_precision
-
-
-@contextlib.contextmanager
-def dtype_policy(mixed_precision: str):
-    """The global Keras dtype policy of ``train.mixed_precision`` inside the block; the previous one after.
-
-    Models built inside compute in that policy (variables stay float32); the
-    model's logits, output and Platt layer are float32 (``purchase_intent.model.HEAD_DTYPE``),
-    so the loss and the export are too. Yields the policy name.
-    """
-    import keras
-
-    previous = keras.mixed_precision.dtype_policy()
-    name = dtype_policy_name(mixed_precision)
-    keras.mixed_precision.set_dtype_policy(name)
-    try:
-        yield name
-    finally:
-        keras.mixed_precision.set_dtype_policy(previous)
-
-
-class EpochTimer:
-    """Keras callback factory timing the training part of each epoch (validation excluded)."""
-
-    @staticmethod
-    def make():
-        import keras
-
-        class _Timer(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.train_seconds = []
-                self._t0 = None
-
-            def on_epoch_begin(self, epoch, logs=None):
-                self._t0 = time.perf_counter()
-
-            def on_test_begin(self, logs=None):
-                if self._t0 is not None:
-                    self.train_seconds.append(time.perf_counter() - self._t0)
-                    self._t0 = None
-
-            def on_epoch_end(self, epoch, logs=None):
-                if self._t0 is not None:  # no validation this epoch
-                    self.train_seconds.append(time.perf_counter() - self._t0)
-                    self._t0 = None
-
-        return _Timer()
-
-
-STEP_DELAY_ENV = "PURCHASE_INTENT_TEST_STEP_DELAY_MS"
-
-
-def _backup_epoch(backup_dir: Path) -> int | None:
-    """Epochs completed according to a ``BackupAndRestore`` folder, or None if there is none."""
-    meta = backup_dir / "training_metadata.json"
-    if not meta.exists():
-        return None
-    try:
-        return int(json.loads(meta.read_text())["epoch"])
-    except (ValueError, KeyError, OSError):
-        return None
-
-
-def build(cfg, schema, splits, strategy=None):
-    """Text encoder, adapted preprocessor and compiled model for one run.
-
-    Scalar text runs through BERT inside the model; per-event text uses a
-    frozen table of embeddings in which each distinct text (e.g. each product
-    description) is encoded once.
-
-    Returns:
-        ``(preprocessor, model)``.
-    """
-    preprocessor, models, _ = build_members(cfg, schema, splits, strategy, members=1)
-    return preprocessor, models[0]
-
-
-def build_members(cfg, schema, splits, strategy=None, members=None, *, text_cache=False,
-                  cache_dir=None, encoder=None, prepared=None):
-    """As :func:`build`, with ``members`` (default ``train.ensemble``) models of one preprocessor.
-
-    The members differ in their initial weights (drawn one after the other)
-    and share the text encoder and the per-event text tables.
-
-    With ``text_cache``, scalar text and a frozen encoder (``model.text_trainable_layers=0``, no LoRA),
-    the members to fit hold a :class:`~purchase_intent.blocks.CachedTextEncoder`
-    (the encoder's output for each distinct text of all splits, computed once:
-    :func:`cached_scalar_text`) in place of the backbone: neither training nor
-    scoring the splits runs BERT. ``exportable`` then builds the same models
-    around the real backbone and copies the trained weights over, for export
-    (raw strings in, texts never seen in training included).
-
-    Args:
-        cfg: the run's :class:`~purchase_intent.config.Config`.
-        schema: the features.
-        splits: ``{"train", "validation", "test"}`` frames.
-        strategy: a ``tf.distribute`` strategy (default: the current one).
-        members: int. Models to build (default ``train.ensemble``).
-        text_cache: bool. Fit on cached embeddings of a frozen scalar-text encoder.
-        cache_dir: directory of the on-disk text-embedding cache (default
-            ``data.text_cache_dir``; never for the random ``tiny`` encoder).
-        encoder: ``(tokenizer, backbone)`` already loaded by :func:`load_encoder`
-            (reused across runs by ``compare``); default: loaded here.
-        prepared: a :class:`~purchase_intent.data.prepared.Prepared` directory
-            whose statistics the preprocessor adapts on (``splits["train"]`` is
-            then only a sample of its training split; no text cache).
-
-    Returns:
-        ``(preprocessor, [model, ...], exportable)``: ``exportable(models)``
-        returns the fitted models with the backbone in place of the cached
-        embeddings (the models themselves when there is none).
-    """
-    members = members or cfg.train.ensemble
-    import numpy as np
-    import tensorflow as tf
-
-    from purchase_intent.model import build_model
-
-    strategy = strategy or tf.distribute.get_strategy()
-    train_df = splits["train"]
-    tokenizer = backbone = None
-    if schema.text or schema.event_text:
-        with strategy.scope():
-            tokenizer, backbone = encoder or load_encoder(cfg, schema, train_df)
-    cache_dir = text_cache_dir(cfg, cache_dir)
-    preprocessor = adapt_preprocessor(cfg, schema, splits, tokenizer, prepared=prepared)
-    tables = event_text_tables(cfg, schema, preprocessor, tokenizer, backbone, cache_dir)
-    cached = None
-    if text_cache and schema.text and cfg.model.text_frozen() and prepared is None:
-        with strategy.scope():
-            cached = cached_scalar_text(cfg, schema, splits, preprocessor, tokenizer, backbone, cache_dir)
-
-    positive_rate = (prepared.manifest["splits"]["train"]["label_rate"] if prepared
-                     else float(train_df[schema.label].mean()))
-    # Outside strategy.scope(): pretraining runs on one device (it refuses a MirroredStrategy scope).
-    pretrained = pretrain(cfg, schema, preprocessor, train_df, tables)
-    steps = -(-(prepared.examples("train") if prepared else len(train_df)) // cfg.data.batch_size)
-
-    def make(text_encoder, name):
-        return build_model(cfg.model, preprocessor, backbone=text_encoder if schema.text else None,
-                           event_text_tables=tables, positive_rate=positive_rate, name=name)
-
-    models = []
-    with strategy.scope():
-        for i in range(members):
-            model = make(cached or backbone, "purchase_intent" if members == 1 else f"purchase_intent_{i}")
-            if pretrained is not None:
-                from purchase_intent.pretrain import apply_pretrained
-
-                apply_pretrained(model, pretrained.weights)
-            compile_model(model, cfg.train, steps_per_epoch=steps)
-            models.append(model)
-    logger.info("Model: %d parameters (%d trainable)%s%s", model.count_params(),
-                sum(int(np.prod(w.shape)) for w in model.trainable_weights),
-                f", {members} ensemble members" if members > 1 else "",
-                "; scalar text through cached embeddings of the frozen encoder" if cached else "")
-
-    def exportable(fitted):
-        if cached is None:
-            return fitted
-        with strategy.scope():
-            twins = [make(backbone, m.name) for m in fitted]
-        for twin, m in zip(twins, fitted):
-            copy_trained_weights(m, twin, skip=backbone.name)
-        return twins
-
-    return preprocessor, models, exportable
-
-
-def load_encoder(cfg, schema, train_df):
-    """The ``(tokenizer, backbone)`` of ``model.text_encoder``, with ``model.text_trainable_layers`` set.
-
-    With ``model.text_lora_rank > 0`` the backbone is frozen and carries LoRA
-    adapters (:func:`purchase_intent.text.enable_lora`), trained with the model.
-    The ``tiny`` encoder's vocabulary comes from the training split's texts.
-    """
-    from purchase_intent.text import enable_lora, load_text_encoder, set_trainable_layers
-
-    texts = [t for n in schema.text for t in train_df[n]]
-    texts += [t for n in schema.event_text for seq in train_df[n] for t in seq]
-    t0 = time.perf_counter()
-    tokenizer, backbone = load_text_encoder(
-        cfg.model.text_encoder, texts=texts, tiny_vocab_size=cfg.model.tiny_vocab_size,
-        tiny_hidden_dim=cfg.model.tiny_hidden_dim, tiny_num_layers=cfg.model.tiny_num_layers,
-        max_sequence_length=max(cfg.data.text_sequence_length, cfg.data.event_text_sequence_length))
-    logger.info("Text encoder %r: %d parameters, loaded in %.1f s", cfg.model.text_encoder,
-                backbone.count_params(), time.perf_counter() - t0)
-    set_trainable_layers(backbone, cfg.model.text_trainable_layers)
-    if cfg.model.text_lora_rank > 0:
-        adapters = enable_lora(backbone, cfg.model.text_lora_rank, cfg.model.text_lora_alpha)
-        logger.info("Text encoder LoRA: rank %d, alpha %g, %d adapter matrices (%d parameters); "
-                    "the encoder's own weights frozen", cfg.model.text_lora_rank,
-                    cfg.model.text_lora_alpha or cfg.model.text_lora_rank, len(adapters),
-                    sum(int(w.numpy().size) for w in backbone.trainable_weights))
-    return tokenizer, backbone
-
-
-def text_cache_dir(cfg, cache_dir=None) -> str:
-    """The on-disk text-embedding cache to use: ``cache_dir``, else ``data.text_cache_dir``.
-
-    Empty (no disk cache) for the ``tiny`` encoder: random weights, cheap to
-    encode, and test runs stay out of the user's cache.
-    """
-    if cfg.model.text_encoder == "tiny":
-        return ""
-    chosen = cfg.data.text_cache_dir if cache_dir is None else cache_dir
-    return str(Path(chosen).expanduser()) if chosen else ""
-
-
-def event_text_tables(cfg, schema, preprocessor, tokenizer, backbone, cache_dir=""):
-    """Per per-event text column, the frozen table whose row ``i`` embeds lookup id ``i`` (0, 1: zeros)."""
-    import numpy as np
-
-    from purchase_intent.text import cached_text_embeddings
-
-    tables = {}
-    for name in schema.event_text:
-        vocab = preprocessor.vocabularies[name]
-        table = np.zeros((preprocessor.vocabulary_size(name), backbone.hidden_dim), np.float32)
-        table[2:] = cached_text_embeddings(tokenizer, backbone, list(vocab),
-                                           cfg.data.event_text_sequence_length,
-                                           spec=cfg.model.text_encoder, cache_dir=cache_dir,
-                                           what=f"{name!r} texts")
-        tables[name] = table
-    return tables
-
-
-def cached_scalar_text(cfg, schema, splits, preprocessor, tokenizer, backbone, cache_dir=""):
-    """A :class:`~purchase_intent.blocks.CachedTextEncoder` standing in for the frozen ``backbone``.
-
-    Holds the encoder's output for each distinct scalar text of every split
-    (inputs only, no labels: a frozen encoder is a fixed function of the text),
-    keyed by the fingerprint of its token ids as the preprocessor packs them.
-    """
-    import numpy as np
-    import tensorflow as tf
-
-    from purchase_intent.blocks import CachedTextEncoder, token_fingerprints
-    from purchase_intent.text import cached_text_embeddings
-
-    distinct = sorted({str(t) for df in splits.values() for n in schema.text for t in df[n]})
-    vectors = cached_text_embeddings(tokenizer, backbone, distinct, cfg.data.text_sequence_length,
-                                     spec=cfg.model.text_encoder, cache_dir=cache_dir,
-                                     what="scalar texts")
-    ids, _ = preprocessor.packer(tokenizer(tf.constant(distinct, dtype=tf.string)))
-    keys, first = np.unique(token_fingerprints(ids.numpy()), return_index=True)  # same tokens, one row
-    return CachedTextEncoder(keys, vectors[first], name="cached_text_encoder")
-
-
-def copy_trained_weights(source, target, skip: str = "") -> None:
-    """Sets every layer of ``target`` that has weights to those of the same-named layer of ``source``.
-
-    Args:
-        source: the fitted model.
-        target: the same model built around other text-encoder layers.
-        skip: str. The one layer of ``target`` that ``source`` lacks (the backbone).
-
-    Raises:
-        ValueError: a layer with weights of either model has no counterpart, or shapes differ.
-    """
-    weights = {layer.name: layer.get_weights() for layer in source.layers if layer.weights}
-    layers = {layer.name: layer for layer in target.layers if layer.weights and layer.name != skip}
-    if set(layers) != set(weights):
-        raise ValueError(f"Cannot copy the weights of {source.name!r} to {target.name!r}: layers only "
-                         f"in the fitted model {sorted(set(weights) - set(layers))}, only in the target "
-                         f"{sorted(set(layers) - set(weights))}")
-    for name, layer in layers.items():
-        layer.set_weights(weights[name])
-
-
-def pretrain(cfg, schema, preprocessor, train_df, tables):
-    """With ``train.pretrain_epochs > 0``: the behaviour branch pretrained by next-item prediction.
-
-    Only the training split's event sequences are used (no labels; never the
-    validation or test inputs or their label windows). Returns the
-    :class:`~purchase_intent.pretrain.PretrainResult` (apply it to each model
-    with :func:`purchase_intent.pretrain.apply_pretrained`), or None.
-    """
-    if cfg.train.pretrain_epochs <= 0 or not schema.sequences:
-        return None
-    from purchase_intent.pretrain import pretrain_behaviour
-
-    result = pretrain_behaviour(cfg.model, preprocessor, train_df, event_text_tables=tables,
-                                epochs=cfg.train.pretrain_epochs, seed=cfg.train.seed)
-    logger.info("Pretrained the behaviour branch (next item, %d epochs, %.1f s): held-out "
-                "recall@10 %.3f (most popular items %.3f), held-out loss per epoch %s",
-                cfg.train.pretrain_epochs, result.seconds, result.recall_at_10 or float("nan"),
-                result.popularity_recall_at_10 or float("nan"), result.history.get("val_loss"))
-    return result
-
-
-def adapt_preprocessor(cfg, schema, splits, tokenizer=None, prepared=None):
-    """The :class:`Preprocessor` of ``cfg``, adapted on the training split.
-
-    The per-event text catalogue is the texts of every split (inputs only, no
-    labels): each gets a row in the embedding table. With ``prepared``, both
-    come from its statistics (:meth:`Preprocessor.adapt_from_stats`).
-    """
-    from purchase_intent.preprocessing import Preprocessor
-
-    if prepared is not None:
-        stats = prepared.stats()  # counts events as the model reads them (stats.SplitStats.of_frame)
-        event_vocab = {name: sorted({t for s in stats.values() for t in s.values[name]})
-                       for name in schema.event_text}
-        adapt, train = Preprocessor.adapt_from_stats, stats["train"]
-    else:
-        events = ([contract.frame_model_events(df, schema.sequence_like) for df in splits.values()]
-                  if schema.event_text else [])
-        event_vocab = {name: sorted({t for split in events for seq in split[name] for t in seq})
-                       for name in schema.event_text}
-        adapt, train = Preprocessor.adapt, splits["train"]
-    return adapt(
-        schema, train, max_sequence_length=cfg.data.max_sequence_length,
-        history_length=cfg.data.max_history_length,
-        text_sequence_length=cfg.data.text_sequence_length,
-        numeric_transform=cfg.model.numeric_transform, numeric_bins=cfg.model.numeric_bins,
-        bag_of_words=cfg.model.text_bag_of_words, max_vocab_size=cfg.model.max_vocab_size,
-        min_frequency=cfg.model.min_item_frequency,
-        tokenizer=tokenizer, event_text_vocabulary=event_vocab)
-
-
-PREPARED_TRAIN_SAMPLE = 50_000  # training examples read into a frame from a prepared directory
-
-
-def prepared_splits(prepared):
-    """The frames a run from a prepared directory keeps: validation and test, and a training sample.
-
-    The training split itself is streamed; its first ``PREPARED_TRAIN_SAMPLE``
-    examples fit the baselines and the tiny encoder's vocabulary (and the
-    behaviour pretraining, when asked for).
-    """
-    from purchase_intent.data.prepared import read_frame
-
-    splits = {"train": read_frame(prepared, "train", PREPARED_TRAIN_SAMPLE),
-              "validation": read_frame(prepared, "validation"), "test": read_frame(prepared, "test")}
-    if prepared.examples("train") > len(splits["train"]):
-        logger.info("Prepared data %s: training split streamed (%d examples); the baselines are fitted "
-                    "on its first %d", prepared.root, prepared.examples("train"), len(splits["train"]))
-    return splits
-
-
-def compile_model(model, train_cfg, steps_per_epoch: int | None = None) -> None:
-    """Compiles ``model`` with the optimiser, loss and metrics of ``train_cfg`` (a ``TrainConfig``).
-
-    Adam, or AdamW with ``train.weight_decay > 0``; with ``train.lr_schedule=cosine``
-    the learning rate decays to 0 over ``train.epochs`` x ``steps_per_epoch`` steps.
-    """
-    import keras
-
-    if train_cfg.loss == "focal":
-        loss = keras.losses.BinaryFocalCrossentropy(gamma=train_cfg.focal_gamma)
-    else:
-        loss = keras.losses.BinaryCrossentropy()
-    lr = train_cfg.learning_rate
-    if train_cfg.lr_schedule == "cosine" and steps_per_epoch:
-        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=train_cfg.epochs * steps_per_epoch)
-    if train_cfg.weight_decay > 0:
-        optimizer = keras.optimizers.AdamW(lr, weight_decay=train_cfg.weight_decay)
-    else:
-        optimizer = keras.optimizers.Adam(lr)
-    model.compile(optimizer=optimizer, loss=loss,
-                  metrics=[keras.metrics.AUC(name="auc"), keras.metrics.AUC(curve="PR", name="pr_auc")],
-                  steps_per_execution=train_cfg.steps_per_execution, jit_compile=train_cfg.jit_compile)
-
-
-def fit_callbacks(train_cfg) -> list:
-    """Early stopping on validation ROC-AUC (best epoch restored) and the learning-rate schedule.
-
-    The callbacks every fit of the fusion model uses (``train``, ``compare``).
-    """
-    import keras
-
-    callbacks = [keras.callbacks.EarlyStopping(monitor="val_auc", mode="max",
-                                               patience=train_cfg.early_stopping_patience,
-                                               restore_best_weights=True)]
-    if train_cfg.lr_schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_auc", mode="max", factor=0.3,
-                                                           patience=1, min_lr=1e-5, verbose=0))
-    return callbacks
-
-
-def warm_up_wide(model, train_cfg, train_ds, val_ds, steps_per_epoch: int, strategy=None) -> list[float]:
-    """Fits the wide part of ``model`` alone before the whole model (``train.wide_warmup_epochs``).
-
-    The wide terms as a logistic regression (:func:`purchase_intent.model.wide_part`,
-    sharing ``model``'s wide layers and their L2 penalty), Adam at
-    ``train.wide_warmup_learning_rate``, early-stopped on validation ROC-AUC
-    (best epoch restored). With ``train.wide_warmup_freeze`` the wide layers
-    are then frozen and ``model`` is compiled again, so the deep part fits
-    what the linear model leaves.
-
-    Returns:
-        The warm-up's validation ROC-AUC per epoch (empty when there is none).
-    """
-    import contextlib
-
-    import keras
-    import numpy as np
-
-    from purchase_intent.model import wide_layers, wide_part
-
-    if train_cfg.wide_warmup_epochs <= 0:
-        return []
-    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-    with scope:
-        wide = wide_part(model)
-        if wide is None:
-            logger.warning("train.wide_warmup_epochs is ignored: the model has no wide part")
-            return []
-        wide.compile(optimizer=keras.optimizers.Adam(train_cfg.wide_warmup_learning_rate),
-                     loss=keras.losses.BinaryCrossentropy(), metrics=[keras.metrics.AUC(name="auc")])
-    history = wide.fit(train_ds, validation_data=val_ds, epochs=train_cfg.wide_warmup_epochs, verbose=0,
-                       callbacks=[keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=2,
-                                                                restore_best_weights=True)])
-    val_auc = [float(v) for v in history.history.get("val_auc", [])]
-    logger.info("Wide part alone: best validation ROC-AUC %.4f at epoch %d of %d", max(val_auc),
-                int(np.argmax(val_auc)) + 1, len(val_auc))
-    if train_cfg.wide_warmup_freeze:
-        with scope:
-            for layer in wide_layers(model):
-                layer.trainable = False
-            compile_model(model, train_cfg, steps_per_epoch=steps_per_epoch)
-    return val_auc
-
-
-def calibrate(model, train_cfg, y_val, p_val):
-    """The model whose output is recalibrated on validation (``train.calibration``), and the fit.
-
-    Returns:
-        ``(model, info)``: with ``train.calibration=platt``, ``model`` followed
-        by a Platt layer fitted on ``(y_val, p_val)`` and ``info`` =
-        ``{"method": "platt", "a": ..., "b": ...}``; otherwise ``model`` unchanged.
-        ``apply_calibration(other, info)`` puts the same layer on another model.
-    """
-    from purchase_intent.calibration import fit_platt
-
-    if train_cfg.calibration != "platt":
-        return model, {"method": "none"}
-    a, b = fit_platt(y_val, p_val)
-    logger.info("Calibration (Platt, fitted on validation): p' = sigmoid(%.3f * logit(p) + %.3f)", a, b)
-    info = {"method": "platt", "a": a, "b": b}
-    return apply_calibration(model, info), info
-
-
-def apply_calibration(model, info: dict):
-    """``model`` followed by the calibration ``info`` of :func:`calibrate` (unchanged for "none")."""
-    from purchase_intent.calibration import calibrated_model
-
-    return calibrated_model(model, info["a"], info["b"]) if info["method"] == "platt" else model
-
-
 def config_overrides(args) -> list[str]:
     """The ``--set`` overrides plus the shortcut flags a command has (``--data``, ``--epochs``, ...)."""
     overrides = list(args.overrides)
@@ -627,15 +72,16 @@ FAILED_FILE = "FAILED.txt"
 MIN_VALIDATION_POSITIVES = 20  # fewer: early stopping and the threshold rest on a handful of buyers
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None, callbacks=()) -> dict:
     """Runs one training job; returns the metrics dict written to ``metrics.json``.
 
     The config and the data are checked before TensorFlow is imported, so
     input errors come back in seconds; a run that fails later marks its
-    folder (:func:`mark_failed`).
+    folder (:func:`mark_failed`). ``callbacks``: more Keras callbacks for
+    every fit (e.g. a test's slow steps), after the run's own.
     """
     args = parse_args(argv)
-    setup_logging()
+    cli.setup_logging()
     from purchase_intent.config import get_config
 
     overrides = config_overrides(args)
@@ -650,21 +96,25 @@ def main(argv: list[str] | None = None) -> dict:
     # In memory, or streamed from a prepared directory (README "Your data at scale").
     prepared = Prepared.load(cfg.data.name) if Prepared.is_prepared(cfg.data.name) else None
     if prepared:
+        from purchase_intent.task import prepared_splits
+
         schema, splits = prepared.schema, prepared_splits(prepared)
     else:
         schema, splits = load_splits(cfg.data, seed=cfg.train.seed)
     warn_few_positives(splits["validation"][schema.label].to_numpy(), cfg.train)
 
     run_dir = Path(args.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    from purchase_intent import distribute, task
+
     if cfg.train.strategy == "multi_worker":
-        run_dir = worker_dir(run_dir)  # only the chief writes the run directory
+        run_dir = distribute.worker_dir(run_dir)  # only the chief writes the run directory
     if run_dir.exists() and not run_dir.is_dir():
         raise cli.UserError(f"--output-dir {run_dir} is a file, not a folder")
     created = not run_dir.exists()
     try:
-        configure_cpu_replicas(cfg.train.cpu_replicas)
-        with dtype_policy(cfg.train.mixed_precision):
-            return run(args, cfg, run_dir, schema, splits, prepared)
+        distribute.configure_cpu_replicas(cfg.train.cpu_replicas)
+        with task.dtype_policy(cfg.train.mixed_precision):
+            return run(args, cfg, run_dir, schema, splits, prepared, callbacks)
     except BaseException as err:
         mark_failed(run_dir, err, created)
         raise
@@ -706,20 +156,31 @@ def mark_failed(run_dir: Path, err: BaseException, created: bool = True) -> None
     logger.error("Training failed; the run folder %s is marked with %s", run_dir, FAILED_FILE)
 
 
-def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits, prepared=None) -> dict:
+def _backup_epoch(backup_dir: Path) -> int | None:
+    """Epochs completed according to a ``BackupAndRestore`` folder, or None if there is none."""
+    meta = backup_dir / "training_metadata.json"
+    if not meta.exists():
+        return None
+    try:
+        return int(json.loads(meta.read_text())["epoch"])
+    except (ValueError, KeyError, OSError):
+        return None
+
+
+def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits, prepared=None, callbacks=()) -> dict:
     """The training job of :func:`main` for a resolved config and loaded data, under its dtype policy.
 
     ``prepared``: a :class:`~purchase_intent.data.prepared.Prepared` directory whose training split
-    is streamed (``splits["train"]`` is then a sample of it), or None.
+    is streamed (``splits["train"]`` is then a sample of it), or None. ``callbacks``: see :func:`main`.
     """
     import keras
     import numpy as np
-    import tensorflow as tf
 
-    from purchase_intent import evaluate
+    from purchase_intent import baselines, evaluate, task
+    from purchase_intent.distribute import make_strategy
     from purchase_intent.export import export_model, load_serving_fn
     from purchase_intent.model import average_models
-    from purchase_intent.pipeline import class_weights, distributed_dataset, make_dataset
+    from purchase_intent.pipeline import class_weights
     from purchase_intent.preprocessing import raw_batch
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -739,54 +200,40 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits, prepared=N
     train_data = prepared or train_df
     n_train = prepared.examples("train") if prepared else len(train_df)
 
-    preprocessor, members, exportable = build_members(cfg, schema, splits, strategy, text_cache=True,
-                                                      prepared=prepared)
+    preprocessor, members, exportable = task.build_members(cfg, schema, splits, strategy, text_cache=True,
+                                                           prepared=prepared)
     if prepared:
         positives = prepared.manifest["splits"]["train"]["positives"]
         labels = np.repeat(np.array([1, 0], np.int8), [positives, n_train - positives])
     else:
         labels = train_df[schema.label].to_numpy()
-
-    # Input pipelines.
     weights = class_weights(labels, cfg.train.class_weight)
     if weights:
         logger.info("Class weights (imbalanced labels): %s", weights)
-    # Validation batches at the global size; Keras splits each across the replicas,
-    # so every replica gets an equal share of the first batch (Keras 3.15 reduces
-    # the first batch across replicas to build, which fails on unequal shapes).
-    val_ds = make_dataset(val_df, schema, preprocessor, cfg.data, training=False)
 
     # Fit: each ensemble member with its own shuffle seed and files (member 0 in the run directory).
-    timer = EpochTimer.make()
+    timer = task.EpochTimer.make()
     histories, resumed_from = [], None
     t0 = time.perf_counter()
     for i, member in enumerate(members):
         member_dir = run_dir if i == 0 else run_dir / f"member_{i}"
-        train_ds = distributed_dataset(strategy, train_data, schema, preprocessor, cfg.data,
-                                       training=True, seed=cfg.train.seed + i, weights=weights)
-        callbacks = fit_callbacks(cfg.train) + [
+        train_ds, val_ds = task.datasets(cfg, schema, preprocessor, train_data, val_df,
+                                         seed=cfg.train.seed + i, weights=weights, strategy=strategy)
+        files = [
             keras.callbacks.ModelCheckpoint(str(member_dir / "best.weights.h5"), monitor="val_auc",
                                             mode="max", save_best_only=True, save_weights_only=True),
             # double_checkpoint: a kill during a save leaves the previous backup usable.
             keras.callbacks.BackupAndRestore(str(member_dir / "backup"), double_checkpoint=True),
             keras.callbacks.TensorBoard(str(member_dir / "tensorboard"), profile_batch=0),
-            timer,
         ]
         backup_epoch = _backup_epoch(member_dir / "backup")
         if backup_epoch is not None:
             resumed_from = backup_epoch if resumed_from is None else resumed_from
             logger.info("Resuming from the backup in %s: %d epoch(s) already done",
                         member_dir / "backup", backup_epoch)
-        if os.environ.get(STEP_DELAY_ENV):  # test hook: slow steps so a test can kill mid-epoch
-            delay = float(os.environ[STEP_DELAY_ENV]) / 1000
-            callbacks.append(keras.callbacks.LambdaCallback(
-                on_train_batch_end=lambda batch, logs: time.sleep(delay)))
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            adapt_for_multi_worker(member, strategy, val_ds)
-        warm_up_wide(member, cfg.train, train_ds, val_ds, -(-n_train // cfg.data.batch_size), strategy)
-        history = member.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
-                             callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
-        histories.append({k: [float(v) for v in vs] for k, vs in history.history.items()})
+        histories.append(task.fit(member, cfg, train_ds, val_ds, callbacks=[*files, timer, *callbacks],
+                                  steps_per_epoch=-(-n_train // cfg.data.batch_size), strategy=strategy,
+                                  verbose=1 if sys.stdout.isatty() else 2))
     fit_seconds = time.perf_counter() - t0
 
     def one_model(ms):
@@ -800,7 +247,7 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits, prepared=N
     hist = histories[0]
     (run_dir / "history.json").write_text(json.dumps(hist, indent=2))
     logger.info("Train history: %s", histories if len(histories) > 1 else hist)
-    weights_sha256 = weights_digest(model)
+    weights_sha256 = task.weights_digest(model)
     logger.info("Final weights sha256: %s", weights_sha256)
     epoch_s = float(np.median(timer.train_seconds)) if timer.train_seconds else float("nan")
     throughput = n_train / epoch_s if timer.train_seconds else float("nan")
@@ -809,16 +256,15 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits, prepared=N
 
     # Evaluation beside the baselines on the same split.
     def predict(df):
-        return scorer.predict(make_dataset(df, schema, preprocessor, cfg.data, training=False),
-                              verbose=0).reshape(-1)
+        return task.predict(scorer, cfg, schema, preprocessor, df)
 
     same = model is scorer
-    scorer, calibration = calibrate(scorer, cfg.train, val_df[schema.label].to_numpy(), predict(val_df))
-    model = scorer if same else apply_calibration(model, calibration)
+    scorer, calibration = task.calibrate(scorer, cfg.train, val_df[schema.label].to_numpy(), predict(val_df))
+    model = scorer if same else task.apply_calibration(model, calibration)
     p_val = {"purchase_intent": predict(val_df)}
     p_test = {"purchase_intent": predict(test_df)}
     # Fails soft: a baseline that raises is logged and left out, the trained model is kept.
-    baseline_probs, skipped_baselines = evaluate.baseline_predictions(splits, schema, seed=cfg.train.seed)
+    baseline_probs, skipped_baselines = baselines.baseline_predictions(splits, schema, seed=cfg.train.seed)
     p_val.update(baseline_probs["validation"])
     p_test.update(baseline_probs["test"])
     y_val = val_df[schema.label].to_numpy()

@@ -1,13 +1,12 @@
-"""purchase_intent.compare: peers, bootstrap, modality subsets, cached text encoder, end to end on a fixture."""
+"""purchase_intent.compare: bootstrap, modality subsets, cached text encoder, end to end on a fixture (peers: baselines_test)."""
 
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
-from purchase_intent import compare
+from purchase_intent import baselines, compare
 from purchase_intent.data.online_retail import SCHEMA as RETAIL_SCHEMA
 from purchase_intent.data.online_shoppers import SCHEMA as SHOPPERS_SCHEMA
 from purchase_intent.data.synthetic import SCHEMA as SYNTHETIC_SCHEMA
@@ -27,31 +26,6 @@ def test_modality_subsets_skip_what_a_dataset_lacks():
     assert list(run) == ["sequence", "numeric", "text+sequence", "sequence+numeric", "all"]
     assert "per-event text" in skipped["text"]
     assert run["all"].event_text == ["item_description"] and not run["sequence+numeric"].event_text
-
-
-def test_sequence_peer_bags_events_and_their_crosses():
-    """Listed only with sequences; beats tabular logistic regression where items and event types carry signal."""
-    assert compare.SEQUENCE_PEER in compare.peer_names(RETAIL_SCHEMA)
-    assert compare.SEQUENCE_PEER not in compare.peer_names(REVIEWS_SCHEMA)
-    assert compare.SEQUENCE_PEER not in compare.peer_names(RETAIL_SCHEMA.subset(["numeric"]))
-    assert compare.peer_names(REVIEWS_SCHEMA, [compare.SEQUENCE_PEER, "xgboost"]) == ["xgboost"]
-    df = make_synthetic(900, seed=0)
-    tokens = compare.sequence_tokens(df, SYNTHETIC_SCHEMA)
-    row = df.iloc[1]
-    n = len(row["item_id"])
-    assert len(tokens[1]) == 3 * n
-    assert f"item_id={row['item_id'][0]}|event_type={row['event_type'][0]}" in tokens[1]
-    assert all(len(t) == 3 * len(items) for t, items in zip(tokens, df["item_id"]))
-
-    splits = {"train": df.iloc[:500], "validation": df.iloc[500:700], "test": df.iloc[700:]}
-    import sklearn.linear_model  # noqa: F401  (load its BLAS first: the limit applies to loaded libraries)
-
-    with threadpool_limits(1):  # small fits: idle BLAS threads would only spin on a busy machine
-        out = compare.fit_peers(SYNTHETIC_SCHEMA, splits, names=["logistic_regression", compare.SEQUENCE_PEER])
-    peer = out[compare.SEQUENCE_PEER]
-    assert len(peer["grid"]) == 10 and set(peer["params"]) == {"C", "class_weight"}
-    y_test = splits["test"]["label"].to_numpy()
-    assert compare._auc(y_test, peer["test"]) > compare._auc(y_test, out["logistic_regression"]["test"]) + 0.01
 
 
 def test_markdown_table_has_calibration_columns():
@@ -116,7 +90,7 @@ def test_compare_end_to_end_on_fixture(tmp_path, trainable):
     ])
     saved = json.loads((out_dir / "compare.json").read_text())
     assert saved["data"] == "womens_reviews" and "--bootstrap" in saved["argv"]
-    expected = ({compare.FUSION, *compare.PEERS, compare.TFIDF_PEER} if trainable == 0
+    expected = ({compare.FUSION, *baselines.PEERS, baselines.TFIDF_PEER} if trainable == 0
                 else {compare.FUSION, "logistic_regression"})
     for name, sub in saved["subsets"].items():
         assert set(sub["results"]) == expected, name

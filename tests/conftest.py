@@ -41,7 +41,7 @@ def exported(tmp_path_factory):
     from purchase_intent.data import load_splits
     from purchase_intent.export import export_model
     from purchase_intent.preprocessing import raw_batch
-    from purchase_intent.train import build
+    from purchase_intent.task import build
 
     cfg = get_config("tiny")
     cfg.data.synthetic_examples = 300

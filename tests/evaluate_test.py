@@ -1,74 +1,25 @@
-"""purchase_intent.evaluate: categorical levels for the trees, baselines that fail soft."""
-
-import logging
+"""purchase_intent.evaluate: the threshold is chosen on validation, the metrics at it on test."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from purchase_intent import evaluate
-from purchase_intent.schema import FeatureSchema
-
-SCHEMA = FeatureSchema(numeric=["x"], categorical=["shop"])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One BLAS/OpenMP thread: at this size it is fast, and idle threads spin on a busy CI machine."""
-    import sklearn.ensemble  # noqa: F401  (loads the OpenMP runtime: the limit applies to loaded ones)
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        yield
-
-
-def _frame(n: int = 1200, shops: int = 400, seed: int = 0) -> pd.DataFrame:
-    """``x`` carries the signal; ``shop`` has ``shops`` distinct values (more than HGB's 255)."""
-    rng = np.random.default_rng(seed)
-    df = pd.DataFrame({"x": rng.normal(size=n), "shop": [f"s{i % shops}" for i in range(n)]})
-    df["label"] = (df["x"] + rng.normal(size=n) > 0).astype(int)
-    return df
+def test_each_model_is_scored_on_test_at_its_validation_threshold():
+    y_val = np.array([0, 0, 1, 1, 0, 1])
+    p_val = {"a": np.array([0.1, 0.3, 0.6, 0.8, 0.2, 0.7])}
+    y_test = np.array([0, 1, 1, 0])
+    p_test = {"a": np.array([0.5, 0.55, 0.9, 0.05])}
+    threshold = evaluate.best_f1_threshold(y_val, p_val["a"])
+    assert threshold == pytest.approx(0.6)  # the lowest positive: F1 = 1 on validation
+    m = evaluate.evaluate_all(y_val, p_val, y_test, p_test)["a"]
+    assert m["threshold"] == pytest.approx(threshold) and m["val_roc_auc"] == 1.0
+    assert m["recall"] == 0.5 and m["precision"] == 1.0  # 0.55 < 0.6 <= 0.9: one buyer of two found
+    assert m["roc_auc"] == 1.0 and m["examples"] == 4
 
 
-def test_category_levels_keep_the_most_frequent_training_values():
-    train = pd.DataFrame({"c": ["a"] * 3 + ["b"] * 2 + ["c"] * 2 + ["d"]})
-    levels = evaluate.category_levels(train, ["c"], max_levels=2)
-    assert levels == {"c": ["a", "b"]}  # "b" and "c" tie: the smaller value wins
-    assert evaluate.category_levels(train, ["c"]) == {"c": ["a", "b", "c", "d"]}
-    out = evaluate.to_categories(pd.DataFrame({"c": ["a", "c", "zzz"]}), levels)
-    assert list(out["c"].cat.categories) == ["a", "b"]
-    assert out["c"].isna().tolist() == [False, True, True]
-
-
-def test_fit_baselines_take_a_categorical_with_more_levels_than_hist_gradient_boosting():
-    """400 shops: HistGradientBoosting keeps the 254 most frequent (it raised on more than 255)."""
-    train, test = _frame(), _frame(seed=1)
-    test.loc[:9, "shop"] = "never seen"
-    fitted = evaluate.fit_baselines(train, None, SCHEMA, seed=0)
-    assert set(fitted) == set(evaluate.BASELINES)
-    probs = evaluate.predict_baselines(fitted, test, SCHEMA)
-    for name, p in probs.items():
-        assert p.shape == (len(test),) and np.all((p >= 0) & (p <= 1)), name
-        assert evaluate.binary_metrics(test["label"], p, 0.5)["roc_auc"] > 0.7, name
-    hgb = fitted["hist_gradient_boosting"]
-    assert len(hgb[0].kw_args["levels"]["shop"]) == evaluate.HGB_MAX_LEVELS
-
-
-@pytest.mark.parametrize("stage", ["fit", "predict"])
-def test_a_failing_baseline_is_skipped_with_a_warning(monkeypatch, caplog, stage):
-    """One baseline raising (while fitting or predicting) leaves the other one and names the error."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    def boom(self, *args, **kwargs):
-        raise ValueError("column 'shop' is broken")
-
-    monkeypatch.setattr(HistGradientBoostingClassifier, "fit" if stage == "fit" else "predict_proba", boom)
-    splits = {"train": _frame(400, 20), "validation": _frame(200, 20, seed=1), "test": _frame(200, 20, seed=2)}
-    with caplog.at_level(logging.WARNING, logger="purchase_intent.evaluate"):
-        probs, skipped = evaluate.baseline_predictions(splits, SCHEMA)
-    assert set(probs) == {"validation", "test"}
-    assert all(list(p) == ["logistic_regression"] for p in probs.values())
-    assert skipped == {"hist_gradient_boosting": "ValueError: column 'shop' is broken"}
-    warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
-    assert "hist_gradient_boosting" in warning and "column 'shop' is broken" in warning
-    assert ("fitting" if stage == "fit" else "predicting the validation split") in warning
+def test_expected_calibration_error_is_zero_when_rates_match():
+    y = np.array([0, 1] * 50)
+    assert evaluate.expected_calibration_error(y, np.full(100, 0.5)) == pytest.approx(0.0)
+    assert evaluate.expected_calibration_error(y, np.full(100, 0.9)) == pytest.approx(0.4)

@@ -160,7 +160,7 @@ def test_lora_trains_only_the_adapters_and_exports_them(tmp_path):
     """model.text_lora_rank: no text cache, base encoder weights unchanged by fit, adapters exported."""
     import keras
 
-    from purchase_intent import train
+    from purchase_intent import task
     from purchase_intent.config import get_config
     from purchase_intent.data.synthetic import SCHEMA, make_synthetic
     from purchase_intent.export import export_model, load_serving_fn
@@ -173,7 +173,7 @@ def test_lora_trains_only_the_adapters_and_exports_them(tmp_path):
     df = SCHEMA.validate(make_synthetic(300, seed=5))
     splits = {"train": df.iloc[:200], "validation": df.iloc[200:250], "test": df.iloc[250:]}
     keras.utils.set_random_seed(0)
-    preprocessor, (model,), exportable = train.build_members(cfg, SCHEMA, splits, members=1, text_cache=True)
+    preprocessor, (model,), exportable = task.build_members(cfg, SCHEMA, splits, members=1, text_cache=True)
     # The encoder changes in training: it runs in every step (nothing cached).
     assert "BertBackbone" in {type(layer).__name__ for layer in model.layers}
     backbone = next(layer for layer in model.layers if type(layer).__name__ == "BertBackbone")

@@ -23,7 +23,7 @@ def two_models(tmp_path_factory):
     from purchase_intent.config import get_config
     from purchase_intent.data import load_splits
     from purchase_intent.preprocessing import raw_batch
-    from purchase_intent.train import build
+    from purchase_intent.task import build
 
     cfg = get_config("tiny")
     cfg.data.synthetic_examples = 200

@@ -7,7 +7,7 @@ from purchase_intent.config import get_config
 from purchase_intent.data.synthetic import SCHEMA, make_synthetic
 from purchase_intent.pipeline import make_dataset
 from purchase_intent.preprocessing import raw_batch
-from purchase_intent.train import build
+from purchase_intent.task import build
 
 SUBSETS = [list(c) for r in (1, 2, 3) for c in itertools.combinations(["text", "sequence", "numeric"], r)]
 

@@ -22,7 +22,7 @@ from purchase_intent.preprocessing import Preprocessor, raw_batch
 from purchase_intent.pretrain import (_dataset, apply_pretrained, branch_layer_names, chain_sessions,
                                       cut_points, pretrain_behaviour, sequence_ids)
 from purchase_intent.schema import FeatureSchema
-from purchase_intent.train import compile_model
+from purchase_intent.task import compile_model
 
 SCHEMA = FeatureSchema(label="label", sequences=["item_id", "event_type"])
 UNIVERSE = dict(n_clusters=10, items_per_cluster=200)
@@ -86,7 +86,7 @@ def test_pretraining_learns_the_planted_sequences(semi_supervised):
 
 def test_apply_pretrained_sets_the_fusion_models_branch():
     from purchase_intent.data.synthetic import SCHEMA as SYNTHETIC, make_synthetic
-    from purchase_intent.train import build
+    from purchase_intent.task import build
 
     schema = SYNTHETIC.subset(["sequence"])
     df = schema.validate(make_synthetic(300, seed=5)[[*schema.feature_names, schema.label]])

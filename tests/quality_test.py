@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from purchase_intent import compare
+from purchase_intent import baselines, compare
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def compare_json(tmp_path_factory):
     out = tmp_path_factory.mktemp("work") / "online_retail"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(compare, "fit_fusion", fake_fusion)
-        mp.setitem(compare.GRIDS, "logistic_regression", {"C": [1.0]})
+        mp.setitem(baselines.GRIDS, "logistic_regression", {"C": [1.0]})
         compare.main(["--preset", "tiny", "--data", "synthetic", "--set", "data.synthetic_examples=500",
                       "--set", "model.sequence_encoder=cnn", "--set", "model.dropout=0.3",
                       "--subsets", "sequence+numeric,all", "--peers", "logistic_regression",

@@ -28,9 +28,24 @@ RESUME_TOLERANCE = 0.05  # test ROC-AUC, 180 test examples of the tiny synthetic
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
+def train_args(out: Path) -> list[str]:
+    return ["--preset", "tiny", "--epochs", str(EPOCHS), "--no-export", "--output-dir", str(out)]
+
+
 def train_cmd(out: Path) -> list[str]:
-    return [sys.executable, "-m", "purchase_intent.train", "--preset", "tiny", "--epochs", str(EPOCHS),
-            "--no-export", "--output-dir", str(out)]
+    return [sys.executable, "-m", "purchase_intent.train", *train_args(out)]
+
+
+# The same command with slow steps (a callback passed to train.main), so the kill lands inside an epoch.
+SLOW_TRAIN = """
+import sys, time
+import keras
+from purchase_intent import cli, train
+
+delay, argv = float(sys.argv[1]), sys.argv[2:]  # seconds per step, then train's arguments
+slow = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: time.sleep(delay))
+sys.exit(cli.run(lambda args: train.main(args, callbacks=[slow]), argv))
+"""
 
 
 def run(out: Path) -> dict:
@@ -57,8 +72,8 @@ def test_sigkill_mid_epoch_then_resume(reference, tmp_path):
     meta = out / "backup" / "training_metadata.json"
     log = open(tmp_path / "killed.log", "w")
     # Slow steps (60 ms each, 14 steps per epoch) so the kill lands inside an epoch.
-    proc = subprocess.Popen(train_cmd(out), stdout=log, stderr=subprocess.STDOUT, text=True,
-                            env={**ENV, "PURCHASE_INTENT_TEST_STEP_DELAY_MS": "60"})
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_TRAIN, "0.06", *train_args(out)], stdout=log,
+                            stderr=subprocess.STDOUT, text=True, env=ENV)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
@@ -101,7 +116,7 @@ import keras
 from purchase_intent.config import get_config
 from purchase_intent.data import load_splits
 import purchase_intent.export as export
-from purchase_intent.train import build
+from purchase_intent.task import build
 
 cfg = get_config("tiny"); cfg.data.synthetic_examples = 200
 schema, splits = load_splits(cfg.data, seed=0)

@@ -30,7 +30,7 @@ def tiny(tmp_path_factory):
 
     from purchase_intent.export import export_model
     from purchase_intent.serving.local import start_server
-    from purchase_intent.train import build
+    from purchase_intent.task import build
 
     cfg = get_config("tiny")
     cfg.data.synthetic_examples = 200
