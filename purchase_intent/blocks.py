@@ -216,7 +216,7 @@ class CachedTextEncoder(keras.layers.Layer):
     embeddings computed once per distinct text, and the embedding is repeated
     over the token axis, so the model's masked mean pool returns it unchanged.
     Rows not in the table (texts unseen when the table was built) get zeros.
-    Training stands-in only (``train.build_members`` with ``text_cache``, ``compare``):
+    Training stands-in only (``task.build_members`` with ``text_cache``, ``compare``):
     the evaluated and exported model runs the backbone itself.
 
     Args:
