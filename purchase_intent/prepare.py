@@ -671,6 +671,7 @@ def merge(out_dir: str | Path) -> dict[str, Any]:
                 raise SchemaError(f"{out_dir}: partitions {first['partition']} and {p['partition']} "
                                   f"differ in {key}: prepare all partitions with the same options")
     _check_events(partials, out_dir)
+    events = first.get("events")
     merged = st.merge_splits(st.load(out_dir / p["stats"]) for p in partials)
     schema = FeatureSchema.from_dict(first["schema"])
     splits = {}
@@ -689,6 +690,8 @@ def merge(out_dir: str | Path) -> dict[str, Any]:
                 "inputs": sorted({i for p in partials for i in p["inputs"]}),
                 "compression": first["compression"], "bow_events": first["bow_events"],
                 "splits": splits, "stats": STATS}
+    if events:  # the data.* settings of an event log, which training applies (Prepared.data_settings)
+        manifest["data"] = {"format": "events", **events["config"]}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
     (out_dir / PARTIALS / TIME_CUT).unlink(missing_ok=True)  # used: a new prepare here starts afresh
     logger.info("Merged %d partition(s) into %s: %s", count, out_dir / MANIFEST,

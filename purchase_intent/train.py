@@ -96,8 +96,13 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
     # In memory, or streamed from a prepared directory (README "Your data at scale").
     prepared = Prepared.load(cfg.data.name) if Prepared.is_prepared(cfg.data.name) else None
     if prepared:
+        from purchase_intent.config import load_config_file
         from purchase_intent.task import prepared_splits
 
+        given = {o.split("=", 1)[0].strip() for o in overrides}
+        given |= set(load_config_file(args.config)) if args.config else set()
+        prepared.apply_data_settings(cfg.data, given)  # an event log's: how live sessions become examples
+        cfg.validate()
         schema, splits = prepared.schema, prepared_splits(prepared)
     else:
         schema, splits = load_splits(cfg.data, seed=cfg.train.seed)

@@ -53,6 +53,7 @@ def test_manifest_counts_shards_and_statistics(table, prepared):
         assert m["splits"][split]["examples"] == len(df)
         assert m["splits"][split]["label_rate"] == pytest.approx(df["label"].mean())
         assert prepared.examples(split) == len(df)
+    assert prepared.data_settings() == {}  # a table: no event-log settings to carry into training
     assert len(prepared.shards("train")) == -(-len(splits["train"]) // 120)
     whole = stats.SplitStats.of_frame(splits["train"], SCHEMA, bow_events=24)
     got = prepared.stats()["train"]
@@ -298,6 +299,17 @@ def test_event_log_partitions_and_merge_equal_the_whole(event_log, tmp_path, mon
                         inputs=("by_session-*.parquet",))
     prepare.main(["merge", "--output", str(tmp_path / "files")])
     _same_examples(tmp_path / "files", splits, schema)
+    # The manifest keeps the event log's data.* settings; a run applies them, and refuses a different one.
+    files = Prepared.load(tmp_path / "files")
+    assert files.data_settings()["format"] == "events"
+    run = get_config("tiny", None, [f"data.name={tmp_path / 'files'}"]).data
+    files.apply_data_settings(run, given=set())
+    expected = get_config("tiny", None, sets).data
+    assert all(getattr(run, k) == getattr(expected, k) for k in files.data_settings())
+    assert run.price_column == expected.price_column != ""
+    clash = get_config("tiny", None, ["data.price_column=other"]).data
+    with pytest.raises(SchemaError, match=r"prepared with data.price_column='price', the run sets 'other'"):
+        files.apply_data_settings(clash, given={"data.price_column"})
     # Files not partitioned by session: merge finds a session in two partitions (a hashed sample of ids).
     monkeypatch.setattr(prepare, "SESSION_SAMPLE", 0.05)  # 1e-3 of 500 sessions would be none
     part.iloc[::2].to_parquet(root / "by_row-0.parquet")

@@ -160,6 +160,27 @@ class Prepared:
     def examples(self, split: str) -> int:
         return sum(s["examples"] for s in self.shards(split))
 
+    def data_settings(self) -> dict[str, Any]:
+        """The ``data.*`` settings the examples were prepared with (an event log's), {} for a table."""
+        return dict(self.manifest.get("data", {}))
+
+    def apply_data_settings(self, data_cfg, given: set[str]) -> None:
+        """Sets ``data_cfg`` to :meth:`data_settings`, so a run keeps how its examples were made.
+
+        Args:
+            data_cfg: the run's ``DataConfig`` (changed in place).
+            given: the ``data.*`` keys the user set (``--set``/config file); each must
+                equal the prepared value.
+
+        Raises:
+            SchemaError: a given key differs from the value the directory was prepared with.
+        """
+        for key, value in self.data_settings().items():
+            if f"data.{key}" in given and getattr(data_cfg, key) != value:
+                raise SchemaError(f"{self.root} was prepared with data.{key}={value!r}, the run sets "
+                                  f"{getattr(data_cfg, key)!r}: drop that setting or prepare again")
+            setattr(data_cfg, key, value)
+
     def stats(self):
         """The ``{split: SplitStats}`` of the manifest's statistics file."""
         from purchase_intent import stats
