@@ -8,12 +8,14 @@ Usage::
 
     .venv/bin/python benchmarks/quality.py [--datasets online_shoppers,online_retail,womens_reviews]
         [--work-dir runs/quality] [--cache-dir ~/.cache/purchase_intent] [--out benchmarks/quality.md]
-        [--set KEY=VALUE ...] [--render-only]
+        [--set KEY=VALUE ...] [--render-only] [--keep-others]
 
 ``--out`` names the .md; the machine-readable summary goes beside it with the
 suffix ``.json`` (``benchmarks/quality.json``, see :func:`summarise`).
 ``--render-only`` rebuilds both from the ``compare.json`` files in ``--work-dir``
-without training. ``--set`` adds a config override to every dataset (after the
+without training. ``--keep-others`` keeps the sections of the datasets not in
+``--datasets`` from the existing .json (their date says when they were measured),
+so one dataset can be rerun alone. ``--set`` adds a config override to every dataset (after the
 dataset's own), to measure a candidate default across datasets; use another
 ``--work-dir`` and ``--out`` to keep the reference files, e.g.::
 
@@ -266,6 +268,7 @@ def summarise(name: str, rep: dict) -> dict[str, Any]:
     bp = full["best_peer"]
     return {
         "title": TITLES.get(name, name),
+        "measured": time.strftime("%Y-%m-%d"),
         "overrides": _overrides(rep),
         "splits": rep["splits"],
         "seconds": rep.get("wall_seconds", rep.get("seconds")),
@@ -338,7 +341,7 @@ def render(reports: dict[str, dict], summaries: dict[str, dict]) -> str:
                       + ", ".join(f"`{o}`" for o in extra) + ".", ""]
         lines += ["Split: " + ", ".join(f"{k} {v['examples']:,} ({100 * v['positive_rate']:.1f} % positive)"
                                         for k, v in summary["splits"].items())
-                  + f". Run time {(summary['seconds'] or 0) / 60:.1f} min.", ""]
+                  + f". Run time {(summary['seconds'] or 0) / 60:.1f} min, measured {summary['measured']}.", ""]
         full = rep["subsets"]["all"]
         lines += ["### Peers (all features)", "", format_markdown(full["results"], full["best_peer"]), ""]
         lines += ["### Ablations (test ROC-AUC per modality subset)", "",
@@ -358,6 +361,32 @@ def render(reports: dict[str, dict], summaries: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def keep_others(reports: dict[str, dict], summaries: dict[str, dict],
+                old_json: Path) -> tuple[dict[str, dict], dict[str, dict]]:
+    """``reports`` and ``summaries`` plus, from ``old_json``, every other dataset's section, in :data:`SETTINGS` order.
+
+    A kept section's peers table is rendered from its summary (the .json holds every model's
+    metrics); its ``measured`` date is the one it had (or the old file's date).
+    """
+    old = json.loads(old_json.read_text()) if old_json.is_file() else {"datasets": {}}
+    nan = float("nan")
+    out_reports, out_summaries = {}, {}
+    for name in SETTINGS:
+        if name in reports:
+            out_reports[name], out_summaries[name] = reports[name], summaries[name]
+        elif name in old["datasets"]:
+            summary = dict(old["datasets"][name])
+            summary.setdefault("measured", old.get("generated", "?"))
+            for sub in summary["ablations"].values():  # strict JSON wrote NaN as null
+                sub["difference"]["ci95"] = [nan if v is None else v for v in sub["difference"]["ci95"]]
+                if sub["difference"].get("bootstrap_mean") is None:
+                    sub["difference"]["bootstrap_mean"] = nan
+            out_summaries[name] = summary
+            out_reports[name] = {"subsets": {"all": {"results": summary["models"],
+                                                     "best_peer": summary["best_peer"]["name"]}}}
+    return out_reports, out_summaries
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", default=",".join(SETTINGS))
@@ -371,6 +400,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="comma-separated ablation subsets to run, e.g. sequence,all (default: every one)")
     p.add_argument("--render-only", action="store_true",
                    help="rebuild the .md and .json from the compare.json files in --work-dir (no training)")
+    p.add_argument("--keep-others", action="store_true",
+                   help="keep the other datasets' sections from the existing .json of --out")
     from purchase_intent.cli import add_config_flags
 
     add_config_flags(p)  # --help-config: every --set key
@@ -388,6 +419,8 @@ def main(argv: list[str] | None = None) -> None:
         reports = run(datasets, work_dir, args.cache_dir, args.overrides, args.subsets)
     summaries = {name: summarise(name, rep) for name, rep in reports.items()}
     out = Path(args.out)
+    if args.keep_others:
+        reports, summaries = keep_others(reports, summaries, out.with_suffix(".json"))
     out.write_text(render(reports, summaries))
     out.with_suffix(".json").write_text(to_json(summaries))
     print(f"Wrote {out} and {out.with_suffix('.json')}")

@@ -81,3 +81,24 @@ def test_settings_give_compare_arguments_with_extra_overrides(quality):
     assert sets[-1] == "model.dropout=0.3" and sets[:-1] == quality.SETTINGS["online_shoppers"].overrides
     with pytest.raises(SystemExit):
         quality.main(["--render-only", "--set", "model.dropout=0.3"])
+
+
+def test_keep_others_reruns_one_dataset_and_keeps_the_rest(quality, compare_json, tmp_path, monkeypatch):
+    """--keep-others: the datasets not rerun keep their section (peers table, ablations, targets) from the .json."""
+    monkeypatch.setattr(quality.SETTINGS["online_retail"], "overrides", ["model.sequence_encoder=cnn"])
+    md = tmp_path / "q.md"
+    quality.main(["--datasets", "online_retail", "--work-dir", str(compare_json), "--out", str(md), "--render-only"])
+    alone = md.read_text()
+    doc = json.loads(md.with_suffix(".json").read_text())
+    kept = dict(doc["datasets"]["online_retail"], title="Kept section", measured="2026-01-02")
+    doc["datasets"] = {"online_shoppers": kept}  # an earlier run of another dataset
+    md.with_suffix(".json").write_text(json.dumps(doc))
+    quality.main(["--datasets", "online_retail", "--work-dir", str(compare_json), "--out", str(md), "--render-only",
+                  "--keep-others"])
+    both = md.read_text()
+    assert list(json.loads(md.with_suffix(".json").read_text())["datasets"]) == ["online_shoppers", "online_retail"]
+    kept_part, retail_part = both.split("\n## Kept section")[1].split("\n## ")[0], alone.split("\n## ")[1]
+    assert "measured 2026-01-02" in kept_part
+    table = [line for line in retail_part.splitlines() if line.startswith("|")]
+    assert len(table) > 6 and all(line in kept_part for line in table)  # the same peers and ablation rows
+    assert retail_part.split("\n", 1)[1] in both  # the rerun section as rendered alone
