@@ -20,8 +20,9 @@ Example:
 >>> from purchase_intent import task  # doctest: +SKIP
 >>> pre, model = task.build(cfg, schema, splits)  # doctest: +SKIP
 >>> train_ds, val_ds = task.datasets(cfg, schema, pre, splits["train"], splits["validation"])  # doctest: +SKIP
->>> history = task.fit(model, cfg, train_ds, val_ds)  # doctest: +SKIP
->>> p_test = task.predict(model, pre, splits["test"], cfg)  # doctest: +SKIP
+>>> steps = -(-len(splits["train"]) // cfg.data.batch_size)  # doctest: +SKIP
+>>> history = task.fit(model, cfg, train_ds, val_ds, steps_per_epoch=steps)  # doctest: +SKIP
+>>> p_test = task.predict(model, cfg, schema, pre, splits["test"])  # doctest: +SKIP
 """
 
 from __future__ import annotations
