@@ -325,25 +325,20 @@ def test_event_log_bad_row_gives_the_in_memory_error(event_log, tmp_path):
     from purchase_intent.data.synthetic import CLICKSTREAM_SCHEMA
 
     root, log, sets = event_log
-    bad = log.astype({"price": object, "previous_orders": object})
-    bad.loc[1234, "previous_orders"] = "two"
-    bad.to_csv(tmp_path / "events.csv", index=False)
     CLICKSTREAM_SCHEMA.save(tmp_path / "schema.json")
-    with pytest.raises(SchemaError) as memory:
-        _in_memory(tmp_path, sets)
-    with pytest.raises(SchemaError) as prepared_error:
-        _prepare_events(tmp_path, tmp_path / "out", sets)
-    assert str(prepared_error.value) == str(memory.value)
-    assert "events.csv: column 'previous_orders', spreadsheet row 1236 (header = row 1): expected a number" in str(memory.value)
-    bad = log.astype({"timestamp": object})
-    bad.loc[20, "timestamp"] = "yesterday"
-    bad.to_csv(tmp_path / "events.csv", index=False)
-    with pytest.raises(SchemaError) as memory:
-        _in_memory(tmp_path, sets)
-    with pytest.raises(SchemaError) as prepared_error:
-        _prepare_events(tmp_path, tmp_path / "out", sets)
-    assert str(prepared_error.value) == str(memory.value)
-    assert "spreadsheet row 22 (header = row 1): cannot parse 'yesterday'" in str(memory.value)
+    cases = [("previous_orders", 1234, "two",
+              "events.csv: column 'previous_orders', spreadsheet row 1236 (header = row 1): expected a number"),
+             ("timestamp", 20, "yesterday", "spreadsheet row 22 (header = row 1): cannot parse 'yesterday'")]
+    for column, row, value, expected in cases:
+        bad = log.astype({column: object})
+        bad.loc[row, column] = value
+        bad.to_csv(tmp_path / "events.csv", index=False)
+        with pytest.raises(SchemaError) as memory:
+            _in_memory(tmp_path, sets)
+        with pytest.raises(SchemaError) as prepared_error:
+            _prepare_events(tmp_path, tmp_path / "out", sets)
+        assert str(prepared_error.value) == str(memory.value)
+        assert expected in str(memory.value)
 
 
 def test_event_log_whole_log_checks_at_merge(event_log, tmp_path):
