@@ -102,3 +102,12 @@ def test_keep_others_reruns_one_dataset_and_keeps_the_rest(quality, compare_json
     table = [line for line in retail_part.splitlines() if line.startswith("|")]
     assert len(table) > 6 and all(line in kept_part for line in table)  # the same peers and ablation rows
     assert retail_part.split("\n", 1)[1] in both  # the rerun section as rendered alone
+
+
+def test_feature_counts_leave_out_id_columns(quality, compare_json):
+    rep = json.loads((compare_json / "online_retail" / "compare.json").read_text())
+    before = quality.summarise("online_retail", rep)["ablations"]["all"]["features"]
+    assert before == sum(len(rep["subsets"]["all"]["features"].get(k, [])) for k in
+                         ("text", "event_text", "sequences", "numeric", "categorical")) > 0
+    rep["subsets"]["all"]["features"]["id"] = ["customer_id", "cutoff"]  # passed through, never a model input
+    assert quality.summarise("online_retail", rep)["ablations"]["all"]["features"] == before
