@@ -1,8 +1,9 @@
-"""Load: 8 concurrent clients x 500 requests against the local server, with a version swap midway.
+"""Load: 8 concurrent clients x 300 requests against the local server, with a version swap under load.
 
 Zero requests may fail; the test prints p50/p99 latency and throughput, and checks
 that answers came from both versions (the swap happened under load) and that every
-answer equals the in-memory prediction of the version that served it.
+answer equals the in-memory prediction of the version that served it. (Latency and
+throughput figures worth quoting: benchmarks/serving_latency.py, 1 and 8 clients.)
 """
 
 import threading
@@ -13,7 +14,10 @@ import pytest
 
 MODEL = "purchase_intent"
 CLIENTS = 8
-REQUESTS = 500
+REQUESTS = 300
+# The swap comes after a quarter of the requests: 1,800 follow it, while loading version 2 under
+# this load took 450-700 requests' time on 2 busy cores.
+SWAP_AFTER = CLIENTS * REQUESTS // 4
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +43,7 @@ def two_models(tmp_path_factory):
     return {"schema": schema, "sample": sample, "models": models, "base": tmp_path_factory.mktemp("load")}
 
 
-def test_eight_clients_500_requests_each_with_a_version_swap(two_models, capsys):
+def test_eight_clients_300_requests_each_with_a_version_swap(two_models, capsys):
     from purchase_intent.export import export_model
     from purchase_intent.serving import PurchaseIntentClient
     from purchase_intent.serving.local import start_server
@@ -81,10 +85,10 @@ def test_eight_clients_500_requests_each_with_a_version_swap(two_models, capsys)
         for t in threads:
             t.start()
         deadline = time.monotonic() + 300
-        while progress[0] < CLIENTS * REQUESTS // 2 and time.monotonic() < deadline:
+        while progress[0] < SWAP_AFTER and time.monotonic() < deadline:
             time.sleep(0.01)
         swap_at = progress[0]
-        staged.rename(base / MODEL / "2")  # the new version appears in the middle of the load
+        staged.rename(base / MODEL / "2")  # the new version appears while the clients are busy
         for t in threads:
             t.join(timeout=300)
         wall = time.perf_counter() - t0

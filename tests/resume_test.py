@@ -1,6 +1,7 @@
 """Crash and resume, determinism, and atomic export under SIGKILL.
 
-* Determinism: the same command (seed 42, CPU) twice gives the same metrics to 1e-6.
+* Determinism: the same training (seed 42, CPU) in a fresh process and in the test
+  process (conftest ``tiny_run``) gives the same metrics to 1e-6.
 * Resume: a run killed with SIGKILL in the middle of an epoch, rerun with the same
   command and output directory, restarts from its last ``BackupAndRestore`` backup
   (the last completed epoch) and finishes. Its test ROC-AUC is within
@@ -55,8 +56,11 @@ def run(out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    return run(tmp_path_factory.mktemp("reference") / "run")
+def reference(tiny_run):
+    """The conftest's tiny run: ``train_cmd``'s training (tiny preset, its 6 epochs, seed 42) run by
+    ``train.main`` in the test process; the export it adds comes after the metrics."""
+    run_dir, _ = tiny_run
+    return json.loads((run_dir / "metrics.json").read_text())
 
 
 def test_same_seed_same_metrics(reference, tmp_path):
