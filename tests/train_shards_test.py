@@ -109,3 +109,25 @@ def test_evaluation_streams_big_splits_and_baselines_score_a_sample(with_ids, tm
         roc_auc_score(y[:50], probs["purchase_intent"][:50]), abs=1e-6)
     assert "the same first 50 validation and 50 test examples" in (tmp_path / "run" / "metrics.txt").read_text()
     assert "scored a sample" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_streamed_predictions_and_columns_follow_the_frame_order(with_ids):
+    """Predicting a split from its shards gives the frame's predictions, row for row; ids and labels too."""
+    from purchase_intent import task
+    from purchase_intent.config import get_config
+    from purchase_intent.data.prepared import Prepared, read_columns, read_frame
+
+    root, df = with_ids
+    prepared = Prepared.load(root / "prepared")
+    cfg = get_config("tiny")
+    splits = {"train": read_frame(prepared, "train", 100)}
+    pre, models, _ = task.build_members(cfg, prepared.schema, splits, members=1, prepared=prepared)
+    frame = read_frame(prepared, "validation")
+    streamed = task.predict(models[0], cfg, prepared.schema, pre, prepared, "validation")
+    assert len(streamed) == prepared.examples("validation") == len(frame)
+    np.testing.assert_allclose(streamed, task.predict(models[0], cfg, prepared.schema, pre, frame), atol=1e-6)
+    columns = read_columns(prepared, "validation")
+    assert list(columns.columns) == ["customer_id", "label"]
+    assert columns["label"].tolist() == frame["label"].tolist()
+    assert columns["customer_id"].tolist() == df.loc[df["split"] == "validation", "customer_id"].tolist()
+    assert list(read_columns(prepared, "test", ids=False).columns) == ["label"]
