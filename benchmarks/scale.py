@@ -9,7 +9,12 @@ For each N, in a scratch directory (removed afterwards unless ``--keep``):
 2. ``python -m purchase_intent.prepare`` on them (a child process): peak RSS, rows/s;
 3. one training epoch streamed from the shards (a child process): peak RSS, examples/s;
 4. one training epoch of the same model in memory (a child process, the
-   whole table as frames, ``make_dataset``; skipped above ``--memory-max``): peak RSS, examples/s.
+   whole table as frames, ``make_dataset``; skipped above ``--memory-max``): peak RSS, examples/s;
+5. with ``--evaluate``, the evaluation part of ``train --data <prepared dir>`` (a child process):
+   the model's predictions of the whole test split streamed from its shards, its labels and ids
+   (``read_columns``) and the baselines' bounded sample frames (``task.prepared_splits``): peak RSS,
+   examples/s. The test split is ``data.test_fraction`` of N: ``--test-fraction 0.8`` (validation
+   then 0.05) gives a test split of 0.8 N, e.g. ``--examples 1250000`` for 1M test examples.
 
 Every child reports its own peak RSS (``ru_maxrss``). The model is the
 ``tiny`` preset's (tiny random text encoder, frozen here: both paths run the
@@ -61,7 +66,7 @@ def child(argv: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_prepare(inputs: str, output: str) -> dict:
+def run_prepare(inputs: str, output: str, *overrides: str) -> dict:
     from purchase_intent import prepare
     from purchase_intent.data.synthetic import SCHEMA
 
@@ -69,7 +74,7 @@ def run_prepare(inputs: str, output: str) -> dict:
     SCHEMA.save(schema_file)
     t0 = time.perf_counter()
     manifest = prepare.main(["--input", inputs, "--schema", str(schema_file), "--output", output,
-                             "--preset", "tiny"])
+                             "--preset", "tiny", *[a for o in overrides for a in ("--set", o)]])
     seconds = time.perf_counter() - t0
     rows = sum(s["examples"] for s in manifest["splits"].values())
     return {"seconds": seconds, "rows_per_second": rows / seconds, "peak_rss_mb": peak_rss_mb(),
@@ -120,6 +125,33 @@ def run_epoch(source: str, mode: str, batch_size: int) -> dict:
             "parameters": models[0].count_params()}
 
 
+def run_evaluate(source: str, batch_size: int) -> dict:
+    """The evaluation part of a run from shards: predict the test split, its labels and ids, the samples."""
+    import keras
+
+    from purchase_intent import task
+    from purchase_intent.config import get_config
+    from purchase_intent.data.prepared import Prepared, read_columns
+    from purchase_intent.data.synthetic import SCHEMA
+
+    cfg = get_config("tiny", overrides=OVERRIDES + [f"data.batch_size={batch_size}"])
+    keras.utils.set_random_seed(0)
+    prepared = Prepared.load(source)
+    t0 = time.perf_counter()
+    splits = task.prepared_splits(prepared)  # what a run keeps as frames: bounded samples
+    pre, models, _ = task.build_members(cfg, SCHEMA, splits, members=1, prepared=prepared)
+    setup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    p = task.predict(models[0], cfg, SCHEMA, pre, prepared, "test")
+    columns = read_columns(prepared, "test")
+    seconds = time.perf_counter() - t0
+    if len(p) != len(columns) or len(p) != prepared.examples("test"):
+        raise RuntimeError(f"{len(p)} predictions, {len(columns)} labels, {prepared.examples('test')} examples")
+    return {"test_examples": len(p), "setup_seconds": setup, "predict_seconds": seconds,
+            "examples_per_second": len(p) / seconds, "peak_rss_mb": peak_rss_mb(),
+            "sample_rows": {k: len(v) for k, v in splits.items()}}
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--examples", default="100000", help="comma-separated N, e.g. 1000000,5000000")
@@ -128,12 +160,21 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--memory-max", type=int, default=1_000_000, help="largest N also trained in memory")
     p.add_argument("--workdir", default=None, help="scratch directory (default: a temporary one)")
     p.add_argument("--keep", action="store_true", help="keep the generated data")
+    p.add_argument("--test-fraction", type=float, default=None,
+                   help="data.test_fraction of prepare (default 0.15), e.g. 0.8 for a large test split")
+    p.add_argument("--evaluate", action="store_true",
+                   help="also measure the evaluation part from shards (predict the whole test split)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         kind, *rest = args.child
-        result = run_prepare(*rest) if kind == "prepare" else run_epoch(rest[0], rest[1], int(rest[2]))
+        if kind == "prepare":
+            result = run_prepare(*rest)
+        elif kind == "evaluate":
+            result = run_evaluate(rest[0], int(rest[1]))
+        else:
+            result = run_epoch(rest[0], rest[1], int(rest[2]))
         print(json.dumps(result))
         return result
     results = {"machine": {"cpus": os.cpu_count()}, "batch_size": args.batch_size, "runs": []}
@@ -141,12 +182,20 @@ def main(argv: list[str] | None = None) -> dict:
         work = Path(args.workdir or tempfile.mkdtemp(prefix="pi-scale-")) / f"n{n}"
         try:
             row = {"examples": n, "generate_seconds": generate(work / "input", n, args.file_rows)}
-            row["prepare"] = child(["prepare", str(work / "input" / "*.parquet"), str(work / "prepared")])
+            fraction = [] if args.test_fraction is None else [f"data.test_fraction={args.test_fraction}",
+                                                              "data.validation_fraction=0.05"]
+            row["prepare"] = child(["prepare", str(work / "input" / "*.parquet"), str(work / "prepared"),
+                                    *fraction])
             row["epoch_from_shards"] = child(["epoch", str(work / "prepared"), "shards", str(args.batch_size)])
             if n <= args.memory_max:
                 row["epoch_in_memory"] = child(["epoch", str(work / "prepared"), "memory", str(args.batch_size)])
                 row["shards_vs_memory_rate"] = (row["epoch_from_shards"]["examples_per_second"]
                                                 / row["epoch_in_memory"]["examples_per_second"])
+            if args.evaluate:
+                row["evaluate_from_shards"] = child(["evaluate", str(work / "prepared"), str(args.batch_size)])
+                print(f"N={n}: evaluation from shards, {row['evaluate_from_shards']['test_examples']} test "
+                      f"examples: {row['evaluate_from_shards']['examples_per_second']:.0f} ex/s, peak RSS "
+                      f"{row['evaluate_from_shards']['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
             results["runs"].append(row)
             print(f"N={n}: prepare {row['prepare']['rows_per_second']:.0f} rows/s, peak RSS "
                   f"{row['prepare']['peak_rss_mb']:.0f} MB; epoch from shards "

@@ -687,6 +687,16 @@ def comparison_sentence(test: dict[str, dict], model: str, n_test: int | None = 
     return text
 
 
+def sample_sentence(comparison: dict, splits: dict) -> str:
+    """Which rows ``metrics.json``'s ``baseline_comparison`` is on (baselines scored a sample)."""
+    n = comparison.get("examples") or {}
+    total = {k: (splits.get(k) or {}).get("examples") for k in ("validation", "test")}
+    return (f"The baselines scored a sample: the first {n.get('validation', 0):,} validation and "
+            f"{n.get('test', 0):,} test examples (of {total['validation'] or 0:,} and {total['test'] or 0:,}). "
+            "The comparison puts every model, this one included, on those same rows (thresholds chosen on "
+            "the validation rows), in the table below; the table above is this model on the whole test split.")
+
+
 def epochs_sentence(history: dict | None, metrics: dict, cfg: dict | None) -> str:
     """Epochs run against epochs kept (early stopping restores the best validation epoch)."""
     training = metrics.get("training") or {}
@@ -864,8 +874,14 @@ def build_report(run_dir: str | Path) -> Path:
     # What an analyst acts on first.
     page.heading("In short")
     page.paragraph(label_sentence(schema))
+    comparison = metrics.get("baseline_comparison") or {}  # baselines scored a sample of big splits
     if model in test:
-        page.paragraph(comparison_sentence(test, model, (splits.get("test") or {}).get("examples")))
+        n_compared = (comparison.get("examples") or {}).get("test")
+        page.paragraph(comparison_sentence(comparison.get("test") or test, model,
+                                           n_compared or (splits.get("test") or {}).get("examples")))
+        if n_compared:
+            page.paragraph(f"(Every model on the same first {n_compared:,} test examples: the baselines "
+                           "scored a sample; see Test metrics.)")
     if targeting:
         rows = targeting["table"]
         top20 = next((r for r in rows if abs(r["share_contacted"] - 0.2) < 1e-9), rows[len(rows) // 2])
@@ -914,6 +930,10 @@ def build_report(run_dir: str | Path) -> Path:
                        "Higher is better except log loss and calibration error.")
         page.table(["model"] + [METRIC_NAMES[c] for c in _METRIC_COLUMNS],
                    [[_model_name(r[0])] + r[1:] for r in rows])
+        if comparison.get("test"):
+            page.paragraph(sample_sentence(comparison, splits))
+            page.table(["model"] + [METRIC_NAMES[c] for c in _METRIC_COLUMNS],
+                       [[_model_name(r[0])] + r[1:] for r in _metrics_rows(comparison)])
         page.paragraph("Glossary:")
         page.table(["term", "meaning"], [[k, v] for k, v in GLOSSARY], align_left=True)
     training = metrics.get("training")

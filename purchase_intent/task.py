@@ -208,22 +208,29 @@ def adapt_preprocessor(cfg, schema, splits, tokenizer=None, prepared=None):
 
 
 PREPARED_TRAIN_SAMPLE = 50_000  # training examples read into a frame from a prepared directory
+PREPARED_EVAL_SAMPLE = 200_000  # validation / test examples read into a frame (the baselines score them)
 
 
 def prepared_splits(prepared):
-    """The frames a run from a prepared directory keeps: validation and test, and a training sample.
+    """The frames a run from a prepared directory keeps: a bounded sample of each split.
 
-    The training split itself is streamed; its first ``PREPARED_TRAIN_SAMPLE``
-    examples fit the baselines and the tiny encoder's vocabulary (and the
-    behaviour pretraining, when asked for).
+    Every split itself is streamed from its shards (training, early stopping,
+    predictions: :func:`datasets`, :func:`predict`). The frames hold the first
+    ``PREPARED_TRAIN_SAMPLE`` training examples (they fit the baselines and
+    the tiny encoder's vocabulary, and the behaviour pretraining when asked
+    for) and the first ``PREPARED_EVAL_SAMPLE`` validation and test examples
+    (the baselines score them; whole splits when they are no larger).
     """
     from purchase_intent.data.prepared import read_frame
 
     splits = {"train": read_frame(prepared, "train", PREPARED_TRAIN_SAMPLE),
-              "validation": read_frame(prepared, "validation"), "test": read_frame(prepared, "test")}
-    if prepared.examples("train") > len(splits["train"]):
-        logger.info("Prepared data %s: training split streamed (%d examples); the baselines are fitted "
-                    "on its first %d", prepared.root, prepared.examples("train"), len(splits["train"]))
+              "validation": read_frame(prepared, "validation", PREPARED_EVAL_SAMPLE),
+              "test": read_frame(prepared, "test", PREPARED_EVAL_SAMPLE)}
+    for split, frame in splits.items():
+        if prepared.examples(split) > len(frame):
+            logger.info("Prepared data %s: %s split streamed (%d examples); the baselines %s its first %d",
+                        prepared.root, split, prepared.examples(split),
+                        "are fitted on" if split == "train" else "score", len(frame))
     return splits
 
 
@@ -454,7 +461,8 @@ def datasets(cfg, schema, preprocessor, train_data, val_df, *, seed: int | None 
         preprocessor: the adapted preprocessor.
         train_data: the training frame, or a :class:`~purchase_intent.data.prepared.Prepared`
             directory whose training split is streamed.
-        val_df: the validation frame.
+        val_df: the validation frame, or a ``Prepared`` directory whose validation split is
+            streamed (in file order, nothing cached).
         seed: int. Shuffle seed of the training batches (default ``train.seed``).
         weights: per-class weights (:func:`purchase_intent.pipeline.class_weights`) or None.
         strategy: a ``tf.distribute`` strategy; the training batches are spread over its
@@ -465,7 +473,7 @@ def datasets(cfg, schema, preprocessor, train_data, val_df, *, seed: int | None 
     """
     import tensorflow as tf
 
-    from purchase_intent.pipeline import distributed_dataset, make_dataset
+    from purchase_intent.pipeline import distributed_dataset
 
     strategy = strategy or tf.distribute.get_strategy()
     train_ds = distributed_dataset(strategy, train_data, schema, preprocessor, cfg.data, training=True,
@@ -473,8 +481,25 @@ def datasets(cfg, schema, preprocessor, train_data, val_df, *, seed: int | None 
     # Validation batches at the global size; Keras splits each across the replicas,
     # so every replica gets an equal share of the first batch (Keras 3.15 reduces
     # the first batch across replicas to build, which fails on unequal shapes).
-    val_ds = make_dataset(val_df, schema, preprocessor, cfg.data, training=False)
+    val_ds = eval_dataset(cfg, schema, preprocessor, val_df, "validation")
     return train_ds, val_ds
+
+
+def eval_dataset(cfg, schema, preprocessor, data, split: str):
+    """The batches of one split to evaluate or predict, in its order: ``(inputs, label)``.
+
+    ``data``: a validated frame (:func:`purchase_intent.pipeline.make_dataset`),
+    or a ``Prepared`` directory whose ``split`` is streamed from its shards in
+    manifest order (:func:`purchase_intent.pipeline.make_shard_dataset`: memory
+    holds a few blocks, not the split).
+    """
+    import pandas as pd
+
+    from purchase_intent.pipeline import make_dataset, make_shard_dataset
+
+    if isinstance(data, pd.DataFrame):
+        return make_dataset(data, schema, preprocessor, cfg.data, training=False)
+    return make_shard_dataset(data, split, preprocessor, cfg.data, training=False)
 
 
 def fit(model, cfg, train_ds, val_ds, *, steps_per_epoch: int, callbacks=(), strategy=None,
@@ -542,12 +567,14 @@ class EpochTimer:
 
 
 # -- predict -------------------------------------------------------------
-def predict(model, cfg, schema, preprocessor, df):
-    """The model's probabilities of the rows of ``df`` (a validated frame), one float per row."""
-    from purchase_intent.pipeline import make_dataset
+def predict(model, cfg, schema, preprocessor, df, split: str = "test"):
+    """The model's probabilities of the rows of ``df``, one float per row, in their order.
 
-    return model.predict(make_dataset(df, schema, preprocessor, cfg.data, training=False),
-                         verbose=0).reshape(-1)
+    ``df``: a validated frame, or a ``Prepared`` directory whose ``split`` is
+    streamed (one float per example, in the order of
+    :func:`purchase_intent.data.prepared.read_columns`).
+    """
+    return model.predict(eval_dataset(cfg, schema, preprocessor, df, split), verbose=0).reshape(-1)
 
 
 def calibrate(model, train_cfg, y_val, p_val):

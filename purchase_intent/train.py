@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
         schema, splits = prepared.schema, prepared_splits(prepared)
     else:
         schema, splits = load_splits(cfg.data, seed=cfg.train.seed)
-    warn_few_positives(splits["validation"][schema.label].to_numpy(), cfg.train)
+    warn_few_positives(manifest_labels(prepared, "validation") if prepared
+                       else splits["validation"][schema.label].to_numpy(), cfg.train)
 
     run_dir = Path(args.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     from purchase_intent import distribute, task
@@ -134,6 +135,14 @@ def warn_few_positives(y_val, train_cfg) -> None:
                        "largely chance. Give it more (--set data.validation_fraction=0.25, or more rows "
                        "labelled validation in data.split_column).", positives, len(y_val),
                        train_cfg.early_stopping_patience)
+
+
+def manifest_labels(prepared, split: str):
+    """0/1 labels with the counts of ``split`` in the manifest (not in example order: for counts only)."""
+    import numpy as np
+
+    n, positives = prepared.examples(split), prepared.manifest["splits"][split]["positives"]
+    return np.repeat(np.array([1, 0], np.int8), [positives, n - positives])
 
 
 def mark_failed(run_dir: Path, err: BaseException, created: bool = True) -> None:
@@ -175,8 +184,16 @@ def _backup_epoch(backup_dir: Path) -> int | None:
 def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits, prepared=None, callbacks=()) -> dict:
     """The training job of :func:`main` for a resolved config and loaded data, under its dtype policy.
 
-    ``prepared``: a :class:`~purchase_intent.data.prepared.Prepared` directory whose training split
-    is streamed (``splits["train"]`` is then a sample of it), or None. ``callbacks``: see :func:`main`.
+    ``prepared``: a :class:`~purchase_intent.data.prepared.Prepared` directory whose splits are
+    streamed (``splits`` then holds bounded samples of them: :func:`task.prepared_splits`), or None.
+    ``callbacks``: see :func:`main`.
+
+    From a prepared directory, memory stays bounded: training, early stopping and the model's
+    predictions of validation and test stream the shards; the labels and ids are read from them
+    as small columns; the baselines score the frames of ``splits``. When those are samples
+    (splits larger than ``task.PREPARED_EVAL_SAMPLE``), ``metrics.json``'s ``test`` holds the
+    model on the whole test split and ``baseline_comparison`` every model (the model too) on the
+    sample's rows; ``predictions_test.csv`` then has the model's column only.
     """
     import keras
     import numpy as np
@@ -208,8 +225,7 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits, prepared=N
     preprocessor, members, exportable = task.build_members(cfg, schema, splits, strategy, text_cache=True,
                                                            prepared=prepared)
     if prepared:
-        positives = prepared.manifest["splits"]["train"]["positives"]
-        labels = np.repeat(np.array([1, 0], np.int8), [positives, n_train - positives])
+        labels = manifest_labels(prepared, "train")
     else:
         labels = train_df[schema.label].to_numpy()
     weights = class_weights(labels, cfg.train.class_weight)
@@ -222,7 +238,7 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits, prepared=N
     t0 = time.perf_counter()
     for i, member in enumerate(members):
         member_dir = run_dir if i == 0 else run_dir / f"member_{i}"
-        train_ds, val_ds = task.datasets(cfg, schema, preprocessor, train_data, val_df,
+        train_ds, val_ds = task.datasets(cfg, schema, preprocessor, train_data, prepared or val_df,
                                          seed=cfg.train.seed + i, weights=weights, strategy=strategy)
         files = [
             keras.callbacks.ModelCheckpoint(str(member_dir / "best.weights.h5"), monitor="val_auc",
@@ -259,23 +275,48 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits, prepared=N
     logger.info("Training: %.1f s in fit, median %.2f s per epoch (training part), %.0f examples/s",
                 fit_seconds, epoch_s, throughput)
 
-    # Evaluation beside the baselines on the same split.
-    def predict(df):
-        return task.predict(scorer, cfg, schema, preprocessor, df)
+    # Evaluation beside the baselines on the same split. From a prepared directory the fusion model
+    # scores the whole validation and test splits streamed from their shards; labels and ids are read
+    # from the shards alone, in the same order; the baselines score the frames of prepared_splits.
+    val_data, test_data = prepared or val_df, prepared or test_df
+    if prepared:
+        from purchase_intent.data.prepared import read_columns
+
+        val_cols, test_cols = read_columns(prepared, "validation", ids=False), read_columns(prepared, "test")
+    else:
+        val_cols, test_cols = val_df, test_df
+    y_val = val_cols[schema.label].to_numpy()
+    y_test = test_cols[schema.label].to_numpy()
+
+    def predict(data, split):
+        return task.predict(scorer, cfg, schema, preprocessor, data, split)
 
     same = model is scorer
-    scorer, calibration = task.calibrate(scorer, cfg.train, val_df[schema.label].to_numpy(), predict(val_df))
+    scorer, calibration = task.calibrate(scorer, cfg.train, y_val, predict(val_data, "validation"))
     model = scorer if same else task.apply_calibration(model, calibration)
-    p_val = {"purchase_intent": predict(val_df)}
-    p_test = {"purchase_intent": predict(test_df)}
+    p_val = {"purchase_intent": predict(val_data, "validation")}
+    p_test = {"purchase_intent": predict(test_data, "test")}
     # Fails soft: a baseline that raises is logged and left out, the trained model is kept.
     baseline_probs, skipped_baselines = baselines.baseline_predictions(splits, schema, seed=cfg.train.seed)
-    p_val.update(baseline_probs["validation"])
-    p_test.update(baseline_probs["test"])
-    y_val = val_df[schema.label].to_numpy()
-    y_test = test_df[schema.label].to_numpy()
-    results = evaluate.evaluate_all(y_val, p_val, y_test, p_test)
-    table = evaluate.format_table(results)
+    sample = {"validation": len(val_df), "test": len(test_df)}  # the rows the baselines score
+    sampled = sample["validation"] < len(y_val) or sample["test"] < len(y_test)
+    comparison = None
+    if not sampled:  # every model on the whole split
+        p_val.update(baseline_probs["validation"])
+        p_test.update(baseline_probs["test"])
+        results = evaluate.evaluate_all(y_val, p_val, y_test, p_test)
+        table = evaluate.format_table(results)
+    else:  # the model on the whole split; the comparison: every model on the baselines' rows
+        results = evaluate.evaluate_all(y_val, p_val, y_test, p_test)
+        comparison = compare_on_sample(y_val, p_val, y_test, p_test, baseline_probs, sample,
+                                       val_df[schema.label].to_numpy(), test_df[schema.label].to_numpy())
+        table = (evaluate.format_table(results) + f"\n\nBeside the baselines, every model on the same "
+                 f"first {sample['validation']:,} validation and {sample['test']:,} test examples "
+                 f"(of {len(y_val):,} and {len(y_test):,}; the baselines score a sample):\n"
+                 + evaluate.format_table(comparison["test"]))
+        logger.info("The baselines scored the first %d validation and %d test examples (of %d and %d); "
+                    "metrics.json's baseline_comparison holds every model on those rows",
+                    sample["validation"], sample["test"], len(y_val), len(y_test))
     for plot, file_name in ((evaluate.plot_calibration, "calibration.png"),
                             (evaluate.plot_curves, "curves.png")):
         try:
@@ -285,6 +326,8 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits, prepared=N
     metrics = {
         "test": results,
         "skipped_baselines": skipped_baselines,
+        **({"baseline_eval_examples": sample} if prepared else {}),
+        **({"baseline_comparison": comparison} if comparison else {}),
         "training": {"examples": n_train, "epochs_run": len(hist.get("loss", [])),
                      "resumed_from_epoch": resumed_from,
                      "fit_seconds": fit_seconds, "median_epoch_seconds": epoch_s,
@@ -306,10 +349,10 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits, prepared=N
     metrics["warnings"] = report.split_warnings(metrics["splits"])
     for warning in metrics["warnings"]:
         logger.warning("%s", warning)
-    id_columns = [c for c in schema.id if c in test_df.columns]
+    id_columns = [c for c in schema.id if c in test_cols.columns]
     # Written before the export: the predictions of a trained model are never lost to a later step.
     report.save_predictions(run_dir / report.PREDICTIONS_FILE, y_test, p_test,
-                            ids=test_df[id_columns] if id_columns else None,
+                            ids=test_cols[id_columns] if id_columns else None,
                             threshold=results["purchase_intent"]["threshold"], model="purchase_intent")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     (run_dir / "metrics.txt").write_text(table + "\n")
@@ -334,6 +377,33 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits, prepared=N
     logger.info("Report: %s", report.build_report(run_dir))
     print(report.run_summary(run_dir), flush=True)
     return metrics
+
+
+def compare_on_sample(y_val, p_val, y_test, p_test, baseline_probs, sample, y_val_sample,
+                      y_test_sample) -> dict:
+    """Every model on the rows the baselines scored: the first ``sample[split]`` examples of each split.
+
+    The fusion model's probabilities of the whole splits (file order) are cut to those rows; each
+    model's threshold is chosen on those validation rows, as :func:`evaluate.evaluate_all` does
+    (the model's own ``test`` entry: threshold chosen on the whole validation split).
+
+    Returns:
+        ``metrics.json``'s ``baseline_comparison``: ``{"examples", "rows", "test"}``.
+
+    Raises:
+        RuntimeError: the sample's labels are not those of the first streamed examples.
+    """
+    import numpy as np
+
+    from purchase_intent import evaluate
+
+    nv, nt = sample["validation"], sample["test"]
+    if not (np.array_equal(y_val[:nv], y_val_sample) and np.array_equal(y_test[:nt], y_test_sample)):
+        raise RuntimeError("the baselines' sample rows are not the first rows of the streamed splits")
+    pv = {name: p[:nv] for name, p in p_val.items()} | baseline_probs["validation"]
+    pt = {name: p[:nt] for name, p in p_test.items()} | baseline_probs["test"]
+    return {"examples": dict(sample), "rows": "the first examples of each split, in shard order",
+            "test": evaluate.evaluate_all(y_val[:nv], pv, y_test[:nt], pt)}
 
 
 if __name__ == "__main__":

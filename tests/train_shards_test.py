@@ -40,3 +40,94 @@ def test_trained_from_shards_matches_in_memory(table, tmp_path):
     # Baselines fitted on the same training rows give the same figures.
     assert shards["test"]["logistic_regression"]["roc_auc"] == pytest.approx(
         memory["test"]["logistic_regression"]["roc_auc"], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def with_ids(tmp_path_factory):
+    """A prepared directory of a table with a customer id, in shards of 40 examples."""
+    from purchase_intent.schema import FeatureSchema
+
+    root = tmp_path_factory.mktemp("shards_ids")
+    df = make_synthetic(500, seed=12)
+    df["customer_id"] = [f"c{i:05d}" for i in np.random.default_rng(3).permutation(len(df))]
+    df["split"] = np.random.default_rng(2).choice(["train", "validation", "test"], len(df), p=[0.5, 0.25, 0.25])
+    df.to_parquet(root / "sessions.parquet", row_group_size=100)
+    FeatureSchema.from_dict({**SCHEMA.to_dict(), "id": ["customer_id"]}).save(root / "schema.json")
+    prepare.main(["--input", str(root / "sessions.parquet"), "--schema", str(root / "schema.json"),
+                  "--output", str(root / "prepared"), "--preset", "tiny", "--set", "data.split_column=split",
+                  "--shard-examples", "40"])
+    return root, df
+
+
+def test_evaluation_streams_big_splits_and_baselines_score_a_sample(with_ids, tmp_path, monkeypatch):
+    from purchase_intent import evaluate, task
+    from purchase_intent.data import prepared as prepared_module
+    from purchase_intent.report import load_predictions
+
+    root, df = with_ids
+    calls = []
+    read_frame = prepared_module.read_frame
+
+    def spy(prepared, split, limit=None):
+        calls.append((split, limit))
+        return read_frame(prepared, split, limit)
+
+    monkeypatch.setattr(prepared_module, "read_frame", spy)
+    monkeypatch.setattr(task, "PREPARED_EVAL_SAMPLE", 50)
+    metrics = train.main(["--data", str(root / "prepared"), "--output-dir", str(tmp_path / "run"), "--preset",
+                          "tiny", "--epochs", "1", "--no-export"])
+    assert calls and all(limit is not None for split, limit in calls if split != "train"), calls
+    assert {split for split, _ in calls} == {"train", "validation", "test"}
+
+    manifest = prepared_module.Prepared.load(root / "prepared")
+    n_val, n_test = manifest.examples("validation"), manifest.examples("test")
+    assert n_val > 50 and n_test > 50 and len(manifest.shards("test")) > 1
+    predictions = pd.read_csv(tmp_path / "run" / "predictions_test.csv", dtype={"customer_id": str})
+    assert len(predictions) == n_test  # every test example, the model's column only
+    assert list(predictions.columns) == ["customer_id", "label", "purchase_intent", "purchase_label"]
+    test_rows = df[df["split"] == "test"]  # one prepare process: the shards keep the table's order
+    assert predictions["customer_id"].tolist() == test_rows["customer_id"].tolist()
+    assert predictions["label"].tolist() == test_rows["label"].astype(int).tolist()
+
+    # The model's metrics: its streamed probabilities of the whole test split.
+    y, probs = load_predictions(tmp_path / "run" / "predictions_test.csv", ["customer_id"])
+    ours = metrics["test"]["purchase_intent"]
+    assert set(metrics["test"]) == {"purchase_intent"}
+    assert ours["examples"] == n_test
+    again = evaluate.binary_metrics(y, probs["purchase_intent"], ours["threshold"])
+    for key in ("roc_auc", "pr_auc", "accuracy", "f1"):
+        assert again[key] == pytest.approx(ours[key], abs=1e-6), key
+    # The baselines beside every model on the same sample rows.
+    assert metrics["baseline_eval_examples"] == {"validation": 50, "test": 50}
+    comparison = metrics["baseline_comparison"]
+    assert comparison["examples"] == {"validation": 50, "test": 50}
+    assert set(comparison["test"]) == {"purchase_intent", "logistic_regression", "hist_gradient_boosting"}
+    assert all(m["examples"] == 50 for m in comparison["test"].values())
+    from sklearn.metrics import roc_auc_score
+
+    assert comparison["test"]["purchase_intent"]["roc_auc"] == pytest.approx(
+        roc_auc_score(y[:50], probs["purchase_intent"][:50]), abs=1e-6)
+    assert "the same first 50 validation and 50 test examples" in (tmp_path / "run" / "metrics.txt").read_text()
+    assert "scored a sample" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_streamed_predictions_and_columns_follow_the_frame_order(with_ids):
+    """Predicting a split from its shards gives the frame's predictions, row for row; ids and labels too."""
+    from purchase_intent import task
+    from purchase_intent.config import get_config
+    from purchase_intent.data.prepared import Prepared, read_columns, read_frame
+
+    root, df = with_ids
+    prepared = Prepared.load(root / "prepared")
+    cfg = get_config("tiny")
+    splits = {"train": read_frame(prepared, "train", 100)}
+    pre, models, _ = task.build_members(cfg, prepared.schema, splits, members=1, prepared=prepared)
+    frame = read_frame(prepared, "validation")
+    streamed = task.predict(models[0], cfg, prepared.schema, pre, prepared, "validation")
+    assert len(streamed) == prepared.examples("validation") == len(frame)
+    np.testing.assert_allclose(streamed, task.predict(models[0], cfg, prepared.schema, pre, frame), atol=1e-6)
+    columns = read_columns(prepared, "validation")
+    assert list(columns.columns) == ["customer_id", "label"]
+    assert columns["label"].tolist() == frame["label"].tolist()
+    assert columns["customer_id"].tolist() == df.loc[df["split"] == "validation", "customer_id"].tolist()
+    assert list(read_columns(prepared, "test", ids=False).columns) == ["label"]

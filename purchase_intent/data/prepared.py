@@ -10,7 +10,8 @@ Each record is a ``tf.train.Example`` of one example's *raw* features, by
 their schema names and in the types the serving signature takes: text and
 categorical values as one bytes value, sequences as a list of bytes (one per
 event, oldest first), numbers as one float (NaN when missing), and the label
-as one int64. Training reads them back with :func:`parse_block` into the
+as one int64; the schema's ``id`` columns, when the table has them, as one
+bytes value each. Training reads them back with :func:`parse_block` into the
 same raw tensors the in-memory path builds (:mod:`purchase_intent.pipeline`).
 """
 
@@ -35,6 +36,10 @@ FORMAT = "purchase_intent.tfrecord/1"
 def encode_examples(df: pd.DataFrame, schema: FeatureSchema) -> list[bytes]:
     """Serialised ``tf.train.Example`` of each row of a validated frame (with its label).
 
+    The schema's ``id`` columns the frame has are written too (one bytes value
+    each): the model never reads them, the predictions of a streamed split
+    carry them (:func:`read_columns`).
+
     Sequences hold each example's events, raw, without their padding
     (:func:`purchase_intent.contract.frame_events`), as the in-memory pipeline reads them.
     """
@@ -46,11 +51,13 @@ def encode_examples(df: pd.DataFrame, schema: FeatureSchema) -> list[bytes]:
     seq_cols = {n: [[v.encode("utf-8") for v in seq] for seq in rows]
                 for n, rows in frame_events(df, schema.sequence_like).items()}
     num_cols = {n: df[n].to_numpy(np.float32) for n in schema.numeric}
+    id_cols = {n: [str(v).encode("utf-8") for v in df[n]] for n in schema.id if n in df.columns}
     labels = df[schema.label].to_numpy(np.int64)
     Feature, BytesList = tf.train.Feature, tf.train.BytesList
     out = []
     for i in range(len(df)):
         feature = {n: Feature(bytes_list=BytesList(value=[c[i]])) for n, c in bytes_cols.items()}
+        feature.update({n: Feature(bytes_list=BytesList(value=[c[i]])) for n, c in id_cols.items()})
         feature.update({n: Feature(bytes_list=BytesList(value=c[i])) for n, c in seq_cols.items()})
         feature.update({n: Feature(float_list=tf.train.FloatList(value=[c[i]])) for n, c in num_cols.items()})
         feature[schema.label] = Feature(int64_list=tf.train.Int64List(value=[labels[i]]))
@@ -224,8 +231,9 @@ class Prepared:
 def read_frame(prepared: Prepared, split: str, limit: int | None = None) -> pd.DataFrame:
     """The first ``limit`` (default: all) examples of a split as a validated frame.
 
-    For what needs a frame: the evaluation splits, and a bounded sample of the
-    training split (the baselines, the tiny encoder's vocabulary).
+    For what needs a frame: bounded samples of the splits (the baselines, the
+    tiny encoder's vocabulary). A run streams the splits themselves
+    (:func:`purchase_intent.pipeline.make_shard_dataset`, :func:`read_columns`).
     """
     import tensorflow as tf
 
@@ -247,3 +255,46 @@ def read_frame(prepared: Prepared, split: str, limit: int | None = None) -> pd.D
     for name in schema.numeric:
         out[name] = out[name].astype(np.float32)
     return out
+
+
+def record_ids(prepared: Prepared, split: str) -> list[str]:
+    """The schema's ``id`` columns the records of ``split`` hold (those of its first record).
+
+    Shards written before ids were kept, or from a table without them, hold none.
+    """
+    import tensorflow as tf
+
+    paths = prepared.check(split)
+    if not paths or not prepared.schema.id:
+        return []
+    for serialized in tf.data.TFRecordDataset(paths[:1], compression_type=prepared.compression).take(1):
+        keys = tf.train.Example.FromString(serialized.numpy()).features.feature.keys()
+        return [n for n in prepared.schema.id if n in keys]
+    return []
+
+
+def read_columns(prepared: Prepared, split: str, ids: bool = True) -> pd.DataFrame:
+    """The label and (``ids``) the ``id`` columns of every example of a split, in file order.
+
+    Only those columns are parsed (a few bytes per example, not the
+    features): the labels and ids of a split streamed through the model, in
+    the order of its predictions (:func:`purchase_intent.pipeline.make_shard_dataset`
+    without training reads the files in manifest order too).
+    """
+    import tensorflow as tf
+
+    schema = prepared.schema
+    id_names = record_ids(prepared, split) if ids else []
+    spec = {n: tf.io.FixedLenFeature([], tf.string) for n in id_names}
+    spec[schema.label] = tf.io.FixedLenFeature([], tf.int64)
+    ds = tf.data.TFRecordDataset(prepared.check(split), compression_type=prepared.compression)
+    ds = ds.batch(4096).map(lambda b: tf.io.parse_example(b, spec), num_parallel_calls=tf.data.AUTOTUNE)
+    columns: dict[str, list] = {n: [] for n in spec}
+    for parsed in ds:
+        for name in spec:
+            columns[name].append(parsed[name].numpy())
+    out = pd.DataFrame({n: np.concatenate(v) if v else np.zeros(0, spec[n].dtype.as_numpy_dtype)
+                        for n, v in columns.items()})
+    for name in id_names:
+        out[name] = [v.decode("utf-8") for v in out[name]]
+    return out[id_names + [schema.label]]
