@@ -76,6 +76,53 @@ class PlattScaling(keras.layers.Layer):
         return config
 
 
+def fit_stacking(y: np.ndarray, p: np.ndarray, margin: np.ndarray) -> tuple[float, float, float]:
+    """``(a, c, b)`` of the logistic regression of ``y`` on ``logit(p)`` and ``margin`` (unpenalised).
+
+    Platt scaling with a second input: the margin of another model (the
+    boosted trees). Returns ``(1.0, 0.0, 0.0)`` when ``y`` has a single class.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    y = np.asarray(y).astype(int).reshape(-1)
+    if y.min() == y.max():
+        return 1.0, 0.0, 0.0
+    x = np.column_stack([logit(p).reshape(-1), np.asarray(margin, np.float64).reshape(-1)])
+    lr = LogisticRegression(C=1e6, max_iter=1000).fit(x, y)
+    return float(lr.coef_[0, 0]), float(lr.coef_[0, 1]), float(lr.intercept_[0])
+
+
+class Stacking(keras.layers.Layer):
+    """``sigmoid(a * logit(p) + c * margin + b)`` of probabilities ``p`` and margins; fixed weights.
+
+    Called on ``[p, margin]`` (each ``[batch, 1]``).
+    """
+
+    def __init__(self, a=1.0, c=0.0, b=0.0, **kwargs):
+        kwargs.pop("trainable", None)
+        super().__init__(trainable=False, **kwargs)
+        self.a, self.c, self.b = float(a), float(c), float(b)
+
+    def call(self, inputs):
+        p, margin = inputs
+        p = ops.clip(ops.cast(p, "float32"), _EPS, 1 - _EPS)
+        return ops.sigmoid(self.a * ops.log(p / (1 - p)) + self.c * ops.cast(margin, "float32") + self.b)
+
+    def compute_output_shape(self, shapes):
+        return shapes[0]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"a": self.a, "c": self.c, "b": self.b})
+        return config
+
+
+def stacked_model(model: keras.Model, a: float, c: float, b: float) -> keras.Model:
+    """A two-output ``model`` (probability, margin) followed by :class:`Stacking`: one probability."""
+    out = Stacking(a, c, b, name="calibration", dtype="float32")(model.outputs)
+    return keras.Model(model.inputs, out, name=model.name)
+
+
 def calibrated_model(model: keras.Model, a: float, b: float) -> keras.Model:
     """``model`` followed by :class:`PlattScaling` (same inputs, same weights, shared layers)."""
     # float32 under a mixed-precision policy too: the served probability is float32.

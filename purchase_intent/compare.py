@@ -140,7 +140,8 @@ def _fit_fusion(cfg, schema, splits, *, seeds, text_cache, cache_dir):
         def predict(df):
             return task.predict(model, cfg, schema, preprocessor, df)
 
-        model, _ = task.calibrate(model, cfg.train, val_df[schema.label].to_numpy(), predict(val_df))
+        model, _, _ = task.fit_output(model, cfg, schema, preprocessor, train_df, val_df,
+                                      val_df[schema.label].to_numpy(), predict(val_df))
         p_val.append(predict(val_df))
         p_test.append(predict(test_df))
         keras.backend.clear_session()

@@ -189,6 +189,14 @@ class TrainConfig:
     # "platt": a logistic recalibration of the output fitted on the validation split and
     # exported inside the SavedModel (raw inputs in, calibrated probability out); "none".
     calibration: str = "platt"
+    # A boosted-tree branch (purchase_intent.trees): gradient-boosted trees fitted after the network
+    # on the features it reads (numbers, missing flags, categorical ids, event counts), evaluated
+    # inside the export; its margin and the network's logit are stacked by a logistic regression
+    # fitted on validation (replacing Platt scaling, which it contains). false: Platt alone.
+    boosted_trees: bool = True
+    boosted_trees_learning_rate: float = 0.05  # learning rate of the trees, in (0, 1]
+    boosted_trees_max_leaf_nodes: int = 31  # leaves per tree, >= 2
+    boosted_trees_max_iter: int = 300  # at most this many trees (early-stopped on 15 % of training rows)
     # >1: train this many models (seeds train.seed + i) and export their mean probability.
     ensemble: int = 1
     # >0: first fit the wide part alone (a logistic regression on the bags, early-stopped on
@@ -284,6 +292,9 @@ class Config:
             (t.lr_schedule in ("constant", "plateau", "cosine"),
              "train.lr_schedule must be constant, plateau or cosine"),
             (t.calibration in ("platt", "none"), "train.calibration must be platt or none"),
+            (0 < t.boosted_trees_learning_rate <= 1, "train.boosted_trees_learning_rate must be in (0, 1]"),
+            (t.boosted_trees_max_leaf_nodes >= 2, "train.boosted_trees_max_leaf_nodes must be >= 2"),
+            (t.boosted_trees_max_iter >= 1, "train.boosted_trees_max_iter must be >= 1"),
             (1 <= t.ensemble <= 20, "train.ensemble must be in [1, 20]"),
             (t.pretrain_epochs >= 0, "train.pretrain_epochs must be >= 0"),
             (0 <= m.dropout < 1, "model.dropout must be in [0, 1)"),

@@ -93,6 +93,36 @@ def history_ids(inputs: dict, name: str):
     return inputs.get(f"{name}_history", inputs[name])
 
 
+def sequence_counts(preprocessor: Preprocessor, inputs: dict, name: str = "sequence_stats"):
+    """The event counts of the history (:class:`SequenceStats`): events, distinct ids, value counts."""
+    schema = preprocessor.feature_schema
+    id_inputs = [history_ids(inputs, n) for n in schema.sequence_like]
+    small = [preprocessor.vocabulary_size(n) if n in schema.sequences
+             and preprocessor.vocabulary_size(n) <= SMALL_VOCABULARY else 0 for n in schema.sequence_like]
+    return SequenceStats(small, name=name)(id_inputs)
+
+
+def tree_features(preprocessor: Preprocessor, inputs: dict):
+    """The features the boosted-tree branch reads (:mod:`purchase_intent.trees`), ``[batch, n]`` float32.
+
+    The preprocessed numbers and their missing flags, the categorical ids
+    (ordinal: numbered by training frequency) and the event counts of the
+    history: what a gradient-boosting peer sees of a table. None if the schema
+    has none of them.
+    """
+    schema = preprocessor.feature_schema
+    parts = []
+    if schema.numeric:
+        parts += [inputs["numeric"], inputs["numeric_missing"]]
+    parts += [ops.reshape(ops.cast(inputs[n], "float32"), (-1, 1)) for n in schema.categorical]
+    if schema.sequence_like:
+        parts.append(sequence_counts(preprocessor, inputs, name="tree_sequence_stats"))
+    if not parts:
+        return None
+    parts = [ops.cast(p, "float32") for p in parts]
+    return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
+
+
 def wide_logits(cfg: ModelConfig, preprocessor: Preprocessor, inputs: dict, counts=None) -> list:
     """The wide (linear) terms: one logit each, summed with the deep logit.
 
@@ -202,10 +232,7 @@ def build_model(cfg: ModelConfig, preprocessor: Preprocessor, *, backbone=None,
     if schema.sequence_like:
         x, mask = event_steps(cfg, preprocessor, inputs, event_text_tables)
         parts += sequence_encodings(cfg, preprocessor, x, mask)
-        id_inputs = [history_ids(inputs, n) for n in schema.sequence_like]
-        small = [preprocessor.vocabulary_size(n) if n in schema.sequences
-                 and preprocessor.vocabulary_size(n) <= SMALL_VOCABULARY else 0 for n in schema.sequence_like]
-        counts = SequenceStats(small, name="sequence_stats")(id_inputs)
+        counts = sequence_counts(preprocessor, inputs)
         parts.append(counts)
 
     # Numeric and categorical features.

@@ -577,17 +577,115 @@ def predict(model, cfg, schema, preprocessor, df, split: str = "test"):
     return model.predict(eval_dataset(cfg, schema, preprocessor, df, split), verbose=0).reshape(-1)
 
 
-def calibrate(model, train_cfg, y_val, p_val):
-    """The model whose output is recalibrated on validation (``train.calibration``), and the fit.
+def fit_trees(cfg, schema, preprocessor, train_data):
+    """The boosted-tree branch (``train.boosted_trees``): a :class:`~purchase_intent.trees.TreeEnsemble`.
+
+    Fitted on the tree features (:func:`purchase_intent.model.tree_features`) of
+    ``train_data`` (a frame: from a prepared directory, its training sample), as
+    the graph computes them. None when off, or when the schema has no numeric,
+    categorical or sequence features.
+    """
+    from purchase_intent.trees import TreeEnsemble, fit_trees as fit, tree_tables
+
+    t = cfg.train
+    if not t.boosted_trees:
+        return None
+    features = tree_feature_model(preprocessor)
+    if features is None:
+        return None
+    x = features.predict(eval_dataset(cfg, schema, preprocessor, train_data, "train"), verbose=0)
+    y = train_data[schema.label].to_numpy()
+    clf = fit(x, y, seed=t.seed, learning_rate=t.boosted_trees_learning_rate,
+              max_leaf_nodes=t.boosted_trees_max_leaf_nodes, max_iter=t.boosted_trees_max_iter)
+    return TreeEnsemble(**tree_tables(clf), name="boosted_trees")
+
+
+def tree_feature_model(preprocessor):
+    """``preprocessed inputs -> tree features`` (:func:`purchase_intent.model.tree_features`), or None."""
+    import keras
+
+    from purchase_intent.model import tree_features
+
+    inputs = model_inputs(preprocessor)
+    x = tree_features(preprocessor, inputs)
+    return None if x is None else keras.Model(inputs, x, name="tree_features")
+
+
+def model_inputs(preprocessor) -> dict:
+    """One ``keras.Input`` per preprocessor output, same names."""
+    import keras
+
+    return {name: keras.Input(shape=shape, dtype=dtype, name=name)
+            for name, (shape, dtype) in preprocessor.model_input_specs().items()}
+
+
+def tree_margins(trees, cfg, schema, preprocessor, data, split: str):
+    """The boosted margins of ``trees`` on the rows of ``data`` (a frame or a ``Prepared`` split), in order."""
+    import keras
+
+    from purchase_intent.model import tree_features
+
+    inputs = model_inputs(preprocessor)
+    margin = keras.Model(inputs, trees(tree_features(preprocessor, inputs)), name="tree_margin")
+    return margin.predict(eval_dataset(cfg, schema, preprocessor, data, split), verbose=0).reshape(-1)
+
+
+def with_trees(model, preprocessor, trees):
+    """``model`` with a second output: the boosted margin of ``trees`` on the same inputs."""
+    import keras
+
+    from purchase_intent.model import tree_features
+
+    inputs = model.input  # the functional model's own inputs (a dict by name)
+    return keras.Model(inputs, [model.output, trees(tree_features(preprocessor, inputs))], name=model.name)
+
+
+def fit_output(model, cfg, schema, preprocessor, train_df, val_data, y_val, p_val):
+    """The boosted-tree branch (:func:`fit_trees`, if on) and the calibration (:func:`calibrate`).
+
+    ``train_df``: the training frame the trees fit (from a prepared directory:
+    its sample); ``val_data``: the validation frame or ``Prepared`` directory,
+    ``y_val`` its labels and ``p_val`` the network's probabilities of it.
 
     Returns:
-        ``(model, info)``: with ``train.calibration=platt``, ``model`` followed
-        by a Platt layer fitted on ``(y_val, p_val)`` and ``info`` =
-        ``{"method": "platt", "a": ..., "b": ...}``; otherwise ``model`` unchanged.
-        ``apply_calibration(other, info)`` puts the same layer on another model.
+        ``(model, info, trees)``: the model with its final output, the
+        calibration's description, the trees (None when off), for
+        :func:`apply_calibration` on another model of the same network.
     """
-    from purchase_intent.calibration import fit_platt
+    trees = fit_trees(cfg, schema, preprocessor, train_df)
+    m_val = None if trees is None else tree_margins(trees, cfg, schema, preprocessor, val_data, "validation")
+    model, info = calibrate(model, cfg.train, y_val, p_val, trees, m_val, preprocessor)
+    return model, info, trees
 
+
+def calibrate(model, train_cfg, y_val, p_val, trees=None, m_val=None, preprocessor=None):
+    """The model whose output is recalibrated on validation (``train.calibration``), and the fit.
+
+    Args:
+        model: the trained network.
+        train_cfg: ``cfg.train``.
+        y_val, p_val: validation labels and the network's probabilities.
+        trees: the boosted-tree branch (:func:`fit_trees`) or None; then also
+            ``m_val``, its margins on validation, and the ``preprocessor``.
+
+    Returns:
+        ``(model, info)``. Without trees and with ``train.calibration=platt``:
+        ``model`` followed by a Platt layer fitted on ``(y_val, p_val)``, ``info`` =
+        ``{"method": "platt", "a": ..., "b": ...}``. With trees: the stacking
+        ``sigmoid(a * logit(p) + c * margin + b)`` fitted on validation
+        (``"method": "stack"``, also ``"c"`` and the trees' size). Otherwise
+        ``model`` unchanged. ``apply_calibration(other, info, trees, preprocessor)``
+        puts the same layers on another model.
+    """
+    from purchase_intent.calibration import fit_platt, fit_stacking
+
+    if trees is not None:
+        a, c, b = fit_stacking(y_val, p_val, m_val)
+        logger.info("Stacking (fitted on validation): p' = sigmoid(%.3f * logit(p) + %.3f * trees + %.3f); "
+                    "%d trees", a, c, b, trees.tables["roots"].size)
+        info = {"method": "stack", "a": a, "b": b, "c": c, "trees": int(trees.tables["roots"].size),
+                "tree_nodes": int(trees.tables["value"].size)}
+        return apply_calibration(model, info, trees, preprocessor), info
     if train_cfg.calibration != "platt":
         return model, {"method": "none"}
     a, b = fit_platt(y_val, p_val)
@@ -596,10 +694,12 @@ def calibrate(model, train_cfg, y_val, p_val):
     return apply_calibration(model, info), info
 
 
-def apply_calibration(model, info: dict):
+def apply_calibration(model, info: dict, trees=None, preprocessor=None):
     """``model`` followed by the calibration ``info`` of :func:`calibrate` (unchanged for "none")."""
-    from purchase_intent.calibration import calibrated_model
+    from purchase_intent.calibration import calibrated_model, stacked_model
 
+    if info["method"] == "stack":
+        return stacked_model(with_trees(model, preprocessor, trees), info["a"], info["c"], info["b"])
     return calibrated_model(model, info["a"], info["b"]) if info["method"] == "platt" else model
 
 

@@ -292,8 +292,11 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits, prepared=N
         return task.predict(scorer, cfg, schema, preprocessor, data, split)
 
     same = model is scorer
-    scorer, calibration = task.calibrate(scorer, cfg.train, y_val, predict(val_data, "validation"))
-    model = scorer if same else task.apply_calibration(model, calibration)
+    # The boosted-tree branch (train.boosted_trees) on the training frame (from a prepared directory:
+    # its sample), stacked with the network on validation; else Platt scaling.
+    scorer, calibration, trees = task.fit_output(scorer, cfg, schema, preprocessor, train_df, val_data,
+                                                 y_val, predict(val_data, "validation"))
+    model = scorer if same else task.apply_calibration(model, calibration, trees, preprocessor)
     p_val = {"purchase_intent": predict(val_data, "validation")}
     p_test = {"purchase_intent": predict(test_data, "test")}
     # Fails soft: a baseline that raises is logged and left out, the trained model is kept.
