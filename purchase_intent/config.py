@@ -197,6 +197,7 @@ class TrainConfig:
     boosted_trees_learning_rate: float = 0.05  # learning rate of the trees, in (0, 1]
     boosted_trees_max_leaf_nodes: int = 31  # leaves per tree, >= 2
     boosted_trees_max_iter: int = 300  # at most this many trees (early-stopped on 15 % of training rows)
+    boosted_trees_max_examples: int = 1_000_000  # fit on a seeded sample of at most this many training rows
     # >1: train this many models (seeds train.seed + i) and export their mean probability.
     ensemble: int = 1
     # >0: first fit the wide part alone (a logistic regression on the bags, early-stopped on
@@ -295,6 +296,7 @@ class Config:
             (0 < t.boosted_trees_learning_rate <= 1, "train.boosted_trees_learning_rate must be in (0, 1]"),
             (t.boosted_trees_max_leaf_nodes >= 2, "train.boosted_trees_max_leaf_nodes must be >= 2"),
             (t.boosted_trees_max_iter >= 1, "train.boosted_trees_max_iter must be >= 1"),
+            (t.boosted_trees_max_examples >= 100, "train.boosted_trees_max_examples must be >= 100"),
             (1 <= t.ensemble <= 20, "train.ensemble must be in [1, 20]"),
             (t.pretrain_epochs >= 0, "train.pretrain_epochs must be >= 0"),
             (0 <= m.dropout < 1, "model.dropout must be in [0, 1)"),

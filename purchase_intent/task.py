@@ -582,7 +582,8 @@ def fit_trees(cfg, schema, preprocessor, train_data):
 
     Fitted on the tree features (:func:`purchase_intent.model.tree_features`) of
     ``train_data`` (a frame: from a prepared directory, its training sample), as
-    the graph computes them. None when off, or when the schema has no numeric,
+    the graph computes them (a seeded sample of ``train.boosted_trees_max_examples`` rows
+    when larger). None when off, or when the schema has no numeric,
     categorical or sequence features.
     """
     from purchase_intent.trees import TreeEnsemble, fit_trees as fit, tree_tables
@@ -593,6 +594,8 @@ def fit_trees(cfg, schema, preprocessor, train_data):
     features = tree_feature_model(preprocessor)
     if features is None:
         return None
+    if len(train_data) > t.boosted_trees_max_examples:
+        train_data = train_data.sample(t.boosted_trees_max_examples, random_state=t.seed)
     x = features.predict(eval_dataset(cfg, schema, preprocessor, train_data, "train"), verbose=0)
     y = train_data[schema.label].to_numpy()
     clf = fit(x, y, seed=t.seed, learning_rate=t.boosted_trees_learning_rate,
