@@ -39,14 +39,6 @@ from purchase_intent.schema import FeatureSchema, SchemaError, check_delimiters
 
 logger = logging.getLogger(__name__)
 
-# Column names of every predictions file (predictions_test.csv of a run, predict, serving.score);
-# the only place they are defined.
-# (defined in purchase_intent.contract, with the other shared names).
-PROBABILITY_COLUMN = contract.PROBABILITY_COLUMN  # the model's purchase probability
-LABEL_COLUMN = contract.PREDICTED_LABEL_COLUMN  # 0/1 decision: probability >= threshold
-TRUE_LABEL_COLUMN = contract.TRUE_LABEL_COLUMN  # the observed 0/1 outcome (predictions_test.csv of a run only)
-
-
 OUTPUT_HELP = "CSV to write (default: <input stem>.scored.csv beside the input)"
 THRESHOLD_HELP = ("decision threshold for the purchase_label column: a number, or a threshold.json "
                   "such as <export>/assets.extra/threshold.json (default: the export's threshold.json)")
@@ -222,9 +214,9 @@ def write_scored_csv(input_path: str | Path, output_path: str | Path, schema: Fe
                 valid = schema.validate(chunk, require_label=False, where=str(input_path))
                 probs = score(valid)
                 out = output_columns(chunk, schema, keep_columns)
-                out = out.assign(**{PROBABILITY_COLUMN: probs})
+                out = out.assign(**{contract.PROBABILITY_COLUMN: probs})
                 if threshold is not None:
-                    out[LABEL_COLUMN] = (probs >= threshold).astype(np.int64)
+                    out[contract.PREDICTED_LABEL_COLUMN] = (probs >= threshold).astype(np.int64)
                 out.to_csv(partial, mode="w" if rows == 0 else "a", header=rows == 0, index=False)
                 rows += len(chunk)
                 bar.update(len(chunk))
@@ -286,8 +278,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m purchase_intent.predict",
         description="Score a CSV with an exported model in process (no server). Writes the schema's "
-                    f"id columns, the input columns, {PROBABILITY_COLUMN} and {LABEL_COLUMN} "
-                    "(probability >= threshold).",
+                    f"id columns, the input columns, {contract.PROBABILITY_COLUMN} and "
+                    f"{contract.PREDICTED_LABEL_COLUMN} (probability >= threshold).",
         formatter_class=cli.HelpFormatter)
     p.add_argument("--model", required=True,
                    help="exported version folder, e.g. runs/<run>/export/purchase_intent/1 "

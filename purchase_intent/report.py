@@ -35,8 +35,7 @@ import numpy as np
 import pandas as pd
 
 from purchase_intent import cli
-from purchase_intent.predict import LABEL_COLUMN as PREDICTED_LABEL_COLUMN
-from purchase_intent.predict import TRUE_LABEL_COLUMN as LABEL_COLUMN
+from purchase_intent.contract import PREDICTED_LABEL_COLUMN, TRUE_LABEL_COLUMN
 from purchase_intent.schema import FeatureSchema
 
 logger = logging.getLogger(__name__)
@@ -96,11 +95,11 @@ def save_predictions(path: str | Path, y: np.ndarray, probs: dict[str, np.ndarra
             raise ValueError(f"{len(ids)} id rows for {len(y)} labels")
         for c in ids.columns:
             cols[c] = ids[c].to_numpy()
-    reserved = {LABEL_COLUMN, PREDICTED_LABEL_COLUMN}
+    reserved = {TRUE_LABEL_COLUMN, PREDICTED_LABEL_COLUMN}
     clash = sorted((set(cols) & (reserved | set(probs))))
     if clash:
         raise ValueError(f"id column(s) {clash} clash with the label or a model's column")
-    cols[LABEL_COLUMN] = y.astype(np.int64)
+    cols[TRUE_LABEL_COLUMN] = y.astype(np.int64)
     for name, p in probs.items():
         p = np.asarray(p, np.float64).reshape(-1)
         if len(p) != len(y):
@@ -123,10 +122,10 @@ def load_predictions(path: str | Path, id_columns: list[str] | tuple[str, ...] =
     ``purchase_label`` decision are left out of the models.
     """
     df = pd.read_csv(path)
-    if LABEL_COLUMN not in df.columns:
-        raise ValueError(f"{path}: no {LABEL_COLUMN!r} column; columns are {list(df.columns)}")
-    y = df[LABEL_COLUMN].to_numpy(np.int64)
-    skip = {LABEL_COLUMN, PREDICTED_LABEL_COLUMN, *id_columns}
+    if TRUE_LABEL_COLUMN not in df.columns:
+        raise ValueError(f"{path}: no {TRUE_LABEL_COLUMN!r} column; columns are {list(df.columns)}")
+    y = df[TRUE_LABEL_COLUMN].to_numpy(np.int64)
+    skip = {TRUE_LABEL_COLUMN, PREDICTED_LABEL_COLUMN, *id_columns}
     return y, {c: df[c].to_numpy(np.float64) for c in df.columns
                if c not in skip and pd.api.types.is_float_dtype(df[c])}
 
@@ -971,7 +970,7 @@ def build_report(run_dir: str | Path) -> Path:
         f"`{PREDICTIONS_FILE}`: one row per test customer: "
         + (f"the id column(s) {', '.join(f'`{c}`' for c in ids)}, " if ids else
            "no id column (name them in the schema: `id: [customer_id]`), ")
-        + f"`{LABEL_COLUMN}` (what happened), each model's probability and `{PREDICTED_LABEL_COLUMN}` "
+        + f"`{TRUE_LABEL_COLUMN}` (what happened), each model's probability and `{PREDICTED_LABEL_COLUMN}` "
           "(1 = above the threshold). Sort by the model's column to get the contact list.")
     if export:
         page.paragraph(f"SavedModel: `{export}` (max |served - in-memory| = "

@@ -371,7 +371,8 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits, prepared=N
                           "metrics.json": metrics, "config.json": cfg.to_dict()},
             warmup_examples=val_df.head(64))
         sample = test_df.head(64)
-        served = load_serving_fn(version_dir)(**raw_batch(sample, schema))["purchase_probability"]
+        from purchase_intent.contract import OUTPUT_KEY
+        served = load_serving_fn(version_dir)(**raw_batch(sample, schema))[OUTPUT_KEY]
         diff = float(np.max(np.abs(served.numpy() - p_test["purchase_intent"][:len(sample)])))
         logger.info("Export check: max |served - in-memory| = %.2e over %d test examples", diff, len(sample))
         metrics["export"] = {"path": str(version_dir), "max_abs_diff": diff}

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from purchase_intent import predict
+from purchase_intent import contract, predict
 from purchase_intent.data.synthetic import SCHEMA, make_synthetic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,10 +47,10 @@ def test_predict_cli_matches_serving_fn(export_dir, tmp_path):
     scored = pd.read_csv(out)
     assert len(scored) == len(raw)
     expected = reference(export_dir, raw)
-    np.testing.assert_allclose(scored[predict.PROBABILITY_COLUMN].to_numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(scored[contract.PROBABILITY_COLUMN].to_numpy(), expected, atol=1e-5)
     threshold = predict.Predictor(export_dir).threshold
-    np.testing.assert_array_equal(scored[predict.LABEL_COLUMN].to_numpy(),
-                                  (scored[predict.PROBABILITY_COLUMN].to_numpy() >= threshold).astype(int))
+    np.testing.assert_array_equal(scored[contract.PREDICTED_LABEL_COLUMN].to_numpy(),
+                                  (scored[contract.PROBABILITY_COLUMN].to_numpy() >= threshold).astype(int))
     assert list(scored.columns[:3]) == list(raw.drop(columns=[SCHEMA.label]).columns[:3])
 
 
@@ -110,8 +110,8 @@ def test_predict_and_score_share_output_options():
     assert p.output is None and s.output is None and p.threshold is None and s.threshold is None
     assert predict.default_output("shop/customers.csv") == Path("shop/customers.scored.csv")
     assert predict.default_output("shop/customers.csv.gz") == Path("shop/customers.scored.csv")
-    assert score.LABEL_COLUMN == predict.LABEL_COLUMN == "purchase_label"
-    assert report_label_column() == predict.TRUE_LABEL_COLUMN
+    assert score.PREDICTED_LABEL_COLUMN == contract.PREDICTED_LABEL_COLUMN == "purchase_label"
+    assert report_label_column() == contract.TRUE_LABEL_COLUMN == "label"
     for args in (["-m", "purchase_intent.predict", "--help"], ["-m", "purchase_intent.serving.score", "--help"]):
         out = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120,
                              cwd=REPO).stdout
@@ -123,7 +123,7 @@ def test_predict_and_score_share_output_options():
 def report_label_column() -> str:
     from purchase_intent import report
 
-    return report.LABEL_COLUMN
+    return report.TRUE_LABEL_COLUMN
 
 
 def test_predict_writes_ids_first_with_threshold_json(user_csv_run, tmp_path):

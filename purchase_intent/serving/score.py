@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from purchase_intent import cli
-from purchase_intent.predict import (  # noqa: F401  (re-exported)
-    LABEL_COLUMN, OUTPUT_HELP, PROBABILITY_COLUMN, default_output, read_threshold, write_scored_csv)
+from purchase_intent.contract import PREDICTED_LABEL_COLUMN, PROBABILITY_COLUMN
+from purchase_intent.predict import OUTPUT_HELP, default_output, read_threshold, write_scored_csv
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m purchase_intent.serving.score",
         description="Score a CSV of raw examples against TF Serving (or the local server) over "
                     "gRPC, in chunks, with a progress bar. Writes the schema's id columns, the input "
-                    f"columns, {PROBABILITY_COLUMN} and {LABEL_COLUMN} (probability >= threshold).",
+                    f"columns, {PROBABILITY_COLUMN} and {PREDICTED_LABEL_COLUMN} (probability >= threshold).",
         formatter_class=cli.HelpFormatter)
     p.add_argument("--target", required=True, help="host:port of the gRPC endpoint")
     p.add_argument("--input", required=True, help="CSV of raw examples")
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output) if args.output else default_output(args.input)
     if threshold is None:
         logger.info("No threshold (give --threshold or --schema <export>/assets.extra/schema.json): "
-                    "no %s column", LABEL_COLUMN)
+                    "no %s column", PREDICTED_LABEL_COLUMN)
     client = PurchaseIntentClient(args.target, args.model_name, version=args.version,
                                   version_label=args.version_label, timeout=args.timeout,
                                   max_retries=args.max_retries, schema=schema,

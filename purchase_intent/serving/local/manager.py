@@ -35,7 +35,7 @@ from typing import Any, Mapping
 import grpc
 import numpy as np
 
-from purchase_intent.serving.client import SIGNATURE
+from purchase_intent.contract import SIGNATURE
 from purchase_intent.serving.codec import (
     dtype_name,
     ndarray_to_tensor_proto,

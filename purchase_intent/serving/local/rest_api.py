@@ -44,7 +44,7 @@ import grpc
 import numpy as np
 from google.protobuf import json_format
 
-from purchase_intent.serving.client import SIGNATURE
+from purchase_intent.contract import SIGNATURE
 from purchase_intent.serving.codec import (
     dtype_name,
     ndarray_to_tensor_proto,
