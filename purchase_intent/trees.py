@@ -13,9 +13,9 @@ Python, gRPC and REST. How the margin joins the network's logit is
 :mod:`purchase_intent.calibration` (a stacking fitted on validation).
 
 The trees are flattened into one node table: ``feature``, ``threshold``,
-``left``, ``right`` and ``value`` per node, leaves pointing to themselves;
-evaluation walks every tree of every example one level per step, ``depth``
-steps in all.
+``left`` and ``value`` per node (breadth first, so the right child is
+``left + 1``), leaves pointing to themselves; evaluation walks every tree of
+every example one level per step, ``depth`` steps in all.
 
 Examples:
 
@@ -49,67 +49,89 @@ def _float32_at_most(x: np.ndarray) -> np.ndarray:
     return t
 
 
+def _breadth_first(nodes) -> np.ndarray:
+    """New index of each node of one tree, breadth first: the two children of a node are adjacent."""
+    order, queue = [0], [0]
+    while queue:
+        i = queue.pop(0)
+        if not nodes["is_leaf"][i]:
+            order += [int(nodes["left"][i]), int(nodes["right"][i])]
+            queue += [int(nodes["left"][i]), int(nodes["right"][i])]
+    new = np.empty(len(nodes), np.int64)
+    new[np.asarray(order)] = np.arange(len(order))
+    return new
+
+
 def tree_tables(clf) -> dict:
     """The node tables of a fitted binary ``HistGradientBoostingClassifier``, for :class:`TreeEnsemble`.
 
     Only numeric splits (fit it without categorical features) on inputs
     without NaN: the preprocessed features have none (missing values are
-    imputed and flagged).
+    imputed and flagged). Nodes are numbered breadth first within each tree,
+    so a node's right child is its left child + 1.
 
     Returns:
-        ``{"feature", "threshold", "left", "right", "value", "roots", "depth",
+        ``{"feature", "threshold", "left", "value", "roots", "depth",
         "baseline", "n_features"}``: int32 / float32 arrays over all nodes,
-        child indices global, leaves their own children.
+        child indices global, leaves their own (left) child with threshold +inf.
     """
     predictors = [p[0] for p in clf._predictors]  # binary: one tree per iteration
-    feature, threshold, left, right, value, roots = [], [], [], [], [], []
+    feature, threshold, left, value, roots = [], [], [], [], []
     depth, offset = 0, 0
     for tree in predictors:
         nodes = tree.nodes
         if np.any(nodes["is_categorical"]):
             raise ValueError("tree_tables takes numeric splits only (no categorical_features)")
-        n = len(nodes)
+        new = _breadth_first(nodes)
+        inverse = np.argsort(new)  # old index of each new position
+        nodes = nodes[inverse]
         leaf = nodes["is_leaf"].astype(bool)
-        idx = np.arange(n)
-        feature.append(np.where(leaf, 0, nodes["feature_idx"]).astype(np.int32))
+        idx = np.arange(len(nodes))
+        feature.append(np.where(leaf, 0, nodes["feature_idx"]))
         threshold.append(np.where(leaf, np.inf, nodes["num_threshold"]))
-        left.append(np.where(leaf, idx, nodes["left"]) + offset)
-        right.append(np.where(leaf, idx, nodes["right"]) + offset)
+        left.append(np.where(leaf, idx, new[nodes["left"]]) + offset)
         value.append(np.where(leaf, nodes["value"], 0.0))
         roots.append(offset)
         depth = max(depth, int(nodes["depth"].max()))
-        offset += n
+        offset += len(nodes)
     baseline = float(np.ravel(clf._baseline_prediction)[0])
     return {"feature": np.concatenate(feature).astype(np.int32),
             "threshold": _float32_at_most(np.concatenate(threshold)),
-            "left": np.concatenate(left).astype(np.int32), "right": np.concatenate(right).astype(np.int32),
-            "value": np.concatenate(value).astype(np.float32), "roots": np.asarray(roots, np.int32),
-            "depth": depth, "baseline": baseline, "n_features": int(clf.n_features_in_)}
+            "left": np.concatenate(left).astype(np.int32), "value": np.concatenate(value).astype(np.float32),
+            "roots": np.asarray(roots, np.int32), "depth": depth, "baseline": baseline,
+            "n_features": int(clf.n_features_in_)}
 
 
 class TreeEnsemble(keras.layers.Layer):
     """The boosted margin ``baseline + sum of leaf values`` of flattened trees, one per example.
 
     Input ``[batch, n_features]`` float32, output ``[batch, 1]`` float32. The
-    node tables are non-trainable weights (saved with the model).
+    node tables are non-trainable weights (saved with the model). Each step
+    moves every tree of every example one level down: to ``left`` if its
+    feature is ``<= threshold``, else to ``left + 1``; a leaf stays (threshold
+    +inf). Three gathers per level: the node's (feature, left child), its
+    threshold, the example's value of that feature.
 
     Args:
-        feature, threshold, left, right, value: per node (see :func:`tree_tables`).
+        feature, threshold, left, value: per node (see :func:`tree_tables`).
         roots: first node of each tree.
         depth: int. The deepest leaf's depth (evaluation steps).
         baseline: float. The initial raw prediction.
         n_features: int. Width of the input.
     """
 
-    def __init__(self, feature, threshold, left, right, value, roots, depth, baseline, n_features, **kwargs):
+    def __init__(self, feature, threshold, left, value, roots, depth, baseline, n_features, **kwargs):
         kwargs.setdefault("dtype", "float32")
         kwargs.pop("trainable", None)
         super().__init__(trainable=False, **kwargs)
         self.tables = {"feature": np.asarray(feature, np.int32), "threshold": np.asarray(threshold, np.float32),
-                       "left": np.asarray(left, np.int32), "right": np.asarray(right, np.int32),
-                       "value": np.asarray(value, np.float32), "roots": np.asarray(roots, np.int32)}
+                       "left": np.asarray(left, np.int32), "value": np.asarray(value, np.float32),
+                       "roots": np.asarray(roots, np.int32)}
         self.depth, self.baseline, self.n_features = int(depth), float(baseline), int(n_features)
-        for key, array in self.tables.items():
+        arrays = {"feature_left": np.stack([self.tables["feature"], self.tables["left"]], axis=1),
+                  "threshold": self.tables["threshold"], "value": self.tables["value"],
+                  "roots": self.tables["roots"]}
+        for key, array in arrays.items():
             setattr(self, f"_{key}", self.add_weight(
                 name=key, shape=array.shape, dtype=array.dtype.name, trainable=False,
                 initializer=keras.initializers.Constant(array)))
@@ -118,13 +140,22 @@ class TreeEnsemble(keras.layers.Layer):
         self.built = True
 
     def call(self, x):
-        x = ops.cast(x, "float32")
-        node = ops.broadcast_to(ops.expand_dims(self._roots, 0), (ops.shape(x)[0], self.tables["roots"].size))
+        # tf.gather, not keras.ops.take: the indices are never negative, and take's
+        # negative-index handling doubles the ops of each level.
+        import tensorflow as tf
+
+        x = tf.cast(x, tf.float32)
+        batch = tf.shape(x)[0]
+        flat = tf.reshape(x, (-1,))
+        row = tf.expand_dims(tf.range(batch) * self.n_features, 1)  # [batch, 1]
+        node = tf.broadcast_to(tf.expand_dims(tf.convert_to_tensor(self._roots), 0),
+                               (batch, self.tables["roots"].size))
         for _ in range(self.depth):
-            value = ops.take_along_axis(x, ops.take(self._feature, node), axis=1)
-            go_left = ops.less_equal(value, ops.take(self._threshold, node))
-            node = ops.where(go_left, ops.take(self._left, node), ops.take(self._right, node))
-        margin = ops.sum(ops.take(self._value, node), axis=1, keepdims=True)
+            feature_left = tf.gather(self._feature_left, node)  # [batch, trees, 2]
+            value = tf.gather(flat, row + feature_left[..., 0])
+            right = tf.greater(value, tf.gather(self._threshold, node))
+            node = feature_left[..., 1] + tf.cast(right, tf.int32)
+        margin = tf.reduce_sum(tf.gather(self._value, node), axis=1, keepdims=True)
         return margin + self.baseline
 
     def compute_output_shape(self, shape):
