@@ -696,6 +696,19 @@ def sample_sentence(comparison: dict, splits: dict) -> str:
             "the validation rows), in the table below; the table above is this model on the whole test split.")
 
 
+def calibration_sentence(metrics: dict) -> str:
+    """How the network's output became the final probability (``metrics.json``'s ``training.calibration``)."""
+    info = (metrics.get("training") or {}).get("calibration") or {}
+    method = info.get("method")
+    if method == "stack":
+        return (f"Final step: {info.get('trees', 0):,} boosted trees on the numbers, categories and event "
+                f"counts, blended with the network by weights fitted on the validation split (network "
+                f"{info['a']:.2f}, trees {info['c']:.2f}), which also calibrates the probabilities.")
+    if method == "platt":
+        return "Final step: the probabilities are recalibrated on the validation split (Platt scaling)."
+    return "Final step: none (the network's probabilities as trained, not recalibrated)." if method else ""
+
+
 def epochs_sentence(history: dict | None, metrics: dict, cfg: dict | None) -> str:
     """Epochs run against epochs kept (early stopping restores the best validation epoch)."""
     training = metrics.get("training") or {}
@@ -940,6 +953,9 @@ def build_report(run_dir: str | Path) -> Path:
     epochs = epochs_sentence(history, metrics, cfg)
     if epochs:
         page.paragraph(epochs)
+    final_step = calibration_sentence(metrics)
+    if final_step:
+        page.paragraph(final_step)
     if training:
         page.paragraph(
             f"Training: {training.get('examples', 0):,} examples, "

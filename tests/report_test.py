@@ -44,6 +44,18 @@ def test_tiny_run_writes_real_figures_and_report(tiny_run):
         assert model in md and model in page
     assert metrics["export"]["path"] in md
     assert "purchase_intent.serving.local" in md
+    calibration = metrics["training"]["calibration"]
+    assert calibration["method"] == "stack"  # the boosted trees, the default
+    assert f"Final step: {calibration['trees']:,} boosted trees" in md
+
+
+def test_calibration_sentence_names_the_final_step():
+    stack = {"training": {"calibration": {"method": "stack", "a": 0.85, "c": 0.14, "b": 0.0, "trees": 1211}}}
+    text = report.calibration_sentence(stack)
+    assert "1,211 boosted trees" in text and "network 0.85, trees 0.14" in text and "calibrates" in text
+    assert "Platt" in report.calibration_sentence({"training": {"calibration": {"method": "platt", "a": 1, "b": 0}}})
+    assert "not recalibrated" in report.calibration_sentence({"training": {"calibration": {"method": "none"}}})
+    assert report.calibration_sentence({"training": {}}) == ""
 
 
 def test_predictions_file_matches_metrics(tiny_run):
