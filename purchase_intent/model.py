@@ -88,6 +88,12 @@ def sequence_encodings(cfg: ModelConfig, preprocessor: Preprocessor, x, mask) ->
     return out
 
 
+def model_inputs(preprocessor: Preprocessor) -> dict:
+    """One ``keras.Input`` per preprocessor output, same names: the inputs of every model of a run."""
+    return {name: keras.Input(shape=shape, dtype=dtype, name=name)
+            for name, (shape, dtype) in preprocessor.model_input_specs().items()}
+
+
 def history_ids(inputs: dict, name: str):
     """The ids the wide part and the event counts read for ``name``: its ``<name>_history`` if any, else its ids."""
     return inputs.get(f"{name}_history", inputs[name])
@@ -114,12 +120,12 @@ def tree_features(preprocessor: Preprocessor, inputs: dict):
     parts = []
     if schema.numeric:
         parts += [inputs["numeric"], inputs["numeric_missing"]]
-    parts += [ops.reshape(ops.cast(inputs[n], "float32"), (-1, 1)) for n in schema.categorical]
+    parts += [ops.reshape(inputs[n], (-1, 1)) for n in schema.categorical]
     if schema.sequence_like:
         parts.append(sequence_counts(preprocessor, inputs, name="tree_sequence_stats"))
     if not parts:
         return None
-    parts = [ops.cast(p, "float32") for p in parts]
+    parts = [ops.cast(p, "float32") for p in parts]  # the categorical ids are int32
     return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)
 
 
@@ -213,8 +219,7 @@ def build_model(cfg: ModelConfig, preprocessor: Preprocessor, *, backbone=None,
         A ``keras.Model``.
     """
     schema = preprocessor.feature_schema
-    inputs = {name: keras.Input(shape=shape, dtype=dtype, name=name)
-              for name, (shape, dtype) in preprocessor.model_input_specs().items()}
+    inputs = model_inputs(preprocessor)
     parts = []
     counts = None
 
@@ -305,8 +310,7 @@ def wide_layers(model: keras.Model) -> list:
 
 def average_models(models: list[keras.Model], preprocessor: Preprocessor) -> keras.Model:
     """One model whose output is the mean probability of ``models`` (a seed ensemble), same inputs."""
-    inputs = {name: keras.Input(shape=shape, dtype=dtype, name=name)
-              for name, (shape, dtype) in preprocessor.model_input_specs().items()}
+    inputs = model_inputs(preprocessor)
     out = EnsembleMean(models, name="ensemble_mean", dtype=HEAD_DTYPE)(inputs)
     return keras.Model(inputs, out, name="purchase_intent")
 

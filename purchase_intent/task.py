@@ -607,29 +607,19 @@ def tree_feature_model(preprocessor):
     """``preprocessed inputs -> tree features`` (:func:`purchase_intent.model.tree_features`), or None."""
     import keras
 
-    from purchase_intent.model import tree_features
+    from purchase_intent.model import model_inputs, tree_features
 
     inputs = model_inputs(preprocessor)
     x = tree_features(preprocessor, inputs)
     return None if x is None else keras.Model(inputs, x, name="tree_features")
 
 
-def model_inputs(preprocessor) -> dict:
-    """One ``keras.Input`` per preprocessor output, same names."""
-    import keras
-
-    return {name: keras.Input(shape=shape, dtype=dtype, name=name)
-            for name, (shape, dtype) in preprocessor.model_input_specs().items()}
-
-
 def tree_margins(trees, cfg, schema, preprocessor, data, split: str):
     """The boosted margins of ``trees`` on the rows of ``data`` (a frame or a ``Prepared`` split), in order."""
     import keras
 
-    from purchase_intent.model import tree_features
-
-    inputs = model_inputs(preprocessor)
-    margin = keras.Model(inputs, trees(tree_features(preprocessor, inputs)), name="tree_margin")
+    features = tree_feature_model(preprocessor)
+    margin = keras.Model(features.input, trees(features.output), name="tree_margin")
     return margin.predict(eval_dataset(cfg, schema, preprocessor, data, split), verbose=0).reshape(-1)
 
 
