@@ -436,27 +436,34 @@ class SequenceStats(keras.layers.Layer):
     log1p(count of each value) per small-vocabulary input]`` (e.g. how many
     views, carts and purchases), one row per example.
 
+    With ``log=False`` the counts themselves, exact integers in float32 (the
+    distinct count rounded, so no summation order can move it): what the
+    boosted trees compare with their thresholds.
+
     Args:
         count_vocabularies: list of int. For each id input, its vocabulary size
             if its value counts are wanted (a small vocabulary such as event
             types), else 0.
+        log: bool. ``log1p`` of the counts (True) or the counts.
     """
 
-    def __init__(self, count_vocabularies=(), **kwargs):
+    def __init__(self, count_vocabularies=(), log=True, **kwargs):
         super().__init__(**kwargs)
         self.count_vocabularies = list(count_vocabularies)
+        self.log = bool(log)
 
     def call(self, ids_list):
+        scale = ops.log1p if self.log else (lambda c: c)
         real = ops.cast(ops.not_equal(ids_list[0], 0), "float32")
         n = ops.sum(real, axis=1, keepdims=True)
-        out = [ops.cast(n > 0, "float32"), ops.log1p(n)]
+        out = [ops.cast(n > 0, "float32"), scale(n)]
         for ids, vocab in zip(ids_list, self.count_vocabularies):
             real_ids = ops.cast(ops.not_equal(ids, 0), "float32")
             distinct = ops.sum(real_ids / ops.maximum(id_counts(ids), 1.0), axis=1, keepdims=True)
-            out.append(ops.log1p(distinct))
+            out.append(scale(distinct if self.log else ops.round(distinct)))
             if vocab:
                 counts = ops.sum(ops.one_hot(ops.cast(ids, "int32"), vocab), axis=1)[:, 1:]
-                out.append(ops.log1p(counts))
+                out.append(scale(counts))
         return ops.concatenate(out, axis=-1)
 
     def compute_output_shape(self, shapes):
@@ -465,7 +472,7 @@ class SequenceStats(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"count_vocabularies": self.count_vocabularies})
+        config.update({"count_vocabularies": self.count_vocabularies, "log": self.log})
         return config
 
 

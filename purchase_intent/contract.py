@@ -63,7 +63,7 @@ INTEGER_DECIMAL = r"(-?[0-9]+)\.0+"
 NEGATIVE_ZERO = r"-0"
 
 # Preprocessor outputs: fixed names, and suffixes of scalar-text / sequence column names.
-PREPROCESSOR_OUTPUTS = ("numeric", "numeric_missing", "numeric_bins", "text_bow")
+PREPROCESSOR_OUTPUTS = ("numeric", "numeric_missing", "numeric_exact", "numeric_bins", "text_bow")
 TEXT_OUTPUT_SUFFIXES = ("_token_ids", "_padding_mask")
 SEQUENCE_OUTPUT_SUFFIXES = ("_history",)
 OUTPUT_NAMES = (PROBABILITY_COLUMN, PREDICTED_LABEL_COLUMN)

@@ -99,30 +99,39 @@ def history_ids(inputs: dict, name: str):
     return inputs.get(f"{name}_history", inputs[name])
 
 
-def sequence_counts(preprocessor: Preprocessor, inputs: dict, name: str = "sequence_stats"):
+def sequence_counts(preprocessor: Preprocessor, inputs: dict, name: str = "sequence_stats", log: bool = True):
     """The event counts of the history (:class:`SequenceStats`): events, distinct ids, value counts."""
     schema = preprocessor.feature_schema
     id_inputs = [history_ids(inputs, n) for n in schema.sequence_like]
     small = [preprocessor.vocabulary_size(n) if n in schema.sequences
              and preprocessor.vocabulary_size(n) <= SMALL_VOCABULARY else 0 for n in schema.sequence_like]
-    return SequenceStats(small, name=name)(id_inputs)
+    return SequenceStats(small, log=log, name=name)(id_inputs)
 
 
 def tree_features(preprocessor: Preprocessor, inputs: dict):
     """The features the boosted-tree branch reads (:mod:`purchase_intent.trees`), ``[batch, n]`` float32.
 
-    The preprocessed numbers and their missing flags, the categorical ids
-    (ordinal: numbered by training frequency) and the event counts of the
-    history: what a gradient-boosting peer sees of a table. None if the schema
-    has none of them.
+    The numbers as sent (``numeric_exact``: missing ones imputed) and their
+    missing flags, the categorical ids (ordinal: numbered by training
+    frequency) and the event counts of the history (exact integers): what a
+    gradient-boosting peer sees of a table. None if the schema has none of them.
+
+    Every value is computed **exactly**: copies, selects, integer counts, no
+    floating-point arithmetic. A tree compares a value with a threshold, so a
+    value one ULP off takes the other branch where it sits on a threshold; TF
+    Serving runs the export through Grappler, whose constant folding rewrites
+    ``(x - mean) / std`` into ``x * (1 / std)`` (one ULP away). Trees do not
+    care for monotone transforms, so they read the values before any; a rewrite
+    cannot move what has no arithmetic (checked through TF Serving's own
+    loader in ``tests/serving_session_test.py``).
     """
     schema = preprocessor.feature_schema
     parts = []
     if schema.numeric:
-        parts += [inputs["numeric"], inputs["numeric_missing"]]
+        parts += [inputs["numeric_exact"], inputs["numeric_missing"]]
     parts += [ops.reshape(inputs[n], (-1, 1)) for n in schema.categorical]
     if schema.sequence_like:
-        parts.append(sequence_counts(preprocessor, inputs, name="tree_sequence_stats"))
+        parts.append(sequence_counts(preprocessor, inputs, name="tree_sequence_stats", log=False))
     if not parts:
         return None
     parts = [ops.cast(p, "float32") for p in parts]  # the categorical ids are int32

@@ -14,7 +14,12 @@ floats) to the numeric tensors the model takes:
   with the same truncation and ids (0 padding, 1 unseen text).
 * numeric -> ``numeric`` (signed log1p, standardised with training
   statistics, NaN/inf imputed with the training mean i.e. 0) and
-  ``numeric_missing`` (1.0 where the raw value was NaN/inf); with
+  ``numeric_missing`` (1.0 where the raw value was NaN/inf), and
+  ``numeric_exact``: the values as sent, NaN/inf replaced by the raw value of
+  the training mean, with no arithmetic at all (what the boosted trees
+  compare with their thresholds: a select cannot be rewritten, so TF
+  Serving's Grappler and ``tf.saved_model.load`` see the same bits; see
+  :func:`purchase_intent.model.tree_features`); with
   ``numeric_bins > 0`` also ``numeric_bins``: a piecewise-linear encoding
   (Gorishniy et al. 2022, "On Embeddings for Numerical Features in Tabular
   Deep Learning") of each feature over its training quantiles, ``[batch,
@@ -68,6 +73,14 @@ def _standardisation(mean: float, std: float, count: int) -> tuple[float, float]
 
 def signed_log1p(x):
     return tf.sign(x) * tf.math.log1p(tf.abs(x))
+
+
+def raw_numeric_values(numeric_mean, numeric_transform: str) -> list[float]:
+    """The raw value of each transformed mean (the inverse of signed log1p), as float32 numbers."""
+    m = np.asarray(numeric_mean, np.float64)
+    if numeric_transform == "log1p":
+        m = np.sign(m) * np.expm1(np.minimum(np.abs(m), 88.0))  # 88: expm1 stays within float32
+    return [float(v) for v in m.astype(np.float32)]
 
 
 def quantile_boundaries(x: np.ndarray, bins: int) -> list[float]:
@@ -232,6 +245,7 @@ class Preprocessor(keras.layers.Layer):
         if s.numeric:
             self._mean = tf.constant(self.numeric_mean, tf.float32)
             self._std = tf.constant(self.numeric_std, tf.float32)
+            self._raw_mean = tf.constant(raw_numeric_values(self.numeric_mean, numeric_transform), tf.float32)
         if self.numeric_edges:
             if len(self.numeric_edges) != len(s.numeric):
                 raise ValueError(f"numeric_edges has {len(self.numeric_edges)} rows for "
@@ -419,6 +433,7 @@ class Preprocessor(keras.layers.Layer):
         if s.numeric:
             x = tf.stack([tf.cast(tf.reshape(raw[n], [-1]), tf.float32) for n in s.numeric], axis=1)
             missing = tf.logical_not(tf.math.is_finite(x))
+            out["numeric_exact"] = tf.where(missing, tf.broadcast_to(self._raw_mean, tf.shape(x)), x)
             x = tf.where(missing, tf.zeros_like(x), x)
             if self.numeric_transform == "log1p":
                 x = signed_log1p(x)
@@ -448,6 +463,7 @@ class Preprocessor(keras.layers.Layer):
         if s.numeric:
             specs["numeric"] = ((len(s.numeric),), "float32")
             specs["numeric_missing"] = ((len(s.numeric),), "float32")
+            specs["numeric_exact"] = ((len(s.numeric),), "float32")
             if self.numeric_edges:
                 specs["numeric_bins"] = ((len(s.numeric) * (len(self.numeric_edges[0]) - 1),), "float32")
         if self.bow is not None:

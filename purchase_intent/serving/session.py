@@ -1,0 +1,89 @@
+"""An export run the way TF Serving runs it: the TF1 loader, a Session, Grappler on.
+
+TF Serving does not call ``tf.saved_model.load``: its ``SavedModelBundle``
+loads the ``serve`` MetaGraph into a ``Session`` created with the default
+``ConfigProto``, so Grappler's graph rewrites (constant folding, arithmetic
+simplification, function inlining, ...) run on the graph before the first
+request, and requests are fed and fetched by tensor name. :class:`SessionModel`
+does exactly that, with ``tf.compat.v1.saved_model.loader.load``; the local
+server answers through it and the export tests compare every export with the
+in-memory model through it, so the numbers our tests see are production's.
+
+Examples:
+
+    >>> model = SessionModel("runs/x/export/purchase_intent/1")   # doctest: +SKIP
+    >>> model({"country": np.array([b"UK"]), ...})["purchase_probability"]   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from purchase_intent.contract import SIGNATURE
+
+logger = logging.getLogger(__name__)
+
+
+def _strings(arr: np.ndarray) -> np.ndarray:
+    """An object array of ``bytes`` (``str`` as UTF-8, anything else through ``str()``)."""
+    flat = [v if isinstance(v, bytes) else str(v).encode() for v in arr.reshape(-1).tolist()]
+    return np.array(flat, dtype=object).reshape(arr.shape)
+
+
+class SessionModel:
+    """The ``serving_default`` signature of an export, loaded and run as TF Serving does.
+
+    Args:
+        path: str or Path. A version folder (``saved_model.pb``, ``variables/``).
+        config: a ``tf.compat.v1.ConfigProto``; None: the default one (Grappler on),
+            as TF Serving's default ``--session_config`` (none) gives.
+        signature: str. The signature to run.
+
+    Attributes:
+        signature_def: the ``SignatureDef`` proto.
+        inputs: dict of input key -> tensor name; ``outputs`` likewise.
+    """
+
+    def __init__(self, path: str | Path, config=None, signature: str = SIGNATURE):
+        import tensorflow as tf
+
+        try:
+            import tensorflow_text  # noqa: F401  (registers WordPiece ops of text models)
+        except ImportError:  # pragma: no cover
+            logger.warning("tensorflow_text is not installed: models with text inputs will not load")
+        self.path = Path(path)
+        self.graph = tf.Graph()
+        self.session = tf.compat.v1.Session(graph=self.graph, config=config or tf.compat.v1.ConfigProto())
+        with self.graph.as_default():
+            meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], str(self.path))
+        if signature not in meta.signature_def:
+            raise ValueError(f"{self.path}: no {signature!r} signature, only {sorted(meta.signature_def)}")
+        self.signature_def = meta.signature_def[signature]
+        self.inputs = {k: v.name for k, v in self.signature_def.inputs.items()}
+        self.outputs = {k: v.name for k, v in self.signature_def.outputs.items()}
+        self._dtypes = {k: tf.dtypes.as_dtype(v.dtype) for k, v in self.signature_def.inputs.items()}
+
+    def __call__(self, arrays: Mapping[str, np.ndarray], outputs=None) -> dict[str, np.ndarray]:
+        """Runs one request: ``{input key: array}`` -> ``{output key: array}``.
+
+        Strings may be ``str`` or ``bytes``; numbers are cast to the signature's
+        dtype (as a ``TensorProto`` of that dtype would carry them).
+
+        Raises:
+            KeyError: an input key the signature does not have.
+            tf.errors.InvalidArgumentError: the graph rejected the values.
+        """
+        feed = {}
+        for key, arr in arrays.items():
+            arr = np.asarray(arr)
+            dtype = self._dtypes[key]
+            feed[self.inputs[key]] = _strings(arr) if dtype.name == "string" else arr.astype(dtype.as_numpy_dtype)
+        fetch = {k: self.outputs[k] for k in (outputs or self.outputs)}
+        return self.session.run(fetch, feed)
+
+    def close(self) -> None:
+        self.session.close()
