@@ -86,7 +86,7 @@ def boundary_values(values_fn: Callable[[np.ndarray], np.ndarray], thresholds: n
 
 def awkward_rows(frame: pd.DataFrame, schema, thresholds: dict[int, np.ndarray], *,
                  feature_fn: Callable[[pd.DataFrame], np.ndarray] | None = None,
-                 max_events: int = 50) -> pd.DataFrame:
+                 max_events: int = 50, max_thresholds: int | None = None) -> pd.DataFrame:
     """Rows of ``frame`` (a validated frame, label dropped) changed where an export could disagree.
 
     Args:
@@ -100,6 +100,8 @@ def awkward_rows(frame: pd.DataFrame, schema, thresholds: dict[int, np.ndarray],
             bisection (:func:`boundary_values`), whatever the trees read.
             Without it the thresholds and their float32 neighbours are used as raw values.
         max_events: int. The export's sequence width: over-long rows get more events.
+        max_thresholds: int or None. At most this many thresholds per column,
+            evenly spread over the sorted ones (None: all).
     """
     base = frame.drop(columns=[schema.label], errors="ignore").reset_index(drop=True)
     rows = []
@@ -111,6 +113,8 @@ def awkward_rows(frame: pd.DataFrame, schema, thresholds: dict[int, np.ndarray],
 
     for j, column in enumerate(schema.numeric):
         t = np.asarray(thresholds.get(j, np.zeros(0, np.float32)), np.float32)
+        if max_thresholds is not None and len(t) > max_thresholds:
+            t = t[np.unique(np.linspace(0, len(t) - 1, max_thresholds).round().astype(int))]
         if feature_fn is not None and len(t):
             values = boundary_values(lambda r: feature_fn(with_values(column, r))[:, j], t)
         else:
@@ -140,7 +144,7 @@ def _sequence_rows(base: pd.DataFrame, schema, max_events: int) -> pd.DataFrame:
 
 
 def compare_paths(version_dir: str | Path, frame: pd.DataFrame, schema, *, expected=None,
-                  batch_size: int = 1024, session=None) -> dict:
+                  batch_size: int = 1024, fn=None, session=None) -> dict:
     """The export's probabilities of ``frame`` through ``tf.saved_model.load`` and TF Serving's path.
 
     Args:
@@ -148,6 +152,7 @@ def compare_paths(version_dir: str | Path, frame: pd.DataFrame, schema, *, expec
         frame: validated rows (label optional).
         schema: its ``FeatureSchema``.
         expected: optional in-memory probabilities of the same rows.
+        fn: the export's loaded ``serving_default`` (:func:`purchase_intent.export.load_serving_fn`) to reuse.
         session: a loaded :class:`~purchase_intent.serving.session.SessionModel` to reuse.
 
     Returns:
@@ -159,7 +164,7 @@ def compare_paths(version_dir: str | Path, frame: pd.DataFrame, schema, *, expec
     from purchase_intent.serving.codec import to_tensors
     from purchase_intent.serving.session import SessionModel
 
-    fn = load_serving_fn(version_dir)
+    fn = fn or load_serving_fn(version_dir)
     session = session or SessionModel(version_dir)
     loaded, served = [], []
     for start in range(0, len(frame), batch_size):
@@ -174,4 +179,31 @@ def compare_paths(version_dir: str | Path, frame: pd.DataFrame, schema, *, expec
         expected = np.asarray(expected, np.float64).reshape(-1)
         out["max_abs_diff_in_memory"] = float(np.abs(expected - loaded).max(initial=0.0))
         out["max_abs_diff_in_memory_serving"] = float(np.abs(expected - served).max(initial=0.0))
+    return out
+
+
+def export_check(version_dir: str | Path, model, preprocessor, frame: pd.DataFrame, *, trees=None, fn=None,
+                 max_thresholds: int = 64) -> dict:
+    """The in-memory ``model`` against its export through TF Serving's path, on :func:`awkward_rows` of ``frame``.
+
+    ``trees``: the model's :class:`~purchase_intent.trees.TreeEnsemble` (None:
+    its thresholds are read from the export); ``fn``: the export's loaded
+    ``serving_default``; ``max_thresholds`` per numeric column (a text model
+    runs its encoder on every row).
+
+    Returns:
+        :func:`compare_paths`'s figures (without the probabilities).
+    """
+    from purchase_intent.preprocessing import raw_batch
+
+    schema = preprocessor.feature_schema
+    thresholds = (split_thresholds(trees.tables["feature"], trees.tables["threshold"]) if trees is not None
+                  else export_tree_thresholds(version_dir))
+    rows = awkward_rows(frame, schema, thresholds, max_events=preprocessor.wide_length,
+                        max_thresholds=max_thresholds)
+    expected = np.concatenate([
+        np.asarray(model(preprocessor(raw_batch(rows.iloc[i:i + 1024], schema)), training=False)).reshape(-1)
+        for i in range(0, len(rows), 1024)])
+    out = compare_paths(version_dir, rows, schema, expected=expected, fn=fn)
+    out.pop("served")
     return out

@@ -116,3 +116,21 @@ def test_export_thresholds_are_the_raw_split_values(stacked_export):
     rows = awkward_rows(b["splits"]["test"].head(4), b["schema"], from_export, max_events=b["pre"].wide_length)
     result = compare_paths(b["vdir"], rows, b["schema"], expected=_in_memory(b, rows))
     assert result["max_abs_diff_in_memory_serving"] <= TOLERANCE, result
+
+
+def test_event_log_trained_from_prepared_shards_serves_exactly(tmp_path):
+    """The event-log path and the prepared-data path, end to end: the run's own check through TF Serving's path."""
+    from purchase_intent import prepare, train
+    from purchase_intent.data.synthetic import CLICKSTREAM_COLUMNS, CLICKSTREAM_SCHEMA, make_synthetic_clickstream
+
+    make_synthetic_clickstream(300, seed=4).to_csv(tmp_path / "events.csv", index=False)
+    CLICKSTREAM_SCHEMA.save(tmp_path / "schema.json")
+    sets = [f"data.{k}={v}" for k, v in CLICKSTREAM_COLUMNS.items()] + ["data.format=events"]
+    prepare.main(["--input", str(tmp_path / "events.csv"), "--schema", str(tmp_path / "schema.json"),
+                  "--output", str(tmp_path / "prepared"), "--preset", "tiny", "--shard-examples", "300",
+                  *[a for s in sets for a in ("--set", s)]])
+    metrics = train.main(["--data", str(tmp_path / "prepared"), "--output-dir", str(tmp_path / "run"),
+                          "--preset", "tiny", "--epochs", "1", "--set", "train.boosted_trees_max_iter=40"])
+    assert metrics["training"]["calibration"]["method"] == "stack"
+    assert metrics["export"]["max_abs_diff_serving"] <= TOLERANCE, metrics["export"]
+    assert metrics["export"]["serving_rows_checked"] > 20

@@ -112,6 +112,7 @@ def test_optional_parts_export_and_reload(tmp_path):
                           "--set", "model.numeric_bins=4", "--set", "train.loss=focal",
                           "--set", "model.text_bag_of_words=30", "--set", "data.synthetic_examples=400"])
     assert metrics["export"]["max_abs_diff"] < 1e-5
+    assert metrics["export"]["max_abs_diff_serving"] <= 1e-6  # TF Serving's path, awkward rows
     vdir = _version_dir(run_dir)
     cfg = get_config("tiny")
     schema, splits = load_splits(cfg.data, seed=cfg.train.seed)
@@ -163,6 +164,7 @@ def test_lora_trains_only_the_adapters_and_exports_them(tmp_path):
     from purchase_intent import task
     from purchase_intent.config import get_config
     from purchase_intent.data.synthetic import SCHEMA, make_synthetic
+    from purchase_intent.exactness import export_check
     from purchase_intent.export import export_model, load_serving_fn
     from purchase_intent.pipeline import make_dataset
     from purchase_intent.preprocessing import raw_batch
@@ -197,6 +199,8 @@ def test_lora_trains_only_the_adapters_and_exports_them(tmp_path):
     vdir = export_model(model, preprocessor, tmp_path, version=1)
     served = load_serving_fn(vdir)(**raw_batch(splits["test"], SCHEMA))["purchase_probability"].numpy()
     np.testing.assert_allclose(served, p_model, atol=1e-5)
+    check = export_check(vdir, model, preprocessor, splits["test"].head(8))  # TF Serving's path, awkward rows
+    assert check["max_abs_diff_in_memory_serving"] <= 1e-6 and check["rows"] > 20, check
     # Without the trained adapters the encoder (and the probabilities) would differ: the export has them.
     for w in backbone.weights:
         if w.path.endswith("lora_kernel_b"):

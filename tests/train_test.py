@@ -28,6 +28,8 @@ def test_tiny_run_learns_and_writes_run_directory(tiny_run):
                 "threshold"} <= set(model_metrics)
     assert saved["training"]["examples_per_second"] > 0
     assert saved["export"]["max_abs_diff"] < 1e-5
+    # TF Serving's own path (TF1 loader, Session, Grappler) on every tree split, extremes, odd sequences.
+    assert saved["export"]["max_abs_diff_serving"] <= 1e-6 and saved["export"]["serving_rows_checked"] > 100
 
 
 def test_frozen_text_with_mirrored_strategy_ensemble_pretraining_and_calibration(tmp_path):
@@ -56,6 +58,7 @@ def test_frozen_text_with_mirrored_strategy_ensemble_pretraining_and_calibration
     assert calibration["method"] == "stack" and calibration["trees"] >= 1, calibration
     # Test metrics come from the cached-text model; the export (the real encoder in the graph) matches them.
     assert metrics["export"]["max_abs_diff"] < 1e-5
+    assert metrics["export"]["max_abs_diff_serving"] <= 1e-6  # the ensemble through TF Serving's path
     assert metrics["test"]["purchase_intent"]["roc_auc"] > AUC_BAR
 
 
