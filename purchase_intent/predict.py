@@ -89,7 +89,11 @@ def default_output(input_path: str | Path) -> Path:
 
 
 class Predictor:
-    """An exported version loaded in process, scoring raw examples.
+    """An exported version loaded in process, scoring raw examples as TF Serving would.
+
+    The export runs as TF Serving runs it (TF1 loader, Session, Grappler on:
+    :class:`purchase_intent.serving.session.SessionModel`), so offline scores
+    are the online ones.
 
     Args:
         version_dir: str or Path. A version folder (``.../purchase_intent/<version>``)
@@ -103,7 +107,8 @@ class Predictor:
     """
 
     def __init__(self, version_dir: str | Path, threshold: float | str | None = None):
-        from purchase_intent.export import existing_versions, load_serving_fn
+        from purchase_intent.export import existing_versions
+        from purchase_intent.serving.session import SessionModel
 
         path = Path(version_dir)
         if not (path / "saved_model.pb").exists() and existing_versions(path):
@@ -125,12 +130,7 @@ class Predictor:
             threshold = (float(json.loads(threshold_file.read_text())["threshold"])
                          if threshold_file.exists() else 0.5)
         self.threshold = float(read_threshold(threshold))
-        self._fn = load_serving_fn(path)
-
-    def _tensors(self, valid: pd.DataFrame) -> dict:
-        from purchase_intent.serving.codec import to_tensors
-
-        return to_tensors(contract.frame_to_arrays(valid, self.schema, max_events=self.max_events))
+        self._model = SessionModel(path)
 
     def predict(self, df: pd.DataFrame, *, batch_size: int = 512, validate: bool = True,
                 progress: bool | None = False) -> np.ndarray:
@@ -158,7 +158,8 @@ class Predictor:
                   disable=None if progress is None else not progress) as bar:
             for start in range(0, len(valid), batch_size):
                 chunk = valid.iloc[start:start + batch_size]
-                out.append(self._fn(**self._tensors(chunk))[contract.OUTPUT_KEY].numpy().reshape(-1))
+                arrays = contract.frame_to_arrays(chunk, self.schema, max_events=self.max_events)
+                out.append(np.asarray(self._model(arrays)[contract.OUTPUT_KEY]).reshape(-1))
                 bar.update(len(chunk))
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
