@@ -330,11 +330,11 @@ def parse_args(argv: list[str] | None = None):
 def main(argv: list[str] | None = None) -> int:
     """Runs the explanation command; writes its tables and prints the summaries."""
     from purchase_intent import cli
-    from purchase_intent.data.readers import check_file, read_table
+    from purchase_intent.data.readers import check_table_file, read_table
 
     args = parse_args(argv)
     cli.setup_logging()
-    check_file(args.input)  # before the model (and TensorFlow) loads
+    check_table_file(args.input)  # before the model (and TensorFlow) loads
     from purchase_intent.predict import Predictor
 
     predictor = Predictor(args.model)

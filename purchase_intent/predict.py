@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from purchase_intent import cli, contract
-from purchase_intent.data.readers import check_file, csv_options
+from purchase_intent.data.readers import check_table_file, iter_table
 from purchase_intent.schema import FeatureSchema, SchemaError, check_delimiters
 
 logger = logging.getLogger(__name__)
@@ -194,24 +194,23 @@ def write_scored_csv(input_path: str | Path, output_path: str | Path, schema: Fe
     """
     from tqdm import tqdm
 
-    string_columns = schema.text + schema.categorical + schema.sequence_like
     output_path = Path(output_path)
     partial = output_path.with_name(output_path.name + ".partial")
     rows = 0
-    reader = pd.read_csv(check_file(input_path), chunksize=batch_size,
-                         dtype={c: str for c in string_columns}, keep_default_na=False, na_values=[""],
-                         **csv_options(input_path))
+    # The training reader: ids, text, categories and sequences as the strings in the file (an id
+    # column with a blank stays "900000", not 900000.0), duplicate headers and mislabelled files refused.
+    reader = iter_table(input_path, schema, chunk_rows=batch_size)
     try:
-        with reader, tqdm(unit=" rows", desc="scoring", file=sys.stderr,
-                          disable=None if progress is None else not progress) as bar:
-            for chunk in reader:
+        with tqdm(unit=" rows", desc="scoring", file=sys.stderr,
+                  disable=None if progress is None else not progress) as bar:
+            for _, chunk in reader:
                 if keep_columns is not None:
                     missing = [c for c in keep_columns if c not in chunk.columns]
                     if missing:
                         raise SchemaError(f"{input_path}: --keep-columns {missing} are not in the "
                                           f"file; it has {list(chunk.columns)}")
                 if rows == 0:
-                    check_delimiters(chunk, schema, str(input_path))
+                    check_delimiters(chunk, schema, str(input_path), scoring=True)
                 valid = schema.validate(chunk, require_label=False, where=str(input_path))
                 probs = score(valid)
                 out = output_columns(chunk, schema, keep_columns)
@@ -307,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(args.output) if args.output else default_output(inp)
     keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()] if args.keep_columns else None
     try:
-        check_file(inp)  # before the model (and TensorFlow) loads
+        check_table_file(inp)  # before the model (and TensorFlow) loads
         rows = predict_csv(args.model, inp, output, batch_size=args.batch_size,
                            threshold=args.threshold, keep_columns=keep,
                            progress=False if args.no_progress else None)

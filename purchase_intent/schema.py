@@ -34,8 +34,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+import re
+
 import numpy as np
 import pandas as pd
+
+# What TensorFlow accepts as a signature input (and op) name: TF Serving callers send features by it.
+INPUT_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\-]*")
 
 
 logger = logging.getLogger(__name__)
@@ -95,6 +100,23 @@ class FeatureSchema:
             raise SchemaError("The schema lists no features: give at least one of "
                               "text, event_text, sequences, numeric, categorical")
         self._check_reserved()
+        self._check_input_names()
+
+    def _check_input_names(self) -> None:
+        """Raises :class:`SchemaError` for a feature name TensorFlow cannot take as a signature input.
+
+        Checked when the schema is read, so a name with a space, a currency sign or
+        an umlaut is refused in a second, not after training, when the export would fail.
+        """
+        for name in self.feature_names:
+            if not INPUT_NAME.fullmatch(name):
+                suggestion = re.sub(r"[^A-Za-z0-9_.\-]+", "_", name).strip("_") or "feature"
+                if not INPUT_NAME.fullmatch(suggestion):
+                    suggestion = "f_" + suggestion
+                raise SchemaError(
+                    f"feature column {name!r} cannot be a model input: TF Serving signature names allow "
+                    f"letters A-Z a-z, digits and _ . - only (not first: _ -); rename the column in the "
+                    f"table and the schema, e.g. to {suggestion!r}")
 
     def _check_reserved(self) -> None:
         """Raises :class:`SchemaError` for a column named like a Preprocessor output or a predictions column."""
@@ -357,8 +379,11 @@ def label_mapping(s: pd.Series) -> dict[str, int]:
     return dict(sorted(out.items(), key=lambda kv: (kv[1], kv[0])))
 
 
-def check_delimiters(df: pd.DataFrame, schema: FeatureSchema, where: str) -> list[str]:
+def check_delimiters(df: pd.DataFrame, schema: FeatureSchema, where: str, *, scoring: bool = False) -> list[str]:
     """Warns about sequence columns that seem separated by another delimiter than the schema's.
+
+    With ``scoring=True`` (a file scored by an export, whose delimiter is fixed)
+    the first such column is an error instead: every session would be scored as one event.
 
     A column of ``schema.sequences`` whose cells are strings holding a median
     of one event, while another delimiter ("," ";" tab or space) occurs in at
@@ -379,11 +404,15 @@ def check_delimiters(df: pd.DataFrame, schema: FeatureSchema, where: str) -> lis
         for other in (",", ";", "\t", " ", "|"):
             share = np.mean([other in v for v in cells]) if other != schema.sequence_delimiter else 0.0
             if share >= 0.5:
-                warnings.append(
-                    f"{where}: sequence column {name!r} holds a median of 1 event per row with the schema's "
-                    f"delimiter {schema.sequence_delimiter!r}, but {other!r} occurs in {share:.0%} of its "
-                    f"values (e.g. {cells[0][:40]!r}): if the events are {other!r}-separated, set "
-                    f'"sequence_delimiter": {json.dumps(other)} in the schema file')
+                found = (f"{where}: sequence column {name!r} holds a median of 1 event per row with the "
+                         f"delimiter {schema.sequence_delimiter!r}, but {other!r} occurs in {share:.0%} of its "
+                         f"values (e.g. {cells[0][:40]!r})")
+                if scoring:
+                    raise SchemaError(f"{found}: the model reads events separated by "
+                                      f"{schema.sequence_delimiter!r} (its schema's sequence_delimiter); write "
+                                      f"the column with {schema.sequence_delimiter!r} between events")
+                warnings.append(f"{found}: if the events are {other!r}-separated, set "
+                                f'"sequence_delimiter": {json.dumps(other)} in the schema file')
                 break
     for w in warnings:
         logger.warning("%s", w)

@@ -66,6 +66,15 @@ def work(tmp_path_factory):
     _table(a=(2, "n/a?")).to_csv(d / "excel.csv", index=False, sep="\t", encoding="utf-16")
     (d / "empty.csv").write_bytes(b"")
     (d / "table.xlsx").write_bytes(b"PK\x03\x04")
+    (d / "workbook.csv").write_bytes(b"PK\x03\x04" + b"\x00" * 60)  # an Excel file renamed .csv
+    import gzip
+
+    (d / "zipped.csv").write_bytes(gzip.compress((d / "good.csv").read_bytes()))  # gzip under a plain name
+    (d / "plain.csv.gz").write_bytes((d / "good.csv").read_bytes())
+    (d / "twice.csv").write_text((d / "good.csv").read_text().replace("a,c,items", "a,c,a", 1))
+    (d / "twice_b.csv").write_text((d / "good.csv").read_text().replace("y,s", "c,s", 1))
+    (d / "schema_space.json").write_text(json.dumps({**SCHEMA, "numeric": ["Umsatz EUR \u20ac"]}))
+    (d / "schema_paren.json").write_text(json.dumps({**SCHEMA, "categorical": ["Visits (30 Tage)"]}))
     (d / "config.yaml").write_text("model:\n  lstm_units: [oops\n")
     (d / "not_a_run").mkdir()
     (d / "not_a_run" / "notes.txt").write_text("hello")
@@ -117,6 +126,22 @@ CASES = {
     "explain: missing input file": (["explain", "--model", "nope", "--input", "nope.csv"], ["nope.csv"]),
     "prepare: wrong type in a row": (["prepare", "--input", "wrong_type.csv", "--schema", "schema.json",
                                       "--output", "prepared"], ["wrong_type.csv", "'a'", ROW.format(7), "'lots'"]),
+    "Excel workbook named .csv": (["train", "--data", "workbook.csv", *DATA], ["workbook.csv", "Excel", "CSV UTF-8"]),
+    "predict: Excel workbook named .csv": (["predict", "--model", "nope", "--input", "workbook.csv"],
+                                           ["workbook.csv", "Excel"]),
+    "predict: .xlsx input": (["predict", "--model", "nope", "--input", "table.xlsx"], ["table.xlsx", "CSV UTF-8"]),
+    "gzip bytes named .csv": (["train", "--data", "zipped.csv", *DATA], ["zipped.csv", "gzip", "zipped.csv.gz"]),
+    "predict: gzip bytes named .csv": (["predict", "--model", "nope", "--input", "zipped.csv"],
+                                       ["zipped.csv", "gzip"]),
+    "plain file named .gz": (["train", "--data", "plain.csv.gz", *DATA], ["plain.csv.gz", "not gzip"]),
+    "duplicate header": (["train", "--data", "twice.csv", *DATA], ["twice.csv", "'a'", "columns 1, 3"]),
+    "duplicate header (label name)": (["train", "--data", "twice_b.csv", *DATA], ["twice_b.csv", "'c'"]),
+    "predict: duplicate header": (["predict", "--model", "nope", "--input", "twice.csv"], ["twice.csv", "'a'"]),
+    "column name with a space and a euro sign": (
+        ["train", "--data", "good.csv", "--set", "data.schema=schema_space.json"],
+        ["schema_space.json", "'Umsatz EUR \u20ac'", "'Umsatz_EUR'"]),
+    "column name with parentheses": (["train", "--data", "good.csv", "--set", "data.schema=schema_paren.json"],
+                                     ["'Visits (30 Tage)'", "'Visits_30_Tage'"]),
     "prepare: bad partition": (["prepare", "--input", "good.csv", "--schema", "schema.json", "--output",
                                 "prepared", "--partition", "3/2"], ["3/2"]),
 }
@@ -246,10 +271,10 @@ def test_few_validation_positives_warn(caplog):
     from purchase_intent.train import warn_few_positives
 
     with caplog.at_level(logging.WARNING):
-        warn_few_positives(np.array([1] * 5 + [0] * 300), TrainConfig())
+        warn_few_positives(5, 305, TrainConfig())
         assert "only 5 positive" in caplog.text
         caplog.clear()
-        warn_few_positives(np.array([1] * 40 + [0] * 300), TrainConfig())
+        warn_few_positives(40, 340, TrainConfig())
         assert caplog.text == ""
 
 
@@ -297,24 +322,31 @@ def test_run_reports_user_errors_and_reraises_bugs(capsys):
         cli.run(bug, [])
 
 
-def test_scoring_reads_utf16_and_names_the_file_on_undecodable_bytes(tmp_path, caplog):
+def test_scoring_reads_as_training_does_and_refuses_another_delimiter(tmp_path, caplog):
+    """Scoring reads files with the training reader (UTF-16, undecodable bytes counted); a file whose
+    sequences use another delimiter than the model's is refused, naming the file and the fix."""
     from purchase_intent.predict import write_scored_csv
     from purchase_intent.schema import FeatureSchema
 
     schema = FeatureSchema.from_dict(SCHEMA)
     df = _table().drop(columns=["y"])
-    df["items"] = ["i1,i2", "i3,i4"] * (len(df) // 2)
     df.to_csv(tmp_path / "excel.csv", index=False, sep="\t", encoding="utf-16")
     with caplog.at_level(logging.WARNING):
         rows = write_scored_csv(tmp_path / "excel.csv", tmp_path / "out.csv", schema,
                                 lambda valid: np.zeros(len(valid)), batch_size=16)
     assert rows == len(df) and len(pd.read_csv(tmp_path / "out.csv")) == len(df)
-    assert "UTF-16" in caplog.text and '"sequence_delimiter": ","' in caplog.text
-    (tmp_path / "latin1.csv").write_bytes("a,c,items\n1,caf\xe9,i1\n".encode("latin-1"))
-    with pytest.raises(SchemaError, match=r"latin1.csv: cannot read the CSV .*CSV UTF-8"):
-        write_scored_csv(tmp_path / "latin1.csv", tmp_path / "out2.csv", schema,
+    assert "UTF-16" in caplog.text
+    df["items"] = ["i1,i2", "i3,i4"] * (len(df) // 2)
+    df.to_csv(tmp_path / "commas.csv", index=False)
+    with pytest.raises(SchemaError, match=r"commas.csv: sequence column 'items' .* write the column with '\|'"):
+        write_scored_csv(tmp_path / "commas.csv", tmp_path / "out1.csv", schema,
                          lambda valid: np.zeros(len(valid)), batch_size=16)
-    assert not (tmp_path / "out2.csv").exists()
+    assert not (tmp_path / "out1.csv").exists() and not (tmp_path / "out1.csv.partial").exists()
+    (tmp_path / "latin1.csv").write_bytes("a,c,items\n1,caf\xe9,i1\n".encode("latin-1"))
+    with caplog.at_level(logging.WARNING):
+        assert write_scored_csv(tmp_path / "latin1.csv", tmp_path / "out2.csv", schema,
+                                lambda valid: np.zeros(len(valid)), batch_size=16) == 1
+    assert "latin1.csv: column 'c' has 1 cell(s) with bytes that are not UTF-8" in caplog.text
 
 
 def test_semicolon_csv_is_read_with_a_warning(tmp_path, caplog):

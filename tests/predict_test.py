@@ -152,6 +152,29 @@ def test_predict_writes_ids_first_with_threshold_json(user_csv_run, tmp_path):
     assert pd.read_csv(out)["purchase_label"].sum() == 0
 
 
+def test_predict_refuses_another_delimiter_and_keeps_ids_as_written(user_csv_run, tmp_path, capsys):
+    """Scoring a file written with "," between events is an error (exit 2), not scores off by 0.4;
+    numeric ids with a blank stay as in the file (900001, not 900001.0)."""
+    run_dir, metrics, csv, _ = user_csv_run
+    export = Path(metrics["export"]["path"])
+    source = pd.read_csv(csv, dtype=str).drop(columns=["label"]).head(30)
+    source["customer_id"] = [str(900000 + i) for i in range(len(source))]
+    source.loc[4, "customer_id"] = ""  # a blank id: pandas would turn the column into floats
+    commas = source.copy()
+    for name in SCHEMA.sequences:
+        commas[name] = commas[name].str.replace("|", ",")
+    commas.to_csv(tmp_path / "commas.csv", index=False)
+    assert predict.main(["--model", str(export), "--input", str(tmp_path / "commas.csv"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error: ") == 1 and "commas.csv" in err and "'|'" in err and "','" in err, err
+    assert not (tmp_path / "commas.scored.csv").exists()
+    source.to_csv(tmp_path / "ids.csv", index=False)
+    assert predict.main(["--model", str(export), "--input", str(tmp_path / "ids.csv"), "--no-progress"]) == 0
+    lines = (tmp_path / "ids.scored.csv").read_text().splitlines()
+    ids = [line.split(",")[0] for line in lines[1:]]
+    assert ids[:4] == ["900000", "900001", "900002", "900003"] and ids[4] == "", ids[:6]
+
+
 def test_score_writes_ids_first_and_the_exports_threshold(user_csv_run, tmp_path):
     import shutil
 

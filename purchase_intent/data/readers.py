@@ -49,8 +49,10 @@ def _file_format(path: Path) -> str:
         return "csv"
     if name.endswith(PARQUET_SUFFIXES):
         return "parquet"
+    excel = " (an Excel workbook: save it from Excel as \"CSV UTF-8 (comma delimited)\")" if name.endswith(
+        (".xlsx", ".xls", ".xlsm", ".ods")) else ""
     raise SchemaError(
-        f"{path}: unsupported file type {''.join(path.suffixes) or '(no suffix)'!r}; "
+        f"{path}: unsupported file type {''.join(path.suffixes) or '(no suffix)'!r}{excel}; "
         f"expected one of {list(CSV_SUFFIXES + PARQUET_SUFFIXES)}")
 
 
@@ -73,7 +75,7 @@ def read_raw(path: str | Path, string_columns: Iterable[str] = ()) -> pd.DataFra
             Parquet); the message names the file.
     """
     path = Path(path)
-    fmt = _check_file(path)
+    fmt = check_table_file(path)
     with _read_errors(path, fmt):
         if fmt == "parquet":
             df = pd.read_parquet(path)
@@ -85,10 +87,46 @@ def read_raw(path: str | Path, string_columns: Iterable[str] = ()) -> pd.DataFra
     return df.reset_index(drop=True)
 
 
-def _check_file(path: Path) -> str:
-    """The format of ``path`` ("csv" or "parquet"); raises if it is missing, not a file or empty."""
+# Leading bytes of files that are not what their name says, and what to do about them.
+_MAGIC = (
+    (b"PK\x03\x04", "an Excel workbook or another zip archive, not a CSV: save it from Excel as \"CSV UTF-8 "
+                     "(comma delimited)\" and give that file"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel (.xls) workbook, not a CSV: save it from Excel as \"CSV UTF-8 "
+                            "(comma delimited)\" and give that file"),
+    (b"PAR1", "a Parquet file: name it .parquet"),
+)
+_GZIP = b"\x1f\x8b"
+
+
+def check_table_file(path: str | Path) -> str:
+    """The format of ``path`` ("csv" or "parquet"); raises if it is missing, not a file, empty or mislabelled.
+
+    Mislabelled: an Excel workbook, a Parquet file or gzip bytes under a plain
+    ``.csv`` name, a plain file under ``.gz``; the message names the file and the fix.
+    A CSV whose header names a column twice is refused too. Cheap: callers run
+    it before TensorFlow loads.
+    """
+    path = Path(path)
     fmt = _file_format(path)
     check_file(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+    gz = path.name.lower().endswith(".gz")
+    if fmt == "csv" and not gz and head.startswith(_GZIP):
+        raise SchemaError(f"{path}: the file is gzip-compressed but named {path.suffix!r}: "
+                          f"rename it to {path.name}.gz (or decompress it)")
+    if fmt == "csv" and gz and not head.startswith(_GZIP):
+        raise SchemaError(f"{path}: the name ends in .gz but the file is not gzip-compressed: "
+                          f"rename it without .gz")
+    for magic, what in _MAGIC:
+        if fmt == "csv" and not gz and head.startswith(magic):
+            raise SchemaError(f"{path}: the file is {what}")
+    if fmt == "parquet" and not head.startswith(b"PAR1"):
+        raise SchemaError(f"{path}: named {path.suffix!r} but not a Parquet file (it does not start with "
+                          "PAR1); a CSV must be named .csv")
+    if fmt == "csv":
+        with _read_errors(path, fmt):
+            _check_header(path, csv_options(path))
     return fmt
 
 
@@ -102,6 +140,22 @@ def _csv_options(path: Path, string_columns: Iterable[str]) -> dict[str, Any]:
     # instead of failing the whole file; the affected cells are counted by _warn_replaced_bytes.
     return dict(dtype={c: str for c in header if c in strings}, keep_default_na=False,
                 na_values=na_values, encoding_errors="replace", **options)
+
+
+def _check_header(path: Path, options: dict[str, str]) -> None:
+    """Raises :class:`SchemaError` if two columns of the CSV have the same name (pandas would rename one)."""
+    import csv
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding=options["encoding"], errors="replace", newline="") as f:
+        names = next(csv.reader(f, delimiter=options["sep"]), [])
+    names = [n.lstrip("\ufeff") for n in names]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        where = ", ".join(f"{n!r} (columns {', '.join(str(i + 1) for i, m in enumerate(names) if m == n)})"
+                          for n in dupes)
+        raise SchemaError(f"{path}: the header names {where} more than once; which one is meant cannot be "
+                          "guessed: rename or delete the extra column(s)")
 
 
 class _read_errors:
@@ -171,7 +225,7 @@ def iter_table(path: str | Path, schema: FeatureSchema, chunk_rows: int = 50_000
         SchemaError: as :func:`read_raw`, naming the file; a file without rows.
     """
     path = Path(path)
-    fmt = _check_file(path)
+    fmt = check_table_file(path)
     strings = (list(schema.id) + list(schema.text) + list(schema.categorical) + list(schema.sequence_like)
                + list(string_columns))
     rows = 0
