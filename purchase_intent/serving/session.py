@@ -9,6 +9,14 @@ does exactly that, with ``tf.compat.v1.saved_model.loader.load``; the local
 server answers through it and the export tests compare every export with the
 in-memory model through it, so the numbers our tests see are production's.
 
+Requests run through one ``Session`` callable per set of inputs and outputs
+(``CallableOptions``, the C++ ``Session::MakeCallable`` / ``RunCallable`` that
+the TF1 Keras backend used, through ``Session._make_callable_from_options``):
+like TF Serving's ``Session::Run`` it feeds a tensor whatever its shape and
+leaves the shape to the graph (Python's ``Session.run`` and the public
+``make_callable`` refuse a ``[N, 1]`` feed for a ``[?]`` placeholder, TF
+Serving does not), and it skips their per-call Python feed and fetch handling.
+
 Examples:
 
     >>> model = SessionModel("runs/x/export/purchase_intent/1")   # doctest: +SKIP
@@ -18,8 +26,9 @@ Examples:
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -44,8 +53,11 @@ class SessionModel:
         signature: str. The signature to run.
 
     Attributes:
+        meta_graph: the loaded ``MetaGraphDef`` (every SignatureDef, ``__saved_model_init_op`` too).
         signature_def: the ``SignatureDef`` proto.
         inputs: dict of input key -> tensor name; ``outputs`` likewise.
+
+    Thread-safe: requests may run concurrently (``Session`` callables are).
     """
 
     def __init__(self, path: str | Path, config=None, signature: str = SIGNATURE):
@@ -62,16 +74,20 @@ class SessionModel:
             meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], str(self.path))
         if signature not in meta.signature_def:
             raise ValueError(f"{self.path}: no {signature!r} signature, only {sorted(meta.signature_def)}")
+        self.meta_graph = meta
         self.signature_def = meta.signature_def[signature]
         self.inputs = {k: v.name for k, v in self.signature_def.inputs.items()}
         self.outputs = {k: v.name for k, v in self.signature_def.outputs.items()}
         self._dtypes = {k: tf.dtypes.as_dtype(v.dtype) for k, v in self.signature_def.inputs.items()}
+        self._callables: dict[tuple[tuple[str, ...], tuple[str, ...]], object] = {}
+        self._lock = threading.Lock()
 
     def __call__(self, arrays: Mapping[str, np.ndarray], outputs=None) -> dict[str, np.ndarray]:
         """Runs one request: ``{input key: array}`` -> ``{output key: array}``.
 
-        Strings may be ``str`` or ``bytes``; numbers are cast to the signature's
-        dtype (as a ``TensorProto`` of that dtype would carry them).
+        Strings may be ``str`` or ``bytes`` (anything else goes through ``str()``);
+        numbers are cast to the signature's dtype (as a ``TensorProto`` of that
+        dtype would carry them).
 
         Raises:
             KeyError: an input key the signature does not have.
@@ -81,9 +97,37 @@ class SessionModel:
         for key, arr in arrays.items():
             arr = np.asarray(arr)
             dtype = self._dtypes[key]
-            feed[self.inputs[key]] = _strings(arr) if dtype.name == "string" else arr.astype(dtype.as_numpy_dtype)
-        fetch = {k: self.outputs[k] for k in (outputs or self.outputs)}
-        return self.session.run(fetch, feed)
+            feed[key] = _strings(arr) if dtype.name == "string" else arr.astype(dtype.as_numpy_dtype, copy=False)
+        return self.run(feed, outputs)
+
+    def run(self, arrays: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Runs arrays already of the signature's dtypes (strings as ``bytes``/``str``, numbers cast).
+
+        No conversion at all: what a server that checked the request's dtypes
+        feeds. ``outputs``: the output keys to fetch (None: all of them).
+
+        Raises:
+            KeyError: an input or output key the signature does not have.
+            tf.errors.InvalidArgumentError: the graph rejected the values.
+        """
+        keys = tuple(sorted(arrays))
+        fetch = tuple(outputs or self.outputs)
+        values = self._callable(keys, fetch)(*(arrays[k] for k in keys))
+        return dict(zip(fetch, values))
+
+    def _callable(self, keys: tuple[str, ...], fetch: tuple[str, ...]):
+        """The ``Session`` callable feeding ``keys`` and fetching ``fetch`` (made once, then reused)."""
+        found = self._callables.get((keys, fetch))
+        if found is None:
+            from tensorflow.core.protobuf import config_pb2
+
+            options = config_pb2.CallableOptions(feed=[self.inputs[k] for k in keys],
+                                                 fetch=[self.outputs[k] for k in fetch])
+            with self._lock:
+                found = self._callables.get((keys, fetch))
+                if found is None:
+                    found = self._callables[(keys, fetch)] = self.session._make_callable_from_options(options)
+        return found
 
     def close(self) -> None:
         self.session.close()
