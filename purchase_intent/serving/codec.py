@@ -18,6 +18,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import numpy as np
@@ -32,13 +33,13 @@ _NUMPY_TO_DT = {
     np.dtype(np.bool_): types_pb2.DT_BOOL,
 }
 _DT_TO_NUMPY = {v: k for k, v in _NUMPY_TO_DT.items()}
+_DT_TO_LITTLE_ENDIAN = {k: v.newbyteorder("<") for k, v in _DT_TO_NUMPY.items()}  # tensor_content's order
 _DT_VAL_FIELD = {
     types_pb2.DT_FLOAT: "float_val",
     types_pb2.DT_DOUBLE: "double_val",
     types_pb2.DT_INT32: "int_val",
     types_pb2.DT_INT64: "int64_val",
     types_pb2.DT_BOOL: "bool_val",
-    types_pb2.DT_STRING: "string_val",
 }
 
 
@@ -111,26 +112,23 @@ def tensor_proto_to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     shape_proto = proto.tensor_shape
     if shape_proto.unknown_rank:
         raise ValueError("the tensor has an unknown rank")
-    shape = tuple(int(d.size) for d in shape_proto.dim)
-    if any(d < 0 for d in shape):
+    shape = tuple(d.size for d in shape_proto.dim)
+    if min(shape, default=0) < 0:
         raise ValueError(f"the tensor has a negative dimension: {list(shape)}")
-    n = int(np.prod(shape, dtype=np.int64))
-    field = _DT_VAL_FIELD.get(proto.dtype)
-    if field is None:
-        raise ValueError(f"unsupported dtype {dtype_name(proto.dtype)}")
-    if proto.dtype == types_pb2.DT_STRING:
-        values = list(proto.string_val)
-        arr = np.empty(len(values), dtype=object)
-        arr[:] = values
+    n = math.prod(shape)
+    dtype = proto.dtype
+    if dtype == types_pb2.DT_STRING:  # one pass over the repeated field, no Python loop
+        arr = np.array(proto.string_val, dtype=object)
+    elif dtype not in _DT_TO_NUMPY:
+        raise ValueError(f"unsupported dtype {dtype_name(dtype)}")
     elif proto.tensor_content:
-        np_dtype = _DT_TO_NUMPY[proto.dtype].newbyteorder("<")
-        if len(proto.tensor_content) != n * np_dtype.itemsize:
+        little_endian = _DT_TO_LITTLE_ENDIAN[dtype]
+        if len(proto.tensor_content) != n * little_endian.itemsize:
             raise ValueError(f"tensor_content has {len(proto.tensor_content)} bytes, the shape "
-                             f"{list(shape)} of {dtype_name(proto.dtype)} needs {n * np_dtype.itemsize}")
-        return np.frombuffer(proto.tensor_content, dtype=np_dtype).astype(
-            _DT_TO_NUMPY[proto.dtype]).reshape(shape)
+                             f"{list(shape)} of {dtype_name(dtype)} needs {n * little_endian.itemsize}")
+        return np.frombuffer(proto.tensor_content, dtype=little_endian).astype(_DT_TO_NUMPY[dtype]).reshape(shape)
     else:
-        arr = np.asarray(getattr(proto, field), dtype=_DT_TO_NUMPY[proto.dtype])
+        arr = np.array(getattr(proto, _DT_VAL_FIELD[dtype]), dtype=_DT_TO_NUMPY[dtype])
     if len(arr) == n:
         return arr.reshape(shape)
     if 0 < len(arr) < n:
