@@ -24,25 +24,27 @@ MODEL = "purchase_intent"
 OUTPUT = "purchase_probability"
 
 
-def string_tensor(rows, events: bool = False) -> tensor_pb2.TensorProto:
-    """A DT_STRING tensor: strings ``[batch]``, or event lists ``[batch, events]`` right-padded with ""."""
+def shape_proto(shape) -> tensor_shape_pb2.TensorShapeProto:
+    return tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape])
+
+
+def string_tensor(rows, events: bool = False, width: int | None = None) -> tensor_pb2.TensorProto:
+    """A DT_STRING tensor: strings ``[batch]``, or event lists ``[batch, events]`` right-padded with ""
+    (to ``width``, keeping the most recent ``width`` events; default the longest list)."""
     if events:
-        width = max([len(r) for r in rows] + [1])
-        rows = [r + [""] * (width - len(r)) for r in rows]
+        width = width or max([len(r) for r in rows] + [1])
+        rows = [r[-width:] + [""] * (width - len(r[-width:])) for r in rows]
         shape, flat = [len(rows), width], [v for r in rows for v in r]
     else:
         shape, flat = [len(rows)], list(rows)
-    return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_STRING, string_val=[str(v).encode("utf-8") for v in flat],
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape]))
+    return tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[str(v).encode("utf-8") for v in flat],
+                                  tensor_shape=shape_proto(shape))
 
 
-def float_tensor(values) -> tensor_pb2.TensorProto:
-    return tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_FLOAT, float_val=[float(v) for v in values],
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(
-            size=len(values))]))
+def float_tensor(values, shape=None) -> tensor_pb2.TensorProto:
+    """A DT_FLOAT tensor in ``float_val``, shape ``[len(values)]`` unless given."""
+    return tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[float(v) for v in values],
+                                  tensor_shape=shape_proto(shape or [len(values)]))
 
 
 def raw_rows(exported):
@@ -273,3 +275,78 @@ def test_multi_inference_answers_as_tf_serving(stubs, case):
     error = call_error(predict.MultiInference, request)
     assert error.code() == code, error.details()
     assert text in error.details()
+
+
+def test_answers_are_the_session_paths_bit_for_bit(stubs, exported):
+    """The server runs the export as TF Serving does (TF1 loader, Session, Grappler on): its answer is
+    SessionModel's, to the bit, for the raw values it decoded."""
+    from purchase_intent.serving.codec import tensor_proto_to_ndarray
+    from purchase_intent.serving.session import SessionModel
+
+    predict, _ = stubs
+    sample, _ = raw_rows(exported)
+    request = predict_request(sample, exported["schema"])
+    got = np.array(predict.Predict(request, timeout=30).outputs[OUTPUT].float_val, np.float32)
+    session = SessionModel(exported["vdir"])
+    want = session({k: tensor_proto_to_ndarray(v) for k, v in request.inputs.items()})[OUTPUT]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_numbers_shaped_n_by_1_are_accepted_with_the_n_answer(stubs, exported):
+    """predict_util.cc checks no shapes and a Session feeds a [N, 1] tensor to a [?] placeholder: the
+    graph flattens the numbers, so TF Serving answers the [N] request's probabilities. A string input
+    sent [N, 1] is rejected by the graph: INVALID_ARGUMENT naming the input and its rank."""
+    predict, _ = stubs
+    sample, schema = exported["sample"], exported["schema"]
+    request = predict_request(sample, schema)
+    expected = np.array(predict.Predict(request, timeout=30).outputs[OUTPUT].float_val, np.float32)
+    for name in schema.numeric:
+        request.inputs[name].CopyFrom(float_tensor(list(sample[name]), shape=[len(sample), 1]))
+    response = predict.Predict(request, timeout=30)
+    assert [d.size for d in response.outputs[OUTPUT].tensor_shape.dim] == [len(sample)]
+    np.testing.assert_array_equal(np.array(response.outputs[OUTPUT].float_val, np.float32), expected)
+    request.inputs["country"].tensor_shape.CopyFrom(shape_proto([len(sample), 1]))
+    error = call_error(predict.Predict, request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "input 'country' has rank 2 (shape [24, 1]), expected rank 1" in error.details()
+
+
+def test_status_with_an_empty_or_unknown_model_name_is_not_found(stubs):
+    """get_model_status_impl.cc looks the name up in the servable state monitor: the empty name has no
+    versions (NOT_FOUND), like any unknown name; only a request without model_spec is INVALID_ARGUMENT."""
+    _, model = stubs
+    for name, version, text in (("", None, "Could not find any versions of model "),
+                                ("", 1, "Could not find version 1 of model "),
+                                ("nope", None, "Could not find any versions of model nope")):
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = name
+        if version is not None:
+            request.model_spec.version.value = version
+        error = call_error(model.GetModelStatus, request)
+        assert error.code() == grpc.StatusCode.NOT_FOUND, (name, version)
+        assert text in error.details()
+    error = call_error(model.GetModelStatus, get_model_status_pb2.GetModelStatusRequest())
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Missing ModelSpec" in error.details()
+
+
+def test_sequence_inputs_of_different_widths_are_told_to_pad_to_the_contract(stubs, exported):
+    """The graph would read the padding, but batched TF Serving cannot join requests of different widths:
+    the stand-in refuses them, naming the inputs and widths and the contract's max_events."""
+    from purchase_intent.contract import read_contract
+
+    predict, _ = stubs
+    sample, schema = exported["sample"], exported["schema"]
+    max_events = read_contract(exported["vdir"])["max_events"]
+    request = predict_request(sample, schema)
+    for name in schema.sequence_like:
+        request.inputs[name].CopyFrom(string_tensor([list(v) for v in sample[name]], events=True,
+                                                    width=max_events))
+    at_contract_width = predict.Predict(request, timeout=30).outputs[OUTPUT].float_val
+    np.testing.assert_allclose(np.array(at_contract_width, np.float32), exported["expected"], atol=1e-5)
+    request.inputs["item_id"].CopyFrom(string_tensor([list(v) for v in sample["item_id"]], events=True,
+                                                     width=max_events + 3))
+    error = call_error(predict.Predict, request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"'item_id' {max_events + 3}" in error.details() and f"'event_type' {max_events}" in error.details()
+    assert f'pad with "" to {max_events} events (contract.json max_events)' in error.details()

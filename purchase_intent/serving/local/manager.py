@@ -10,7 +10,15 @@ raises :class:`RpcError` with the status code TF Serving gives in that case
   label", ``server_core.cc``); a label or version that is not loaded: NOT_FOUND;
 * GetModelStatus ignores ``version_label`` and lists every version, newest
   first (``get_model_status_impl.cc`` reads only ``model_spec.version``;
-  ``ServableStateMonitor::VersionMap`` is ordered by ``std::greater``);
+  ``ServableStateMonitor::VersionMap`` is ordered by ``std::greater``); a model
+  name it does not know, the empty name too, is NOT_FOUND ("Could not find any
+  versions of model"), a request without ``model_spec`` INVALID_ARGUMENT;
+* Predict runs the export as TF Serving does (TF1 loader, ``Session``, Grappler
+  on: :class:`~purchase_intent.serving.session.SessionModel`) and, like
+  ``predict_util.cc``, checks input names and dtypes but not shapes: the graph
+  decides (a numeric input sent ``[N, 1]`` for its ``[N]`` is accepted, with the
+  ``[N]`` answer); what the graph rejects is INVALID_ARGUMENT, with the inputs
+  whose shapes differ from the signature's named next to the graph's message;
 * a duplicate ``output_filter`` alias: INVALID_ARGUMENT (``predict_util.cc``);
 * an empty batch runs the model: OK with outputs of shape ``[0]``;
 * GetModelMetadata returns every SignatureDef of the MetaGraph, including
@@ -21,6 +29,13 @@ raises :class:`RpcError` with the status code TF Serving gives in that case
 * MultiInference: the checks of ``multi_inference.cc`` in its order, then the
   same INVALID_ARGUMENT for a classify / regress task, UNIMPLEMENTED for any
   other method name (:meth:`ModelManager.multi_inference`).
+
+One check is the stand-in's own: the sequence inputs of a request must have one
+width, else INVALID_ARGUMENT naming them and their widths and saying to pad with
+``""`` to the contract's ``max_events``. Without batching TF Serving runs such a
+request (the graph reads the padding), but with ``serving/batching.config``
+requests of different widths cannot be batched together and fail with a
+cryptic "different shapes and padding is turned off".
 """
 
 from __future__ import annotations
@@ -30,24 +45,18 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import grpc
 import numpy as np
 
-from purchase_intent.contract import SIGNATURE
-from purchase_intent.serving.codec import (
-    dtype_name,
-    ndarray_to_tensor_proto,
-    tensor_proto_to_ndarray,
-    to_tensors,
-)
+from purchase_intent.contract import DEFAULT_MAX_EVENTS, SIGNATURE, read_contract
+from purchase_intent.serving.codec import dtype_name, ndarray_to_tensor_proto, tensor_proto_to_ndarray
 from purchase_intent.serving.protos import (
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_pb2,
     predict_pb2,
-    saved_model_pb2,
     types_pb2,
 )
 
@@ -82,38 +91,43 @@ class InputSpec:
 
 
 class LoadedVersion:
-    """One loaded SavedModel version: its ``serving_default`` function and signature.
+    """One loaded SavedModel version, run as TF Serving runs it (:class:`SessionModel`).
 
     Args:
         version: int. Version number.
         path: Path. The version folder.
+
+    Attributes:
+        model: the :class:`~purchase_intent.serving.session.SessionModel`.
+        signature_defs: every SignatureDef of the ``serve`` MetaGraph, ``__saved_model_init_op``
+            too, as TF Serving's GetModelMetadata returns them.
+        inputs: ``{name: InputSpec}`` of the ``serving_default`` signature; ``output_keys`` its outputs.
+        sequence_inputs: the ``DT_STRING [batch, events]`` inputs.
+        pad_advice: what to do about sequence widths: pad with ``""`` to the
+            contract's ``max_events`` (``DEFAULT_MAX_EVENTS`` for an export without
+            ``assets.extra/contract.json``).
     """
 
     def __init__(self, version: int, path: Path):
-        import tensorflow as tf
+        from purchase_intent.serving.session import SessionModel
 
-        try:
-            import tensorflow_text  # noqa: F401  (WordPiece ops of text models)
-        except ImportError:  # pragma: no cover
-            logger.warning("tensorflow_text is not installed: models with text inputs will not load")
         self.version = version
         self.path = path
-        proto = saved_model_pb2.SavedModel()
-        proto.ParseFromString((path / "saved_model.pb").read_bytes())
-        serve = [mg for mg in proto.meta_graphs if "serve" in mg.meta_info_def.tags]
-        if not serve:
-            raise ValueError(f"{path}: no MetaGraph tagged 'serve'")
-        self.signature_defs = dict(serve[0].signature_def)  # __saved_model_init_op too, as TF Serving
-        if SIGNATURE not in self.signature_defs:
-            raise ValueError(f"{path}: no {SIGNATURE!r} signature, only {sorted(self.signature_defs)}")
-        sig = self.signature_defs[SIGNATURE]
+        self.model = SessionModel(path)
+        self.signature_defs = dict(self.model.meta_graph.signature_def)
+        sig = self.model.signature_def
         self.inputs = {
             name: InputSpec(name, info.dtype,
                             tuple(int(d.size) for d in info.tensor_shape.dim))
             for name, info in sorted(sig.inputs.items())}
         self.output_keys = sorted(sig.outputs)
-        self._loaded = tf.saved_model.load(str(path))  # keeps the variables alive
-        self.fn = self._loaded.signatures[SIGNATURE]
+        self.sequence_inputs = [n for n, spec in self.inputs.items()
+                                if spec.dtype == types_pb2.DT_STRING and len(spec.dims) == 2]
+        try:
+            self.pad_advice = f'pad with "" to {int(read_contract(path)["max_events"])} events (contract.json max_events)'
+        except FileNotFoundError:
+            self.pad_advice = (f'pad with "" to one width ({DEFAULT_MAX_EVENTS} events, the client\'s default: '
+                               f'this export has no contract.json)')
         self.warmup_records = 0
 
     def __repr__(self) -> str:
@@ -289,7 +303,8 @@ class ModelManager:
         return servables[version]
 
     # -- Predict
-    def _decode_inputs(self, servable: LoadedVersion, request) -> dict[str, Any]:
+    def _decode_inputs(self, servable: LoadedVersion, request) -> dict[str, np.ndarray]:
+        """The request's tensors as arrays, after ``predict_util.cc``'s checks: names, then dtypes."""
         expected = servable.inputs
         where = f"model {self.model_name!r} version {servable.version}, signature {SIGNATURE!r}"
         unknown = sorted(set(request.inputs) - set(expected))
@@ -300,73 +315,40 @@ class ModelManager:
         if missing:
             need = ", ".join(f"{n!r} ({expected[n].describe()})" for n in missing)
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"missing input(s) {need} for {where}")
-        batch, first = None, None
+        arrays = {}
         for name, spec in expected.items():
             proto = request.inputs[name]
             if proto.dtype != spec.dtype:
                 raise RpcError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"input {name!r} has dtype {dtype_name(proto.dtype)}, expected "
                                f"{dtype_name(spec.dtype)} (the signature takes {spec.describe()})")
-            dims = [int(d.size) for d in proto.tensor_shape.dim]
-            if proto.tensor_shape.unknown_rank or len(dims) != len(spec.dims):
-                rank = "unknown" if proto.tensor_shape.unknown_rank else len(dims)
-                raise RpcError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"input {name!r} has rank {rank} (shape {dims}), expected rank "
-                               f"{len(spec.dims)}: {spec.describe()}")
-            for i, (got, want) in enumerate(zip(dims, spec.dims)):
-                if got < 0 or (want >= 0 and got != want):
-                    raise RpcError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"input {name!r} has shape {dims}, expected {spec.describe()}")
-            if batch is None:
-                batch, first = dims[0], name
-            elif dims[0] != batch:
-                raise RpcError(grpc.StatusCode.INVALID_ARGUMENT,
-                               f"inputs disagree on the batch size: {first!r} has {batch} rows, "
-                               f"{name!r} has {dims[0]}")
-        if batch is not None and batch > self.max_batch:
-            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT,
-                           f"batch of {batch} examples is larger than this server's limit of "
-                           f"{self.max_batch} (--max-batch); split the request")
-        arrays = {}
-        for name in expected:
             try:
-                arrays[name] = tensor_proto_to_ndarray(request.inputs[name])
+                arrays[name] = tensor_proto_to_ndarray(proto)
             except ValueError as e:
                 raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"input {name!r}: {e}") from None
-        return to_tensors(arrays)
+        return arrays
+
+    def check_signature(self, servable: LoadedVersion, signature: str) -> None:
+        """Raises FAILED_PRECONDITION unless ``signature`` ("" = the default) is the one served."""
+        if (signature or SIGNATURE) != SIGNATURE:
+            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
+                           f"Serving signature name {signature!r} not found; model "
+                           f"{self.model_name!r} version {servable.version} has {SIGNATURE!r}")
 
     def run(self, servable: LoadedVersion, request) -> predict_pb2.PredictResponse:
-        """Checks a ``PredictRequest`` against ``servable`` and runs it.
+        """Checks a ``PredictRequest`` against ``servable`` and runs it (gRPC and warm-up).
 
         Raises:
             RpcError: INVALID_ARGUMENT / FAILED_PRECONDITION for a bad request,
                 INTERNAL if the model fails.
         """
-        import tensorflow as tf
-
-        signature = request.model_spec.signature_name or SIGNATURE
-        if signature != SIGNATURE:
-            raise RpcError(grpc.StatusCode.FAILED_PRECONDITION,
-                           f"Serving signature name {signature!r} not found; model "
-                           f"{self.model_name!r} version {servable.version} has {SIGNATURE!r}")
-        wanted = self._output_aliases(servable, request.output_filter)
-        tensors = self._decode_inputs(servable, request)
-        try:
-            outputs = servable.fn(**tensors)
-        except tf.errors.InvalidArgumentError as e:
-            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT,
-                           f"model {self.model_name!r} version {servable.version} rejected the "
-                           f"input: {e.message.splitlines()[0] if e.message else e}") from None
-        except Exception as e:
-            logger.exception("Inference failed on version %d", servable.version)
-            raise RpcError(grpc.StatusCode.INTERNAL,
-                           f"inference failed on version {servable.version}: {type(e).__name__}: {e}") from None
+        self.check_signature(servable, request.model_spec.signature_name)
+        outputs = self.infer(servable, self._decode_inputs(servable, request), request.output_filter)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = self.model_name
         response.model_spec.version.value = servable.version
         response.model_spec.signature_name = SIGNATURE
-        for key in wanted:
-            arr = np.asarray(outputs[key])
+        for key, arr in outputs.items():
             if arr.dtype != np.float32:
                 response.outputs[key].CopyFrom(ndarray_to_tensor_proto(arr))
                 continue
@@ -376,6 +358,64 @@ class ModelManager:
                 out.tensor_shape.dim.add(size=int(d))
             out.float_val.extend(arr.reshape(-1).tolist())
         return response
+
+    def infer(self, servable: LoadedVersion, arrays: Mapping[str, np.ndarray],
+              output_filter=()) -> dict[str, np.ndarray]:
+        """Runs arrays of the signature's inputs and dtypes (decoded from gRPC or REST) on ``servable``.
+
+        Returns:
+            ``{output alias: array}`` in ``output_filter`` order (every output without one).
+
+        Raises:
+            RpcError: INVALID_ARGUMENT (unknown or duplicate alias, batch over
+                ``max_batch``, sequence inputs of different widths, values the
+                graph rejects), INTERNAL if the model fails otherwise.
+        """
+        import tensorflow as tf
+
+        wanted = self._output_aliases(servable, output_filter)
+        batch = max((arr.shape[0] for arr in arrays.values() if arr.ndim), default=0)
+        if batch > self.max_batch:
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"batch of {batch} examples is larger than this server's limit of "
+                           f"{self.max_batch} (--max-batch); split the request")
+        widths = {n: arrays[n].shape[1] for n in servable.sequence_inputs if arrays[n].ndim == 2}
+        if len(set(widths.values())) > 1:
+            listed = ", ".join(f"{n!r} {w}" for n, w in widths.items())
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"the sequence inputs of one request must have one width, got {listed} "
+                           f"events: {servable.pad_advice}")
+        try:
+            return servable.model.run(arrays, wanted)
+        except tf.errors.InvalidArgumentError as e:
+            said = e.message.splitlines()[0] if e.message else str(e)
+            mismatches = self._shape_mismatches(servable, arrays)
+            where = f"model {self.model_name!r} version {servable.version}"
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"{'; '.join(mismatches)} ({where} rejected it: {said})" if mismatches
+                           else f"{where} rejected the input: {said}") from None
+        except Exception as e:
+            logger.exception("Inference failed on version %d", servable.version)
+            raise RpcError(grpc.StatusCode.INTERNAL,
+                           f"inference failed on version {servable.version}: {type(e).__name__}: {e}") from None
+
+    @staticmethod
+    def _shape_mismatches(servable: LoadedVersion, arrays: Mapping[str, np.ndarray]) -> list[str]:
+        """What differs from the signature's shapes: ranks, fixed sizes, batch sizes (to explain a graph error)."""
+        found, batches = [], {}
+        for name, spec in servable.inputs.items():
+            shape = list(arrays[name].shape)
+            if len(shape) != len(spec.dims):
+                found.append(f"input {name!r} has rank {len(shape)} (shape {shape}), expected rank "
+                             f"{len(spec.dims)}: {spec.describe()}")
+            elif any(want >= 0 and got != want for got, want in zip(shape, spec.dims)):
+                found.append(f"input {name!r} has shape {shape}, expected {spec.describe()}")
+            if shape:
+                batches.setdefault(shape[0], name)
+        if len(batches) > 1:
+            rows = ", ".join(f"{name!r} has {size}" for size, name in batches.items())
+            found.append(f"inputs disagree on the batch size: {rows} rows")
+        return found
 
     @staticmethod
     def _output_aliases(servable: LoadedVersion, output_filter) -> list[str]:
@@ -467,10 +507,18 @@ class ModelManager:
         """Version states, as TF Serving's ``get_model_status_impl.cc``.
 
         Only ``model_spec.version`` selects a version; a ``version_label`` is
-        ignored (every version is listed). Versions come newest first.
+        ignored (every version is listed). Versions come newest first. Another
+        model name, the empty one too, is NOT_FOUND; no ``model_spec`` at all
+        INVALID_ARGUMENT.
         """
+        if not request.HasField("model_spec"):
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
         spec = request.model_spec
-        self._check_name(spec)
+        if spec.name != self.model_name:  # the empty name too: no versions of it
+            which = f"version {spec.version.value}" if spec.HasField("version") else "any versions"
+            raise RpcError(grpc.StatusCode.NOT_FOUND,
+                           f"Could not find {which} of model {spec.name} (this server serves "
+                           f"{self.model_name!r})")
         with self._lock:
             states = dict(self._states)
         if spec.HasField("version"):
