@@ -20,6 +20,7 @@ def very_negative(dtype) -> float:
     return -3e4 if keras.backend.standardize_dtype(dtype) == "float16" else -1e9
 
 
+@keras.saving.register_keras_serializable(package="purchase_intent")
 class MaskedMeanPool(keras.layers.Layer):
     """Mean over the time axis of ``[batch, time, dim]`` where ``mask`` is non-zero.
 
@@ -36,6 +37,7 @@ class MaskedMeanPool(keras.layers.Layer):
         return ops.sum(x * w, axis=1) / ops.maximum(ops.sum(w, axis=1), 1.0)
 
 
+@keras.saving.register_keras_serializable(package="purchase_intent")
 class MaskedMaxPool(keras.layers.Layer):
     """Max over the time axis where ``mask`` is non-zero; zeros for an all-masked row."""
 
@@ -59,6 +61,7 @@ def safe_mask(mask):
     return ops.logical_or(real, ops.logical_and(first, ops.logical_not(has_events)))
 
 
+@keras.saving.register_keras_serializable(package="purchase_intent")
 class BehaviourLSTM(keras.layers.Layer):
     """LSTM over the event embeddings; output is the state after the last real event.
 
@@ -91,6 +94,7 @@ class BehaviourLSTM(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="purchase_intent")
 class BehaviourCNN(keras.layers.Layer):
     """Conv1D over the event embeddings, then masked max and mean pooling.
 
@@ -132,6 +136,7 @@ class BehaviourCNN(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="purchase_intent")
 class BehaviourTransformer(keras.layers.Layer):
     """A small Transformer encoder over the events (BST-style), then masked mean and max pooling.
 
@@ -208,6 +213,7 @@ def _fingerprint_weights(length: int):
     return (rng.integers(1, 2**62, size=length, dtype=np.int64) | 1)
 
 
+@keras.saving.register_keras_serializable(package="purchase_intent")
 class CachedTextEncoder(keras.layers.Layer):
     """A frozen text encoder replaced by a table of its precomputed outputs.
 
@@ -219,22 +225,28 @@ class CachedTextEncoder(keras.layers.Layer):
     Training stands-in only (``task.build_members`` with ``text_cache``, ``compare``):
     the evaluated and exported model runs the backbone itself.
 
+    The config holds ``keys`` and ``table`` as lists (exact: float32 values
+    survive JSON), so :meth:`from_config` rebuilds the same lookup.
+
     Args:
         keys: int64 array ``[n]``. :func:`token_fingerprints` of the cached texts' token ids.
         table: float32 array ``[n, hidden_dim]``. Their mean-pooled embeddings.
     """
 
     def __init__(self, keys, table, **kwargs):
+        kwargs.pop("trainable", None)  # from_config: always frozen
         super().__init__(trainable=False, **kwargs)
         import numpy as np
         import tensorflow as tf
 
-        self.hidden_dim = int(table.shape[1])
-        table = np.concatenate([np.zeros((1, self.hidden_dim), np.float32), table.astype(np.float32)])
+        self._keys = np.asarray(keys, np.int64).reshape(-1)
+        self._values = np.asarray(table, np.float32)
+        self.hidden_dim = int(self._values.shape[1])
+        table = np.concatenate([np.zeros((1, self.hidden_dim), np.float32), self._values])
         self._table = tf.constant(table)
         self._lookup = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(np.asarray(keys, np.int64)),
-                                                tf.range(1, len(keys) + 1, dtype=tf.int64)),
+            tf.lookup.KeyValueTensorInitializer(tf.constant(self._keys),
+                                                tf.range(1, len(self._keys) + 1, dtype=tf.int64)),
             default_value=0)
         self._length = None
 
@@ -253,11 +265,12 @@ class CachedTextEncoder(keras.layers.Layer):
                                                      dtype="float32")}
 
     def get_config(self):
-        # One short message where Keras (e.g. the TensorBoard callback) asks for a config.
-        raise NotImplementedError("CachedTextEncoder (a table of text embeddings) is not serialised; "
-                                  "the exported model runs the text encoder itself")
+        config = super().get_config()
+        config.update({"keys": self._keys.tolist(), "table": self._values.tolist()})
+        return config
 
 
+@keras.saving.register_keras_serializable(package="purchase_intent")
 class AttentionPool(keras.layers.Layer):
     """DIN-style attention pooling of event vectors, queried by a context vector.
 
@@ -355,6 +368,7 @@ def cross_ids(a, b, b_vocabulary_size, buckets):
     return ops.cast(ops.where(real, crossed, ops.zeros_like(crossed)), "int32")
 
 
+@keras.saving.register_keras_serializable(package="purchase_intent")
 class CrossIds(keras.layers.Layer):
     """:func:`cross_ids` as a layer: ``[a_ids, b_ids]`` -> ids of the pairs in ``[0, buckets)``.
 
@@ -382,6 +396,7 @@ class CrossIds(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="purchase_intent")
 class BagLinear(keras.layers.Layer):
     """The wide (linear) term of a bag of ids: ``scale * sum over distinct ids of w[id] * tf(id)``.
 
@@ -428,6 +443,7 @@ class BagLinear(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="purchase_intent")
 class SequenceStats(keras.layers.Layer):
     """Counts of the kept events: what a count-based peer sees, made explicit for the deep part.
 
@@ -476,6 +492,7 @@ class SequenceStats(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="purchase_intent")
 class IdDropout(keras.layers.Layer):
     """In training, replaces each real id by the out-of-vocabulary id 1 with probability ``rate``.
 

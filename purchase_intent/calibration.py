@@ -51,6 +51,7 @@ def fit_platt(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     return float(lr.coef_[0, 0]), float(lr.intercept_[0])
 
 
+@keras.saving.register_keras_serializable(package="purchase_intent")
 class PlattScaling(keras.layers.Layer):
     """``sigmoid(a * logit(p) + b)`` of probabilities ``p``; ``a``, ``b`` fixed (not trained).
 
@@ -60,6 +61,7 @@ class PlattScaling(keras.layers.Layer):
     """
 
     def __init__(self, a=1.0, b=0.0, **kwargs):
+        kwargs.pop("trainable", None)  # from_config: always fixed
         super().__init__(trainable=False, **kwargs)
         self.a, self.b = float(a), float(b)
 
@@ -92,6 +94,7 @@ def fit_stacking(y: np.ndarray, p: np.ndarray, margin: np.ndarray) -> tuple[floa
     return float(lr.coef_[0, 0]), float(lr.coef_[0, 1]), float(lr.intercept_[0])
 
 
+@keras.saving.register_keras_serializable(package="purchase_intent")
 class Stacking(keras.layers.Layer):
     """``sigmoid(a * logit(p) + c * margin + b)`` of probabilities ``p`` and margins; fixed weights.
 

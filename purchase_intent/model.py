@@ -324,11 +324,19 @@ def average_models(models: list[keras.Model], preprocessor: Preprocessor) -> ker
     return keras.Model(inputs, out, name="purchase_intent")
 
 
+@keras.saving.register_keras_serializable(package="purchase_intent")
 class EnsembleMean(keras.layers.Layer):
     """Mean of the outputs of several models called on the same inputs.
 
     A layer rather than nested functional models: the members' input layers
     share the raw feature names, which one functional graph cannot hold twice.
+
+    The config holds each member's serialised architecture (``models``, without
+    its compile settings: the layer only predicts) and which layers members
+    share (``shared_layers``: per member, layer name -> ``[earlier member,
+    its layer name]``; the members of one run share the text encoder), so
+    :meth:`from_config` rebuilds the same sharing and a ``.keras`` file's
+    weights (each shared layer saved once) load back into it.
     """
 
     def __init__(self, models, **kwargs):
@@ -340,3 +348,39 @@ class EnsembleMean(keras.layers.Layer):
 
     def compute_output_spec(self, inputs, training=None):
         return self.members[0].compute_output_spec(inputs)
+
+    def get_config(self):
+        config = super().get_config()
+        models, shared, first = [], [], {}  # first: id(layer) -> [member, name] where it first appears
+        for i, member in enumerate(self.members):
+            serialized = keras.saving.serialize_keras_object(member)
+            serialized.pop("compile_config", None)
+            models.append(serialized)
+            links = {}
+            for layer in member.layers:
+                if isinstance(layer, keras.layers.InputLayer):
+                    continue
+                if id(layer) in first:
+                    links[layer.name] = first[id(layer)]
+                else:
+                    first[id(layer)] = [i, layer.name]
+            shared.append(links)
+        config.update({"models": models, "shared_layers": shared})
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        shared = config.pop("shared_layers", None) or []
+        members = [keras.saving.deserialize_keras_object(m) for m in config.pop("models")]
+        for i, links in enumerate(shared):
+            if links:  # the layers of earlier members in place of this member's copies
+
+                def reuse(layer, links=links):
+                    if layer.name not in links:
+                        return layer
+                    member, name = links[layer.name]
+                    return members[member].get_layer(name)
+
+                members[i] = keras.models.clone_model(members[i], clone_function=reuse)
+        return cls(members, **config)

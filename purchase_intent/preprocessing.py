@@ -173,6 +173,7 @@ def _bow_vectorizer(vocabulary=None, max_tokens=None, output_mode="count"):
         output_mode=output_mode, vocabulary=vocabulary, name="text_bow_vectorizer")
 
 
+@keras.saving.register_keras_serializable(package="purchase_intent")
 class Preprocessor(keras.layers.Layer):
     """Raw feature dict -> model input dict, in TensorFlow ops only.
 
@@ -485,8 +486,30 @@ class Preprocessor(keras.layers.Layer):
             "bow_vocabulary": self.bow_vocabulary,
             "bow_idf": self.bow_idf,
             "sequence_idf": self.sequence_idf,
+            "tokenizer": None if self.tokenizer is None else tokenizer_config(self.tokenizer),
         })
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("tokenizer"), dict):
+            config["tokenizer"] = keras.saving.deserialize_keras_object(config["tokenizer"])
+        return cls(**config)
+
+
+def tokenizer_config(tokenizer) -> dict:
+    """``keras.saving.serialize_keras_object(tokenizer)`` with its vocabulary in the config.
+
+    keras-hub tokenizers leave the vocabulary out of ``get_config`` (it is a
+    ``.keras`` asset, loaded after the object is built); the preprocessor
+    packs with the tokenizer's special-token ids when it is built, so its
+    config carries the vocabulary itself and ``from_config`` alone rebuilds it.
+    """
+    config = keras.saving.serialize_keras_object(tokenizer)
+    if "vocabulary" in config["config"] and hasattr(tokenizer, "get_vocabulary"):
+        config["config"]["vocabulary"] = [str(t) for t in tokenizer.get_vocabulary()]
+    return config
 
 
 def _inverse_document_frequency(sequences, vocabulary: list[str]) -> list[float]:

@@ -102,6 +102,7 @@ def tree_tables(clf) -> dict:
             "n_features": int(clf.n_features_in_)}
 
 
+@keras.saving.register_keras_serializable(package="purchase_intent")
 class TreeEnsemble(keras.layers.Layer):
     """The boosted margin ``baseline + sum of leaf values`` of flattened trees, one per example.
 

@@ -43,3 +43,18 @@ def test_calibrated_model_shares_weights_and_applies_the_map():
     expected = 1 / (1 + np.exp(-(2.0 * logit(p) - 0.5)))
     np.testing.assert_allclose(wrapped(x).numpy(), expected, rtol=1e-5)
     assert wrapped.trainable_weights[0] is model.trainable_weights[0]
+
+
+def test_calibration_layers_pass_the_layer_test():
+    from layer_test_case import run_layer_test
+
+    from purchase_intent.calibration import Stacking
+
+    p = np.array([[0.1], [0.5], [0.97]], "float32")
+    margin = np.array([[-1.0], [0.0], [2.5]], "float32")
+    layer, out = run_layer_test(PlattScaling, {"a": 1.7, "b": -0.3, "name": "calibration", "dtype": "float32"},
+                                p, (3, 1), expected_num_trainable_weights=0)
+    np.testing.assert_allclose(out.numpy(), 1 / (1 + np.exp(-(1.7 * logit(p) - 0.3))), rtol=1e-5)
+    layer, out = run_layer_test(Stacking, {"a": 0.8, "c": 0.4, "b": 0.1}, [p, margin], (3, 1))
+    np.testing.assert_allclose(out.numpy(), 1 / (1 + np.exp(-(0.8 * logit(p) + 0.4 * margin + 0.1))), rtol=1e-5)
+    assert not layer.trainable

@@ -112,3 +112,25 @@ def test_the_tabular_wide_term_is_a_linear_model_on_the_numeric_and_one_hot_cate
     name = schema.categorical[0]
     model.get_layer(f"{name}_wide").embeddings.assign(tables[name] + 5.0)
     np.testing.assert_allclose(full_logit(inputs, training=False).numpy() - before, 15.0, rtol=1e-4)
+
+
+def test_ensemble_mean_passes_the_layer_test_and_keeps_the_shared_text_encoder(frames):
+    """The members of a run share the text encoder; from_config shares it again (one set of weights)."""
+    from layer_test_case import run_layer_test
+
+    from purchase_intent.model import EnsembleMean
+    from purchase_intent.task import build_members
+
+    cfg = get_config("tiny")
+    pre, members, _ = build_members(cfg, SCHEMA, frames, members=2)
+    inputs = {k: v.numpy() for k, v in pre(raw_batch(frames["test"].head(6), SCHEMA)).items()}
+    layer, out = run_layer_test(EnsembleMean, {"models": members, "dtype": "float32"}, inputs, (6, 1),
+                                call_kwargs={"training": False}, atol=1e-6)
+    np.testing.assert_allclose(out.numpy(), np.mean([m(inputs, training=False).numpy() for m in members], 0),
+                               atol=1e-6)
+    config = layer.get_config()
+    name = next(l.name for l in members[0].layers if type(l).__name__.endswith("Backbone"))  # the text encoder
+    assert config["shared_layers"] == [{}, {name: [0, name]}]
+    assert all("compile_config" not in m for m in config["models"])
+    again = EnsembleMean.from_config(config)
+    assert again.members[1].get_layer(name) is again.members[0].get_layer(name)

@@ -135,9 +135,8 @@ def test_bag_of_words_matches_scikit_learn_tfidf():
     out = pre(raw_batch(test, schema))["text_bow"].numpy()
     expected = ref.transform(["red dress unseenword"] + list(test["q"][1:])).toarray()
     np.testing.assert_allclose(out, expected, atol=1e-6)
-    # Round trip through the layer config keeps the same output.
-    again = Preprocessor(**{k: v for k, v in pre.get_config().items()
-                            if k not in ("name", "trainable", "dtype")}, tokenizer=tok)
+    # Round trip through the layer config (the tokenizer's included) keeps the same output.
+    again = Preprocessor.from_config(pre.get_config())
     np.testing.assert_allclose(again(raw_batch(test, schema))["text_bow"].numpy(), out, atol=1e-7)
 
 
@@ -156,3 +155,34 @@ def test_rare_sequence_values_share_the_unseen_id():
     assert pre.vocabularies["items"] == ["a", "b"]  # "c" seen once
     ids = pre(raw_batch(train, schema))["items"].numpy()
     np.testing.assert_array_equal(ids[1], [2, 1, 0])  # "c" -> the out-of-vocabulary id 1
+
+
+def test_preprocessor_round_trips_through_its_config_tokenizer_included():
+    """Every output (token ids, history, bins, bag of words) equal after ``from_config`` alone."""
+    import json
+
+    import keras
+    from layer_test_case import run_layer_test
+
+    train = make(40)
+    train["q"] = [f"red dress {w}" for w in np.random.default_rng(4).choice(["linen", "sale", "wool"], 40)]
+    tok, _ = load_text_encoder("tiny", texts=list(train["q"]))
+    kwargs = Preprocessor.adapt(SCHEMA, train, max_sequence_length=3, history_length=5, text_sequence_length=6,
+                                numeric_bins=4, bag_of_words=10, tokenizer=tok).get_config()
+    kwargs["tokenizer"] = tok
+    df = train.head(5).copy()
+    df.at[0, "x"] = np.nan
+    df.at[1, "items"] = []
+    df.at[2, "q"] = "an unseen query"
+    raw = raw_batch(df, SCHEMA)
+    shapes = {"q_token_ids": (5, 6), "q_padding_mask": (5, 6), "items": (5, 3), "items_history": (5, 5),
+              "c": (5,), "numeric": (5, 1), "numeric_missing": (5, 1), "numeric_exact": (5, 1),
+              "numeric_bins": (5, 4), "text_bow": (5, len(kwargs["bow_vocabulary"]))}
+    pre, out = run_layer_test(Preprocessor, kwargs, raw, shapes)
+    config = json.loads(json.dumps(pre.get_config()))
+    assert config["tokenizer"]["registered_name"] == keras.saving.get_registered_name(type(tok))
+    assert config["tokenizer"]["config"]["vocabulary"] == tok.get_vocabulary()
+    again = Preprocessor.from_config(config)
+    assert again.tokenizer.get_vocabulary() == tok.get_vocabulary()
+    assert again.tokenizer.cls_token_id == tok.cls_token_id
+    np.testing.assert_array_equal(again(raw)["q_token_ids"].numpy(), out["q_token_ids"].numpy())

@@ -47,6 +47,19 @@ def test_tree_ensemble_round_trips_through_its_config():
     np.testing.assert_array_equal(layer(x).numpy(), again(x).numpy())
 
 
+def test_tree_ensemble_passes_the_layer_test():
+    from layer_test_case import run_layer_test
+
+    from purchase_intent.trees import TreeEnsemble, tree_tables
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 4)).astype("float32")
+    tables = tree_tables(_fit(x, (x[:, 0] * x[:, 1] > 0).astype(int), max_iter=8))
+    layer, out = run_layer_test(TreeEnsemble, tables, x[:20], (20, 1), expected_num_trainable_weights=0,
+                                expected_num_non_trainable_weights=4)
+    assert not layer.trainable
+
+
 def test_categorical_splits_are_refused():
     import pandas as pd
 
