@@ -9,7 +9,9 @@ The server (conftest ``two_version_server``) serves versions 1 and 2 of one tiny
 import json
 import math
 import urllib.error
+import urllib.parse
 import urllib.request
+from http.client import HTTPConnection
 
 import numpy as np
 import pandas as pd
@@ -31,6 +33,18 @@ def http(server, method: str, path: str, body=None) -> tuple[int, dict]:
         return e.code, json.loads(e.read())
 
 
+def raw_http(server, method: str, path: str, headers=None) -> tuple[int, dict, bytes]:
+    """One request without a body -> (HTTP status, headers, raw body), for methods urllib does not read."""
+    url = urllib.parse.urlsplit(server.rest_url)
+    connection = HTTPConnection(url.hostname, url.port, timeout=60)
+    try:
+        connection.request(method, path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
 def raw_rows(exported):
     """The fixture's sample plus an empty event inside a session and a float-looking category,
     and the in-memory model's probabilities of exactly these raw values."""
@@ -47,19 +61,20 @@ def raw_rows(exported):
     return sample, np.asarray(expected).reshape(-1)
 
 
-def columns(sample, schema) -> dict:
-    """Columnar JSON: every sequence column right-padded with "" to one width (JSON arrays are dense)."""
+def columns(sample, schema, width: int | None = None) -> dict:
+    """Columnar JSON: every sequence column right-padded with "" to one width (JSON arrays are dense),
+    ``width`` (keeping the most recent events) or the longest list."""
     out = {name: [str(v) for v in sample[name]] for name in schema.text + schema.categorical}
     for name in schema.sequence_like:
-        width = max([len(v) for v in sample[name]] + [1])
-        out[name] = [list(v) + [""] * (width - len(v)) for v in sample[name]]
+        size = width or max([len(v) for v in sample[name]] + [1])
+        out[name] = [list(v)[-size:] + [""] * (size - len(list(v)[-size:])) for v in sample[name]]
     for name in schema.numeric:  # NaN is written as NaN, which TF Serving's parser accepts
         out[name] = [float(v) for v in sample[name]]
     return out
 
 
-def instances(sample, schema) -> list[dict]:
-    cols = columns(sample, schema)
+def instances(sample, schema, width: int | None = None) -> list[dict]:
+    cols = columns(sample, schema, width)
     return [{name: cols[name][i] for name in cols} for i in range(len(sample))]
 
 
@@ -180,3 +195,82 @@ def test_raw_json_equals_the_python_predictor_on_the_same_table(two_version_serv
         assert status == 200, body
         got = body["predictions"] if "predictions" in body else body["outputs"]
         np.testing.assert_allclose(np.array(got, np.float32), expected, atol=1e-6)
+
+
+def test_verbs_are_case_sensitive_the_rest_of_the_path_is_not(two_version_server, exported):
+    """http_rest_api_util.cc matches paths with (?i) regexes, then compares the verb with "predict" /
+    "classify" / "regress" and the subresource with "metadata" exactly."""
+    body = {"instances": _one_row(exported)}
+    status, answer = http(two_version_server, "POST", f"/v1/models/{MODEL}:PREDICT", body)
+    assert (status, answer) == (400, {"error": f"Malformed request: POST /v1/models/{MODEL}:PREDICT"})
+    status, answer = http(two_version_server, "POST", f"/V1/Models/{MODEL}/Versions/1:predict", body)
+    assert status == 200 and len(answer["predictions"]) == 1
+    status, answer = http(two_version_server, "GET", f"/v1/MODELS/{MODEL}/METADATA")
+    assert status == 200 and list(answer) == ["model_version_status"]  # not "metadata": the status
+
+
+def test_options_is_a_cors_preflight_and_head_a_malformed_request(two_version_server):
+    """http_server.cc answers an OPTIONS request with an http(s) Origin before the API handler: 200,
+    an empty body, the CORS headers; HEAD goes to the handler, which knows only GET and POST (400)."""
+    path = f"/v1/models/{MODEL}:predict"
+    status, headers, body = raw_http(two_version_server, "OPTIONS", path, {"Origin": "http://localhost:3000"})
+    assert (status, body) == (200, b"")
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    assert headers["Access-Control-Allow-Methods"] == "POST, GET"
+    assert raw_http(two_version_server, "OPTIONS", path)[0] == 400
+    status, headers, body = raw_http(two_version_server, "HEAD", f"/v1/models/{MODEL}")
+    assert (status, body) == (400, b"") and headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("number, accepted", [(16777215, True), (20000000.0, True), (3.0e38, True),
+                                              (20000000, False), (16777217, False), (1e39, False)])
+def test_float_inputs_take_numbers_as_json_tensor_cc_does(two_version_server, exported, number, accepted):
+    """json_tensor.cc IsLosslessDecimal<float>: an integer literal must be at most 2**24 - 1, a decimal
+    within float32's range; anything else is INVALID_ARGUMENT "without loss of precision" (checked in
+    TF Serving's sources: 20000000 and 1e39 are refused, not rounded or turned into inf)."""
+    row = {**_one_row(exported)[0], "price_seen": number}
+    status, answer = http(two_version_server, "POST", f"/v1/models/{MODEL}:predict", {"instances": [row]})
+    if accepted:
+        assert status == 200, answer
+    else:
+        text = json.dumps(number)
+        assert (status, answer) == (400, {"error": f"Failed to process element: 0 key: price_seen of "
+                                                   f"'instances' list. Error: Cannot convert JSON value: "
+                                                   f"{text} to float without loss of precision."})
+
+
+def test_numbers_shaped_n_by_1_are_accepted_with_the_n_answer(two_version_server, exported):
+    """[x] for a number makes a [N, 1] tensor; TF Serving feeds it as is and the graph flattens it."""
+    sample, schema = exported["sample"], exported["schema"]
+    status, flat = http(two_version_server, "POST", f"/v1/models/{MODEL}:predict",
+                        {"inputs": columns(sample, schema)})
+    assert status == 200, flat
+    document = {"inputs": {**columns(sample, schema), **{n: [[float(v)] for v in sample[n]] for n in schema.numeric}}}
+    status, nested = http(two_version_server, "POST", f"/v1/models/{MODEL}:predict", document)
+    assert status == 200, nested
+    assert nested == flat
+
+
+def test_sequence_widths_errors_say_to_pad_to_the_contract(two_version_server, exported):
+    """Different widths across sequence inputs, across instances, or within a column: INVALID_ARGUMENT
+    naming the input and saying to pad with "" to contract.json max_events."""
+    from purchase_intent.contract import read_contract
+
+    sample, schema = exported["sample"].head(3), exported["schema"]
+    max_events = read_contract(exported["vdir"])["max_events"]
+    advice = f'pad with "" to {max_events} events (contract.json max_events)'
+    rows = instances(sample, schema, width=max_events)
+    status, answer = http(two_version_server, "POST", f"/v1/models/{MODEL}:predict", {"instances": rows})
+    assert status == 200, answer
+    wider = [{**row, "item_id": row["item_id"] + ["", ""]} for row in rows]
+    longer_second = [rows[0], {**rows[1], "item_id": rows[1]["item_id"] + [""]}, rows[2]]
+    ragged_column = {**columns(sample, schema, width=max_events),
+                     "event_type": [r["event_type"] + [""] * i for i, r in enumerate(rows)]}
+    for document, words in (({"instances": wider}, [f"'item_id' {max_events + 2}", f"'event_type' {max_events}"]),
+                            ({"instances": longer_second}, ["element: 1 key: item_id", "'item_id' is a sequence"]),
+                            ({"inputs": ragged_column}, ["Encountered list at unexpected size",
+                                                         "'event_type' is a sequence"])):
+        status, answer = http(two_version_server, "POST", f"/v1/models/{MODEL}:predict", document)
+        assert status == 400, answer
+        for word in words + [advice]:
+            assert word in answer["error"], answer["error"]

@@ -16,15 +16,23 @@ and ``http_server.cc`` (status codes), and the documented API (``api_rest.md``):
 
 Errors are ``{"error": "<message>"}`` with the HTTP status TF Serving maps the
 status code to (INVALID_ARGUMENT and FAILED_PRECONDITION 400, NOT_FOUND 404,
-UNAVAILABLE 503, INTERNAL 500, ...). Every sequence input of one request must
-have one width (JSON arrays are dense tensors); the Python client's width is
-the export's ``contract.json`` ``max_events`` (``DEFAULT_SEQUENCE_LENGTH`` without one).
+UNAVAILABLE 503, INTERNAL 500, ...). Paths match case-insensitively (the
+``(?i)`` of TF Serving's regexes) but the verb and ``metadata`` are compared
+exactly: ``:PREDICT`` is a malformed request (400) and ``.../METADATA`` the
+model status. ``OPTIONS`` with an ``Origin: http(s)://...`` header is a CORS
+preflight: 200, an empty body and the CORS headers (``http_server.cc``), 400
+without one; ``HEAD`` and any other method are malformed requests (400).
+
+Every sequence input of one request must have one width (JSON arrays are dense
+tensors), the export's ``contract.json`` ``max_events`` (what the Python client
+sends); the errors about sequence widths say so.
 
 Examples:
 
     curl -s localhost:8501/v1/models/purchase_intent
-    curl -s localhost:8501/v1/models/purchase_intent/labels/stable:predict \\
-        -d '{"instances": [{"query": "red shoes", "item_id": ["sku1", ""], ...}]}'
+    curl -s localhost:8501/v1/models/purchase_intent/labels/stable:predict -d @request.json
+        # {"instances": [{"query": "red shoes", "item_id": ["sku1", "", ... ""], ...}]}, every
+        # sequence right-padded with "" to contract.json max_events
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 import re
 import socket
 import threading
@@ -45,12 +54,7 @@ import numpy as np
 from google.protobuf import json_format
 
 from purchase_intent.contract import SIGNATURE
-from purchase_intent.serving.codec import (
-    dtype_name,
-    ndarray_to_tensor_proto,
-    numpy_dtype,
-    tensor_proto_to_ndarray,
-)
+from purchase_intent.serving.codec import dtype_name, numpy_dtype
 from purchase_intent.serving.local.manager import LoadedVersion, ModelManager, RpcError
 from purchase_intent.serving.protos import (
     classification_pb2,
@@ -68,6 +72,9 @@ _VERSION_OR_LABEL = r"(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
 _PREDICT_PATH = re.compile(rf"/v1/models/([^/:]+){_VERSION_OR_LABEL}:(classify|regress|predict)",
                            re.IGNORECASE)
 _STATUS_PATH = re.compile(rf"/v1/models(?:/([^/:]+))?{_VERSION_OR_LABEL}(?:/(metadata))?", re.IGNORECASE)
+_CORS_ORIGIN = re.compile(r"https?://")  # an OPTIONS request with such an Origin is a CORS preflight
+_CORS_HEADERS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, GET",
+                 "Access-Control-Allow-Headers": "Content-Type"}  # http_rest_api_util.cc AddCORSHeaders
 
 # http_server.cc ToHTTPStatusCode.
 HTTP_STATUS = {
@@ -138,8 +145,8 @@ def _leaf(value: Any, dtype: int) -> Any:
             raise _type_error(value, dtype)
         info = np.finfo(np.float32 if dtype == types_pb2.DT_FLOAT else np.float64)
         limit = (1 << (info.nmant + 1)) - 1  # largest integer the float type holds exactly
-        lossless = (abs(value) <= limit if isinstance(value, int)
-                    else not np.isfinite(value) or abs(value) <= info.max)
+        lossless = (abs(value) <= limit if isinstance(value, int)  # IsLosslessDecimal: 20000000 is not
+                    else not math.isfinite(value) or abs(value) <= float(info.max))  # nor 1e39
         if not lossless:
             raise _invalid(f"Cannot convert JSON value: {_json_text(value)} to "
                            f"{dtype_name(dtype)[3:].lower()} without loss of precision.")
@@ -203,8 +210,11 @@ def json_to_array(value: Any, dtype: int) -> np.ndarray:
     return arr.reshape(shape)
 
 
-def _instances_to_arrays(instances: Any, inputs: dict[str, int]) -> dict[str, np.ndarray]:
-    """Row format: ``[{name: value}, ...]`` (or ``[value, ...]`` for one input) -> stacked arrays."""
+def _instances_to_arrays(instances: Any, inputs: dict[str, int], advice: dict[str, str]) -> dict[str, np.ndarray]:
+    """Row format: ``[{name: value}, ...]`` (or ``[value, ...]`` for one input) -> stacked arrays.
+
+    ``advice``: text appended to a size error of that input (sequence inputs: how to pad).
+    """
     if not isinstance(instances, list):
         raise _invalid(f"JSON Value: {_json_text({'instances': instances})} Excepting 'instances' to be "
                        "an list/array")
@@ -234,7 +244,8 @@ def _instances_to_arrays(instances: Any, inputs: dict[str, int]) -> dict[str, np
                 first = rows[name][0]
                 raise _invalid(where + (f"Expecting tensor size: {first.size} but got: {arr.size}"
                                         if arr.size != first.size else
-                                        f"Expecting shape {list(first.shape)} but got: {list(arr.shape)}"))
+                                        f"Expecting shape {list(first.shape)} but got: {list(arr.shape)}")
+                               + advice.get(name, ""))
             rows[name].append(arr)
         if as_objects and set(element) != set(inputs):
             raise _invalid(f"Failed to process element: {i} of 'instances' list. JSON object: "
@@ -242,19 +253,24 @@ def _instances_to_arrays(instances: Any, inputs: dict[str, int]) -> dict[str, np
     return {name: np.stack(arrs) for name, arrs in rows.items()}
 
 
-def _inputs_to_arrays(columns: Any, inputs: dict[str, int]) -> dict[str, np.ndarray]:
-    """Columnar format: ``{name: value}`` (or a bare value for one input) -> arrays."""
+def _inputs_to_arrays(columns: Any, inputs: dict[str, int], advice: dict[str, str]) -> dict[str, np.ndarray]:
+    """Columnar format: ``{name: value}`` (or a bare value for one input) -> arrays.
+
+    ``advice``: text appended to an error of that input (sequence inputs: how to pad).
+    """
     if not isinstance(columns, dict) or _is_b64(columns):
         if len(inputs) > 1:
             raise _invalid("inputs is a plain value/list, but expecting an object as multiple input "
                            "tensors required as per tensorinfo_map")
-        name = next(iter(inputs))
-        return {name: json_to_array(columns, inputs[name])}
+        columns = {next(iter(inputs)): columns}
     out = {}
     for name in sorted(inputs):
         if name not in columns:
             raise _invalid(f"Missing named input: {name} in 'inputs' object.")
-        out[name] = json_to_array(columns[name], inputs[name])
+        try:
+            out[name] = json_to_array(columns[name], inputs[name])
+        except RpcError as e:
+            raise RpcError(e.code, e.message + advice.get(name, "")) from None
     return out
 
 
@@ -274,9 +290,9 @@ def _json_values(arr: np.ndarray, as_bytes: bool) -> Any:
     return holder.reshape(arr.shape).tolist()
 
 
-def outputs_to_json(outputs, row_format: bool) -> dict[str, Any]:
-    """``PredictResponse.outputs`` -> ``{"predictions": ...}`` (row) or ``{"outputs": ...}`` (columnar)."""
-    arrays = {name: tensor_proto_to_ndarray(outputs[name]) for name in sorted(outputs)}
+def outputs_to_json(outputs: dict[str, np.ndarray], row_format: bool) -> dict[str, Any]:
+    """``{output alias: array}`` -> ``{"predictions": ...}`` (row) or ``{"outputs": ...}`` (columnar)."""
+    arrays = {name: outputs[name] for name in sorted(outputs)}
     if not arrays:
         raise _invalid("Cannot convert empty tensor map to JSON")
     values = {name: _json_values(arr, name.endswith(_BYTES_SUFFIX) and arr.dtype == object)
@@ -330,17 +346,19 @@ class RestApi:
             raise malformed
         name, version, label, verb = match.groups()
         spec = self._model_spec(name, version, label)
-        if method == "POST":
+        if method == "POST":  # the path matches case-insensitively, the verb exactly
+            if verb not in ("predict", "classify", "regress"):
+                raise malformed
             document = self._parse(body)
-            if verb.lower() == "predict":
+            if verb == "predict":
                 return self._predict(spec, document)
-            request = (classification_pb2.ClassificationRequest() if verb.lower() == "classify"
+            request = (classification_pb2.ClassificationRequest() if verb == "classify"
                        else regression_pb2.RegressionRequest())
             request.model_spec.CopyFrom(spec)
             self.manager.classify_or_regress(verb.capitalize(), request)  # always raises
         if not spec.name:
             raise _invalid("Missing model name in request.")
-        if verb:  # .../metadata
+        if verb == "metadata":  # exactly: .../METADATA is the model status, as in TF Serving
             return self._metadata(spec)
         request = get_model_status_pb2.GetModelStatusRequest()
         request.model_spec.CopyFrom(spec)
@@ -381,28 +399,26 @@ class RestApi:
         return inputs
 
     def _predict(self, spec, document: dict[str, Any]) -> dict[str, Any]:
-        request = predict_pb2.PredictRequest()
-        request.model_spec.CopyFrom(spec)
+        """Predict: the JSON tensors (of the signature's dtypes) run as a gRPC request's would."""
         signature = document.get("signature_name", "")
         if not isinstance(signature, str):
             raise _invalid(f"JSON Value: {_json_text(document)} not formatted correctly. "
                            "'signature_name' key must be a string value.")
-        request.model_spec.signature_name = signature
         servable = self.manager.resolve(spec)
         inputs = self._signature_inputs(servable, signature or SIGNATURE)
         if "instances" in document and "inputs" in document:
             raise _invalid("Not formatted correctly expecting only one of 'inputs' or 'instances' keys "
                            "to exist")
+        advice = {name: f"; {name!r} is a sequence input: {servable.pad_advice}"
+                  for name in servable.sequence_inputs}
         if "instances" in document:
-            arrays = _instances_to_arrays(document["instances"], inputs)
+            arrays = _instances_to_arrays(document["instances"], inputs, advice)
         elif "inputs" in document:
-            arrays = _inputs_to_arrays(document["inputs"], inputs)
+            arrays = _inputs_to_arrays(document["inputs"], inputs, advice)
         else:
             raise _invalid("Missing 'inputs' or 'instances' key")
-        for name, arr in arrays.items():
-            request.inputs[name].CopyFrom(ndarray_to_tensor_proto(arr))
-        response = self.manager.run(servable, request)
-        return outputs_to_json(response.outputs, row_format="instances" in document)
+        self.manager.check_signature(servable, signature)
+        return outputs_to_json(self.manager.infer(servable, arrays), row_format="instances" in document)
 
     def _metadata(self, spec) -> dict[str, Any]:
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
@@ -429,25 +445,31 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         path = urllib.parse.urlsplit(self.path).path
         length = int(self.headers.get("Content-Length") or 0)
+        too_large = length > self.max_request_bytes
+        body = self.rfile.read(length) if length and not too_large else b""
+        headers = {"Content-Type": "application/json"}
         if not _API_PATH.fullmatch(path):
             status, payload = 404, {"error": f"Not found: {path} (the REST API is under /v1/)"}
-        elif length > self.max_request_bytes:
+        elif too_large:
             status, payload = 429, {"error": f"Request body of {length} bytes is larger than this "
                                              f"server's limit of {self.max_request_bytes} bytes"}
-        else:
-            body = self.rfile.read(length) if length else b""
-            status, payload = self.api.handle(self.command, path, body)
-        data = (json.dumps(payload, indent=4) + "\n").encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        if length > self.max_request_bytes:
-            self.send_header("Connection", "close")
+            headers["Connection"] = "close"
             self.close_connection = True
+        elif self.command == "OPTIONS":  # http_server.cc: answered before the API handler, no body
+            preflight = _CORS_ORIGIN.search(self.headers.get("Origin", ""))
+            status, payload, headers = (200, None, _CORS_HEADERS) if preflight else (400, None, {})
+        else:
+            status, payload = self.api.handle(self.command, path, body)
+        data = b"" if payload is None else (json.dumps(payload, indent=4) + "\n").encode("utf-8")
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":  # a HEAD answer has the headers of the body, not the body
+            self.wfile.write(data)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _answer
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _answer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (BaseHTTPRequestHandler's name)
         logger.debug("%s %s", self.address_string(), format % args)
