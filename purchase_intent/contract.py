@@ -7,7 +7,11 @@ What a caller of the SavedModel sends (``serving_default``, raw features):
 
 * scalar text and categorical features: ``DT_STRING [batch]``;
 * sequence and per-event text features: ``DT_STRING [batch, events]``,
-  oldest event first, **right-padded with ""**. The sequence inputs of one
+  oldest event first, **right-padded with ""**. Each value is first trimmed
+  of surrounding ASCII whitespace (space, tab, newline, CR, VT, FF; what
+  ``tf.strings.strip`` removes), so ``"A | B"`` split at ``|`` gives the
+  items ``"A"`` and ``"B"`` as ``"A|B"`` does, and a whitespace-only value is
+  ``""`` (padding at the end, an empty event before it). The sequence inputs of one
   example describe the same events, so the rule looks at all of them: an
   example's events end at the last position where any sequence input is not
   ``""``; the ``""`` after it are padding, a ``""`` before it is an empty
@@ -15,7 +19,7 @@ What a caller of the SavedModel sends (``serving_default``, raw features):
   recent ``max_events`` events matter (older ones may be left out);
 * numeric features: ``DT_FLOAT [batch]`` (NaN: missing).
 
-Every value rule (padding, empty events, truncation, categorical formatting:
+Every value rule (trimming, padding, empty events, truncation, categorical formatting:
 ``"3.0"`` and ``"3"`` are one category) runs inside the exported graph
 (:mod:`purchase_intent.preprocessing`), so any caller gets the same answer;
 :func:`events` and :func:`category` are their Python mirrors, used where
@@ -26,6 +30,8 @@ Examples:
 
 >>> events(["a", "", "b", "", ""])
 ['a', '[EMPTY]', 'b']
+>>> events([" A ", "  ", "B\t", " "])
+['A', '[EMPTY]', 'B']
 >>> events(["view", ""], count=event_count(["view", ""], ["sku1", "sku2"]))
 ['view', '[EMPTY]']
 >>> category("-2.000"), category("3.5")
@@ -53,7 +59,10 @@ CONTRACT_FILE = "contract.json"  # in assets.extra/ of every export
 PADDING = ""  # trailing "" of a sequence row
 EMPTY_EVENT = "[EMPTY]"  # what an interior "" is read as
 DEFAULT_MAX_EVENTS = 200  # sequence width when no contract is known
-PADDING_RULE = ("sequences are right-padded with \"\": an example's events end at the last position "
+WHITESPACE = " \t\n\v\f\r"  # trimmed around every sequence value (tf.strings.strip's ASCII whitespace)
+PADDING_RULE = ("each sequence value is trimmed of surrounding ASCII whitespace (\" A \" is \"A\", a "
+                "whitespace-only value is \"\"); "
+                "sequences are right-padded with \"\": an example's events end at the last position "
                 "where any of its sequence inputs is not \"\"; the \"\" after it are padding, a \"\" "
                 f"before it is an empty event ({EMPTY_EVENT!r}); the most recent max_events events are kept")
 CATEGORICAL_RULE = "a categorical value like \"3.0\" or \"-2.000\" is read as \"3\" or \"-2\" (and \"-0\" as \"0\")"
@@ -70,9 +79,14 @@ OUTPUT_NAMES = (PROBABILITY_COLUMN, PREDICTED_LABEL_COLUMN)
 
 
 # -- value rules (Python mirrors of the graph) ---------------------------------------
+def trim(value):
+    """A sequence value without surrounding ASCII whitespace (:data:`WHITESPACE`; other values as they are)."""
+    return value.strip(WHITESPACE) if isinstance(value, str) else value
+
+
 def strip_padding(seq) -> list:
-    """A sequence row without its trailing ``""`` (the padding)."""
-    seq = list(seq)
+    """A sequence row, each value trimmed (:func:`trim`), without its trailing ``""`` (the padding)."""
+    seq = [trim(v) for v in seq]
     end = len(seq)
     while end and seq[end - 1] == PADDING:
         end -= 1
@@ -86,10 +100,10 @@ def event_count(*rows) -> int:
 
 
 def kept_values(seq, count: int | None = None, max_events: int | None = None) -> list:
-    """The raw values of one sequence row the model reads: the first ``count`` (default: the
-    row without its trailing ``""``; a shorter row is extended with ``""``), then the most recent
-    ``max_events`` (all with None)."""
-    seq = list(seq)
+    """The values of one sequence row the model reads, each trimmed (:func:`trim`): the first
+    ``count`` (default: the row without its trailing ``""``; a shorter row is extended with ``""``),
+    then the most recent ``max_events`` (all with None)."""
+    seq = [trim(v) for v in seq]
     count = len(strip_padding(seq)) if count is None else count
     kept = seq[:count] + [PADDING] * (count - len(seq))
     if max_events is not None:

@@ -5,8 +5,9 @@ floats) to the numeric tensors the model takes:
 
 * scalar text -> ``<name>_token_ids`` / ``<name>_padding_mask`` (int32,
   WordPiece in the graph, ``[CLS] ... [SEP]``).
-* sequences -> int32 ids ``[batch, max_sequence_length]``: the most recent
-  events are kept, ``""`` is padding (id 0), unseen values map to the OOV
+* sequences -> int32 ids ``[batch, max_sequence_length]``: each value
+  trimmed of surrounding ASCII whitespace first (:func:`trim_sequences`: ``"A | B"``
+  is ``"A|B"``), the most recent events are kept, ``""`` is padding (id 0), unseen values map to the OOV
   id 1, known values to 2, 3, ...; with ``history_length >
   max_sequence_length`` also ``<name>_history``, the ids of the most recent
   ``history_length`` events (what the model's wide bags and event counts read).
@@ -142,6 +143,13 @@ def recent_events(x, max_sequence_length: int, lengths=None):
                                       contract.EMPTY_EVENT, rt.flat_values))
     rt = rt[:, -max_sequence_length:]
     return rt.to_tensor(default_value="", shape=[None, max_sequence_length])
+
+
+def trim_sequences(raw, names):
+    """``raw`` with the sequence inputs ``names`` trimmed of surrounding ASCII whitespace
+    (``tf.strings.strip``; :func:`contract.trim` is its mirror), before the padding rule reads them:
+    a whitespace-only value is ``""``."""
+    return {**raw, **{n: tf.strings.strip(tf.convert_to_tensor(raw[n], tf.string)) for n in names}}
 
 
 def categorical_values(x):
@@ -412,6 +420,7 @@ class Preprocessor(keras.layers.Layer):
 
     def call(self, raw):
         s = self._schema
+        raw = trim_sequences(raw, s.sequence_like)  # the contract's first value rule, for every caller
         out = {}
         if self.bow is not None:
             counts = tf.cast(self.bow(joined_text(raw, s, self.wide_length))[:, 1:], tf.float32)  # column 0: unknown terms

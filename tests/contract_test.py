@@ -51,6 +51,39 @@ def test_events_of_an_example_are_counted_over_all_its_sequence_columns():
     assert contract.frame_model_events(frame, ["a", "b"])["a"] == [["x", "[EMPTY]"], []]
 
 
+def test_values_are_trimmed_before_the_padding_rule():
+    """"A | B" split at "|" is "A|B"; a whitespace-only value is "": padding at the end, else empty."""
+    assert contract.events([" A ", " B"]) == contract.events(["A", "B"]) == ["A", "B"]
+    assert contract.events(["a", "  ", "b", " ", "\t"]) == ["a", "[EMPTY]", "b"]
+    assert contract.event_count([" ", "\n"], ["", "\r "]) == 0
+    assert contract.strip_padding(["a ", " "]) == ["a"]
+    assert contract.trim("\u00a0a \v\f") == "\u00a0a"  # ASCII whitespace only, as tf.strings.strip
+    frame = pd.DataFrame({"a": [[" x", " ", "  "]], "b": [["y ", "z", " "]]})
+    assert contract.frame_events(frame, ["a", "b"]) == {"a": [["x", ""]], "b": [["y", "z"]]}
+    assert contract.frame_to_arrays(frame.assign(b=[["y ", "z"]]), FeatureSchema(sequences=["a", "b"]),
+                                    max_events=3)["a"].tolist() == [["x", "", ""]]
+    rule = contract.contract_dict(FeatureSchema(label="y", sequences=["s"]), 5)["padding_rule"]
+    assert rule.startswith("each sequence value is trimmed of surrounding ASCII whitespace")
+
+
+SPACED = [[" a ", "b\t", "  "], ["\u00a0a", " ", "b"], [" ", "\n"], ["a", " b", "", " "], ["\v\f", "c"]]
+SPACED_OTHER = [["v", " ", ""], [" ", "", " "], ["", "v "], [" ", "", "", "", " v"], ["", ""]]
+
+
+def test_the_graph_trims_sequence_values_as_the_python_mirror():
+    from purchase_intent.preprocessing import event_lengths, recent_events, trim_sequences
+
+    raw = trim_sequences({"a": contract.pad_rows(SPACED), "b": contract.pad_rows(SPACED_OTHER, 6)}, ["a", "b"])
+    lengths = event_lengths(raw, ["a", "b"])
+    assert lengths.numpy().tolist() == [contract.event_count(a, b) for a, b in zip(SPACED, SPACED_OTHER)]
+    for max_events in (1, 2, 5):
+        for name, rows in (("a", SPACED), ("b", SPACED_OTHER)):
+            graph = recent_events(raw[name], max_events, lengths).numpy()
+            for a, b, row, got in zip(SPACED, SPACED_OTHER, rows, graph):
+                want = contract.events(row, max_events, count=contract.event_count(a, b))
+                assert [v.decode() for v in got] == want + [""] * (max_events - len(want)), row
+
+
 def test_the_graph_applies_the_same_rules_as_the_python_mirrors():
     from purchase_intent.preprocessing import categorical_values, event_lengths, recent_events
 

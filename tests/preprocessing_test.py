@@ -186,3 +186,20 @@ def test_preprocessor_round_trips_through_its_config_tokenizer_included():
     assert again.tokenizer.get_vocabulary() == tok.get_vocabulary()
     assert again.tokenizer.cls_token_id == tok.cls_token_id
     np.testing.assert_array_equal(again(raw)["q_token_ids"].numpy(), out["q_token_ids"].numpy())
+
+
+def test_spaces_around_the_sequence_delimiter_give_the_same_ids():
+    """"i1 | i2" (CSV), "i1|i2", and raw values with spaces sent straight to the graph (a gRPC
+    caller that skips the Python mirror) read the same events: known ids, not unseen ones."""
+    train = make(30)
+    pre = preprocessor(train)
+    delimited = train.head(3).drop(columns=["items"]).assign(items=["i1 | i2", "i1|i2", " i1|i2 | "])
+    df = SCHEMA.validate(delimited, where="t")
+    assert df["items"].tolist() == [["i1 ", " i2"], ["i1", "i2"], [" i1", "i2 ", " "]]
+    ids = pre(raw_batch(df, SCHEMA))["items"].numpy()
+    raw = raw_batch(df, SCHEMA)
+    raw["items"] = tf.constant([["i1 ", " i2", " "], ["i1", "i2", ""], ["\ti1", "i2\n", "  "]])
+    direct = pre(raw)["items"].numpy()
+    known = pre.lookups["items"](["i1", "i2"]).numpy().tolist()
+    assert all(row.tolist() == known + [0, 0] for row in ids), ids
+    np.testing.assert_array_equal(direct, ids)
