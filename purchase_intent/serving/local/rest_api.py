@@ -97,6 +97,9 @@ HTTP_STATUS = {
     grpc.StatusCode.UNAUTHENTICATED: 401,
 }
 _BYTES_SUFFIX = "_bytes"  # outputs named *_bytes are written as {"b64": ...}
+# json_tensor.cc IsLosslessDecimal: (largest integer the type holds exactly, largest finite value).
+_FLOAT_LIMITS = {dt: ((1 << (np.finfo(t).nmant + 1)) - 1, float(np.finfo(t).max))
+                 for dt, t in ((types_pb2.DT_FLOAT, np.float32), (types_pb2.DT_DOUBLE, np.float64))}
 
 
 def _invalid(message: str) -> RpcError:
@@ -143,10 +146,9 @@ def _leaf(value: Any, dtype: int) -> Any:
     if dtype in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE):
         if not is_number:
             raise _type_error(value, dtype)
-        info = np.finfo(np.float32 if dtype == types_pb2.DT_FLOAT else np.float64)
-        limit = (1 << (info.nmant + 1)) - 1  # largest integer the float type holds exactly
-        lossless = (abs(value) <= limit if isinstance(value, int)  # IsLosslessDecimal: 20000000 is not
-                    else not math.isfinite(value) or abs(value) <= float(info.max))  # nor 1e39
+        max_int, max_value = _FLOAT_LIMITS[dtype]
+        lossless = (abs(value) <= max_int if isinstance(value, int)  # IsLosslessDecimal: 20000000 is not
+                    else not math.isfinite(value) or abs(value) <= max_value)  # nor 1e39
         if not lossless:
             raise _invalid(f"Cannot convert JSON value: {_json_text(value)} to "
                            f"{dtype_name(dtype)[3:].lower()} without loss of precision.")
@@ -185,6 +187,7 @@ def json_to_array(value: Any, dtype: int) -> np.ndarray:
     """
     shape = _dense_shape(value)
     flat: list[Any] = []
+    strings = dtype == types_pb2.DT_STRING
 
     def fill(v: Any, level: int) -> None:
         if not isinstance(v, list):
@@ -198,11 +201,14 @@ def json_to_array(value: Any, dtype: int) -> np.ndarray:
         if len(v) != shape[level]:
             raise _invalid(f"Encountered list at unexpected size: {len(v)} at level: {level} "
                            f"expected size: {shape[level]}")
+        if strings and level == len(shape) - 1 and set(map(type, v)) <= {str}:
+            flat.extend(map(str.encode, v))  # a row of plain strings (UTF-8) in one C-level pass
+            return
         for item in v:
             fill(item, level + 1)
 
     fill(value, 0)
-    if dtype == types_pb2.DT_STRING:  # an object array of bytes, never numpy's fixed-width strings
+    if strings:  # an object array of bytes, never numpy's fixed-width strings
         arr = np.empty(len(flat), dtype=object)
         arr[:] = flat
     else:
