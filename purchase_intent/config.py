@@ -72,6 +72,10 @@ class DataConfig:
     format: str = "table"
     session_column: str = "session_id"  # format=events: the column of the session id
     time_column: str = "timestamp"  # date-time strings, or Unix epoch seconds / milliseconds
+    # strftime format of the time_column of an event log and of split_time_column, e.g. %d/%m/%Y %H:%M
+    # (quote it in a YAML file). Empty: inferred; dates written d/m/y or m/d/y are read day-first or
+    # month-first only when a day above 12 tells which (else an error asks for this setting).
+    time_format: str = ""
     event_type_column: str = "event_type"  # format=events: the column of the event type
     purchase_value: str = "purchase"  # the event type that means a purchase
     price_column: str = ""  # optional per-event price: adds prefix_price_mean / prefix_price_last
@@ -271,6 +275,8 @@ class Config:
              "data.session_column, time_column, event_type_column and purchase_value must not be empty"),
             (d.format != "events" or not d.split_column,
              "data.split_column is not used with data.format=events (the split is by data.split_by)"),
+            (not d.time_format or "%" in d.time_format,
+             "data.time_format must be a strftime format such as %d/%m/%Y (empty: inferred)"),
             (m.attention_units >= 1, "model.attention_units must be >= 1"),
             (not _missing_directory(m.text_encoder),
              f"model.text_encoder={m.text_encoder!r} looks like a preset directory, which does not exist "
@@ -378,9 +384,17 @@ def apply_overrides(cfg: Config, overrides: list[str] | dict[str, Any]) -> Confi
             try:
                 value = yaml.safe_load(value) if value != "" else ""
             except yaml.YAMLError as e:
-                raise ConfigError(f"--set {key}: cannot parse value {value!r}: {e}") from None
+                if not (isinstance(_current(cfg, key), str) and value.startswith("%")):
+                    raise ConfigError(f"--set {key}: cannot parse value {value!r}: {e}") from None
+                # YAML reads a leading "%" as a directive: a string key takes e.g. "%d/%m/%Y" as written
         _set(cfg, key, value)
     return cfg
+
+
+def _current(cfg: Config, key: str) -> Any:
+    """The current value of ``section.key`` in ``cfg``, or None for an unknown key."""
+    section, _, field = RENAMED.get(key, key).partition(".")
+    return getattr(getattr(cfg, section, None), field, None)
 
 
 def _split(item: str) -> tuple[str, str]:

@@ -316,7 +316,8 @@ def _event_chunk(raw, schema: FeatureSchema, cfg, where: str) -> tuple[Any, int]
     if not len(events):
         return raw[columns].iloc[:0], int(no_key.sum())
     out = events[columns].copy()
-    out[cfg.time_column] = cs.event_times(events[cfg.time_column], cfg.time_column, where).view("datetime64[ns]")
+    out[cfg.time_column] = cs.event_times(events[cfg.time_column], cfg.time_column, where,
+                                          cfg.time_format).view("datetime64[ns]")
     for name in schema.numeric + ([cfg.price_column] if cfg.price_column else []):
         _as_float_column(events[name], name, where)  # a non-number: error naming its spreadsheet row
         values = pd.to_numeric(events[name], errors="coerce").to_numpy(np.float64, na_value=np.nan, copy=True)

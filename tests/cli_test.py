@@ -50,6 +50,15 @@ def _table(rows=40, **changes):
 SCHEMA = {"label": "y", "numeric": ["a"], "categorical": ["c"], "sequences": ["items"]}
 
 
+def _event_log(times):
+    """A small event log (two events per session, every third session buying) at the given times."""
+    n = len(times)
+    return pd.DataFrame({"session_id": [f"s{i // 2}" for i in range(n)], "timestamp": times,
+                         "event_type": ["view" if i % 2 == 0 else "purchase" if i % 6 == 1 else "cart"
+                                        for i in range(n)],
+                         "item_id": [f"i{i % 4}" for i in range(n)]})
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     """The files the bad inputs use."""
@@ -76,12 +85,19 @@ def work(tmp_path_factory):
     (d / "schema_space.json").write_text(json.dumps({**SCHEMA, "numeric": ["Umsatz EUR \u20ac"]}))
     (d / "schema_paren.json").write_text(json.dumps({**SCHEMA, "categorical": ["Visits (30 Tage)"]}))
     (d / "config.yaml").write_text("model:\n  lstm_units: [oops\n")
+    # Event logs whose dates are written day-first: only ambiguous ones (4 March .. 12 March), then mixed orders.
+    log = _event_log([f"{d:02d}/03/2024 10:{m:02d}" for d in range(4, 13) for m in (0, 5)])
+    log.to_csv(d / "dates_dm.csv", index=False)
+    log.assign(timestamp=log["timestamp"].where(log.index != 5, "13/03/2024 10:00")
+               .where(log.index != 9, "03/14/2024 10:00")).to_csv(d / "dates_mixed.csv", index=False)
+    (d / "events.json").write_text(json.dumps({"label": "purchase", "sequences": ["item_id", "event_type"]}))
     (d / "not_a_run").mkdir()
     (d / "not_a_run" / "notes.txt").write_text("hello")
     return d
 
 
 DATA = ["--set", "data.schema=schema.json", "--set", "data.split_column=s"]
+EVENTS = ["--set", "data.format=events", "--set", "data.schema=events.json"]
 
 # name: (command line, [substrings the error line must hold])
 CASES = {
@@ -142,6 +158,17 @@ CASES = {
         ["schema_space.json", "'Umsatz EUR \u20ac'", "'Umsatz_EUR'"]),
     "column name with parentheses": (["train", "--data", "good.csv", "--set", "data.schema=schema_paren.json"],
                                      ["'Visits (30 Tage)'", "'Visits_30_Tage'"]),
+    "event log with only ambiguous day/month dates": (
+        ["train", "--data", "dates_dm.csv", *EVENTS], ["dates_dm.csv", "'timestamp'", "'04/03/2024 10:00'",
+                                                     '"data.time_format=%d/%m/%Y %H:%M"', "%m/%d/%Y"]),
+    "event log mixing day-first and month-first dates": (
+        ["train", "--data", "dates_mixed.csv", *EVENTS], ["dates_mixed.csv", "mixes day-first and month-first",
+                                                        ROW.format(7), "'13/03/2024 10:00'", ROW.format(11)]),
+    "event log not matching data.time_format": (
+        ["train", "--data", "dates_dm.csv", *EVENTS, "--set", "data.time_format=%Y-%m-%d %H:%M"],
+        ["dates_dm.csv", ROW.format(2), "'04/03/2024 10:00'", "data.time_format='%Y-%m-%d %H:%M'"]),
+    "time format without a directive": (["train", "--set", "data.time_format=dd/mm/yyyy"],
+                                        ["data.time_format", "'dd/mm/yyyy'"]),
     "prepare: bad partition": (["prepare", "--input", "good.csv", "--schema", "schema.json", "--output",
                                 "prepared", "--partition", "3/2"], ["3/2"]),
 }

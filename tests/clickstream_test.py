@@ -358,6 +358,34 @@ def test_bad_timestamp_names_the_spreadsheet_row(tmp_path, raw_log):
         _load(_write(tmp_path, raw_log))
 
 
+def _same_splits(got, want):
+    for name in ("train", "validation", "test"):
+        pd.testing.assert_frame_equal(got[1][name], want[1][name])
+
+
+def test_day_first_log_is_read_day_first_or_refused(tmp_path, raw_log):
+    """The first rows (4 March) read both ways: the days above 12 decide; without them, an error."""
+    iso = _load(_write(tmp_path, raw_log, "iso.csv"))
+    t = pd.to_datetime(raw_log["timestamp"])
+    day_first = raw_log.assign(timestamp=t.dt.strftime("%d/%m/%Y %H:%M:%S"))
+    assert day_first["timestamp"].iloc[0] == "04/03/2024 00:00:29"
+    _same_splits(_load(_write(tmp_path, day_first, "dmy.csv")), iso)
+    month_first = raw_log.assign(timestamp=t.dt.strftime("%m/%d/%Y %H:%M:%S"))
+    _same_splits(_load(_write(tmp_path, month_first, "mdy.csv")), iso)
+
+    early = t.dt.day <= 12  # no day above 12: each date reads two ways
+    iso_early = _load(_write(tmp_path, raw_log[early], "iso_early.csv"))
+    path = _write(tmp_path, day_first[early], "dmy_early.csv")
+    with pytest.raises(SchemaError, match=r"dmy_early.csv: column 'timestamp': spreadsheet row 2 .* has "
+                                          r"'04/03/2024 00:00:29'.*--set \"data.time_format=%d/%m/%Y %H:%M:%S\" "
+                                          r"\(day first\)"):
+        _load(path)
+    _same_splits(_load(path, "data.time_format=%d/%m/%Y %H:%M:%S"), iso_early)
+    with pytest.raises(SchemaError, match=r"spreadsheet row 2 \(header = row 1\): cannot parse "
+                                          r"'04/03/2024 00:00:29' as a timestamp with data.time_format='%Y-%m-%d'"):
+        _load(path, "data.time_format=%Y-%m-%d")
+
+
 def test_bad_price_names_the_row(tmp_path, raw_log):
     raw_log.loc[3, "price"] = "12,50 EUR"
     with pytest.raises(SchemaError, match=r"column 'price', spreadsheet row 5 \(header = row 1\): expected a number, got str '12,50 EUR'"):

@@ -125,6 +125,7 @@ def test_unknown_or_malformed_key_is_named(override, message):
     (["data.max_prefixes_per_session=-1"], "data.max_prefixes_per_session must be >= 0"),
     (["data.format=events", "data.split_column=split"], "data.split_column is not used"),
     (["data.session_column="], "data.session_column, time_column"),
+    (["data.time_format=dd/mm/yyyy"], r"data.time_format must be a strftime format .*\(got 'dd/mm/yyyy'\)"),
 ])
 def test_config_checks(overrides, message):  # from clickstream_test.py
     with pytest.raises(ConfigError, match=message):
@@ -221,3 +222,11 @@ def test_describe_config_shows_every_key_with_its_default():
     assert sections == [f"{f.name}:" for f in dataclasses.fields(Config)]
     meanings = [line for line in describe_config(width=60).splitlines() if line.startswith("      ")]
     assert meanings and max(map(len, meanings)) <= 60
+
+
+def test_a_strftime_format_is_taken_as_written():
+    """YAML reads a leading "%" as a directive: a string key takes the text as it is."""
+    cfg = get_config(overrides=["data.time_format=%d/%m/%Y %H:%M"])
+    assert cfg.data.time_format == "%d/%m/%Y %H:%M"
+    with pytest.raises(ConfigError, match="--set model.lstm_units: cannot parse value '%d'"):
+        get_config(overrides=["model.lstm_units=%d"])

@@ -158,3 +158,51 @@ def test_unknown_suffix_and_missing_file(tmp_path):
         read_table(path, SCHEMA)
     with pytest.raises(SchemaError, match="nope.csv: file not found"):
         read_table(tmp_path / "nope.csv", SCHEMA)
+
+
+# -- dates: day-first or month-first from the data, never from the first row ----------------
+def _times(values, **kw):
+    from purchase_intent.data.readers import parse_times
+
+    return parse_times(pd.Series(values), "ts", "f.csv", **kw).dt.strftime("%Y-%m-%d %H:%M").tolist()
+
+
+def test_day_first_dates_are_read_day_first_even_when_the_first_row_is_ambiguous():
+    assert _times(["05/04/2024 10:00", "13/04/2024 11:00", "1/5/2024"]) == [
+        "2024-04-05 10:00", "2024-04-13 11:00", "2024-05-01 00:00"]
+    assert _times(["05/04/2024 10:00", "04/13/2024 11:00"]) == ["2024-05-04 10:00", "2024-04-13 11:00"]
+    assert _times(["05.04.24", "13.04.24", "05-04-1999", "31-12-1999"]) == [
+        "2024-04-05 00:00", "2024-04-13 00:00", "1999-04-05 00:00", "1999-12-31 00:00"]
+    assert _times(["2024-04-05 10:00", "2024-05-04T11:00"]) == ["2024-04-05 10:00", "2024-05-04 11:00"]
+    assert _times(["05/05/2024", "2024-05-04"]) == ["2024-05-05 00:00", "2024-05-04 00:00"]  # day == month
+
+
+def test_ambiguous_or_mixed_day_month_order_is_refused():
+    with pytest.raises(SchemaError, match=r"f.csv: column 'ts': spreadsheet row 2 \(header = row 1\) has "
+                                          r"'05/04/2024', .*no date in the column has a day above 12.*"
+                                          r"\(2 such rows\).*--set data.time_format=%d/%m/%Y \(day first\) or "
+                                          r"--set data.time_format=%m/%d/%Y"):
+        _times(["05/04/2024", "07/04/2024", "04/04/2024"])
+    with pytest.raises(SchemaError, match=r'--set "data.time_format=%d.%m.%y %H:%M"'):
+        _times(["05.04.24 10:15", "06.04.24 11:00"])
+    with pytest.raises(SchemaError, match=r"mixes day-first and month-first dates: spreadsheet row 3 .*"
+                                          r"'13/04/2024'.*spreadsheet row 4 .*'04/13/2024'"):
+        _times(["05/04/2024", "13/04/2024", "04/13/2024"])
+
+
+def test_a_given_time_format_is_the_only_reading():
+    assert _times(["05/04/2024 10:00", "04/12/2024 11:00"], fmt="%d/%m/%Y %H:%M", exact=True) == [
+        "2024-04-05 10:00", "2024-12-04 11:00"]
+    with pytest.raises(SchemaError, match=r"spreadsheet row 3 \(header = row 1\): cannot parse '2024-12-04' "
+                                          r"as a timestamp with data.time_format='%d/%m/%Y'"):
+        _times(["05/04/2024", "2024-12-04"], fmt="%d/%m/%Y", exact=True)
+    with pytest.raises(SchemaError, match="cannot read the timestamps together .*write them all in one time zone"):
+        _times(["2024-03-04 10:00:05+01:00", "2024-03-04 10:00:05+02:00"])
+
+
+def test_event_log_takes_the_time_format():
+    log = event_log()
+    iso = read_event_log(log, SCHEMA, key="session", time="ts")
+    log["ts"] = pd.to_datetime(log["ts"]).dt.strftime("%d/%m/%Y %H:%M:%S")
+    out = read_event_log(log, SCHEMA, key="session", time="ts", time_format="%d/%m/%Y %H:%M:%S")
+    pd.testing.assert_frame_equal(out, iso)

@@ -126,10 +126,13 @@ def read_clickstream(path: str | Path, schema: FeatureSchema, cfg: DataConfig) -
     return df  # read_raw's fresh RangeIndex: row_ref(0) is spreadsheet row 2
 
 
-def event_times(values: pd.Series, column: str, where: str) -> np.ndarray:
+def event_times(values: pd.Series, column: str, where: str, time_format: str = "") -> np.ndarray:
     """Event timestamps as int64 nanoseconds of wall-clock time.
 
-    Strings and datetimes are parsed by :func:`readers.parse_times`; a
+    Strings and datetimes are parsed by :func:`readers.parse_times` (with
+    ``time_format``, ``data.time_format``, the format every string must match;
+    without, d/m/y dates are read in the order the column shows, never
+    guessed); a
     time-zone-aware column keeps its wall-clock time (the time zone is
     dropped, not converted). Numbers are Unix epoch seconds, or milliseconds
     when the largest is above 1e11 (after the year 5138 in seconds).
@@ -148,7 +151,7 @@ def event_times(values: pd.Series, column: str, where: str) -> np.ndarray:
                               f"({int(bad.sum())} such rows)")
         scale = 10**6 if v.max() > 1e11 else 10**9
         return np.round(v * scale).astype(np.int64)
-    parsed = parse_times(values, column, where)
+    parsed = parse_times(values, column, where, fmt=time_format or None, exact=bool(time_format))
     if not pd.api.types.is_datetime64_any_dtype(parsed):
         raise SchemaError(f"{where}: column {column!r}: timestamps with different UTC offsets; "
                           "write them all in one time zone")
@@ -217,7 +220,7 @@ def _prepare(df: pd.DataFrame, schema: FeatureSchema, cfg: DataConfig, where: st
         codes, sessions = pd.factorize(df[cfg.session_column], sort=False)
     else:
         codes, sessions = np.zeros(len(df), dtype=np.int64), pd.Index(["live"])
-    t = event_times(df[cfg.time_column], cfg.time_column, where)
+    t = event_times(df[cfg.time_column], cfg.time_column, where, cfg.time_format)
     order, group = event_order(codes, t)
     rank_to_code = codes[order][group_boundaries(group)[:-1]]
     columns = list(dict.fromkeys([cfg.event_type_column] + schema.feature_names

@@ -337,40 +337,161 @@ def read_table(path: str | Path, schema: FeatureSchema) -> pd.DataFrame:
     return df
 
 
-def parse_times(values: pd.Series, column: str, where: str = "data",
-                fmt: str | None = None) -> pd.Series:
+# A date written d/m/y or m/d/y (separator / . or -, the same twice), at the start of the value;
+# a time may follow after a space or "T". ISO YYYY-MM-DD never matches (its first field has 4 digits).
+_DMY = r"^\s*(?P<a>\d{1,2})(?P<sep>[/.\-])(?P<b>\d{1,2})(?P=sep)(?P<y>\d{4}|\d{2})(?P<rest>(?:[ T].*)?)$"
+
+
+def parse_times(values: pd.Series, column: str, where: str = "data", fmt: str | None = None,
+                exact: bool = False) -> pd.Series:
     """Parses a column of timestamps, raising on the first unparseable one.
+
+    Day-first or month-first is never guessed from the first row. Without a
+    format (or when the format fails somewhere, unless ``exact``), the values
+    written d/m/y or m/d/y (separator ``/``, ``.`` or ``-``; ISO
+    ``YYYY-MM-DD`` is not ambiguous) are read as the column says: some first
+    field above 12 -> day-first; some second field above 12 -> month-first;
+    both -> an error naming a row of each; neither, while some value reads
+    differently both ways (both fields <= 12 and unequal, e.g. ``05/04/2024``)
+    -> an error naming the column, that value and the format to give
+    (``--set data.time_format=%d/%m/%Y`` or ``%m/%d/%Y``).
 
     Args:
         values: the raw column (strings or datetimes).
         column: its name, for error messages.
         where: what is being read, for error messages (e.g. a file name).
-        fmt: an optional ``strftime`` format tried first (fast path).
+        fmt: an optional ``strftime`` format tried first (fast path); with
+            ``exact``, the format every value must match (``data.time_format``).
+        exact: ``fmt`` is the user's: no other reading is tried.
 
     Returns:
-        A ``datetime64`` Series with the index of ``values``.
+        A ``datetime64`` Series with the index of ``values`` (object if the
+        values carry different UTC offsets).
 
     Raises:
         SchemaError: naming the column, the first bad row and its value, for
-            missing or unparseable timestamps.
+            missing or unparseable timestamps, values not matching an exact
+            ``fmt``, and ambiguous or mixed day/month orders.
     """
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = values
+    elif fmt and exact:
+        try:
+            parsed = pd.to_datetime(values, errors="coerce", format=fmt)
+        except ValueError as e:  # not a format pandas understands
+            raise SchemaError(f"{where}: column {column!r}: cannot use data.time_format={fmt!r} ({e})") from None
+        _raise_unparsed(values, parsed, column, where, f" with data.time_format={fmt!r}")
     else:
-        parsed = pd.to_datetime(values, errors="coerce", format=fmt)
-        if parsed.isna().to_numpy().any() and not values.isna().to_numpy().all():
-            # Inferred (or given) format failed somewhere: retry element by element.
-            retry = pd.to_datetime(values, errors="coerce", format="mixed")
-            if retry.isna().sum() < parsed.isna().sum():
-                parsed = retry
+        parsed = pd.to_datetime(values, errors="coerce", format=fmt) if fmt else None
+        if parsed is None or (parsed.isna().to_numpy().any() and not values.isna().to_numpy().all()):
+            text = _dates_as_iso(values, column, where)
+            try:
+                parsed = pd.to_datetime(text, errors="coerce")  # the format inferred from the first value
+                if parsed.isna().to_numpy().any() and not text.isna().to_numpy().all():
+                    # Several formats: element by element (no d/m/y value is left to guess: they are ISO now).
+                    retry = pd.to_datetime(text, errors="coerce", format="mixed")
+                    if retry.isna().sum() < parsed.isna().sum():
+                        parsed = retry
+            except ValueError as e:  # e.g. pandas refuses to mix time zones
+                raise SchemaError(f"{where}: column {column!r}: cannot read the timestamps together ({e}); "
+                                  "if some carry a UTC offset and others another or none, write them all "
+                                  "in one time zone") from None
+    _raise_unparsed(values, parsed, column, where)
+    return parsed
+
+
+def _raise_unparsed(values: pd.Series, parsed: pd.Series, column: str, where: str, how: str = "") -> None:
     bad = parsed.isna().to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raw = values.iloc[i]
-        what = "missing timestamp" if pd.isna(raw) else f"cannot parse {str(raw)[:60]!r} as a timestamp"
+        what = ("missing timestamp" if pd.isna(raw)
+                else f"cannot parse {str(raw)[:60]!r} as a timestamp{how}")
         raise SchemaError(f"{where}: column {column!r}, {row_ref(values.index[i])}: {what} "
                           f"({int(bad.sum())} such rows)")
-    return parsed
+
+
+def date_order(values: pd.Series, column: str, where: str = "data") -> str | None:
+    """How the d/m/y-or-m/d/y values of a column are to be read: "day", "month" or None.
+
+    None: no value has that shape, or none is ambiguous (each reads the same
+    both ways). See :func:`parse_times`.
+
+    Raises:
+        SchemaError: values of both orders, or ambiguous values and none that decides.
+    """
+    parts = _dmy_parts(values)
+    if parts is None:
+        return None
+    a, b = parts["a"].astype(int), parts["b"].astype(int)
+    day_first, month_first = (a > 12).to_numpy(), (b > 12).to_numpy()
+    if day_first.any() and month_first.any():
+        i, j = int(np.flatnonzero(day_first)[0]), int(np.flatnonzero(month_first)[0])
+        raise SchemaError(
+            f"{where}: column {column!r} mixes day-first and month-first dates: "
+            f"{row_ref(parts.index[i])} has {str(values.loc[parts.index[i]])!r} (day {a.iloc[i]} first), "
+            f"{row_ref(parts.index[j])} has {str(values.loc[parts.index[j]])!r} (month {a.iloc[j]} first); "
+            "write them all in one order")
+    if day_first.any():
+        return "day"
+    if month_first.any():
+        return "month"
+    ambiguous = ((a != b) & (a <= 12) & (b <= 12)).to_numpy()
+    if not ambiguous.any():
+        return None
+    i = int(np.flatnonzero(ambiguous)[0])
+    example = str(values.loc[parts.index[i]])
+    sep, short = parts["sep"].iloc[i], len(parts["y"].iloc[i]) == 2
+    time = _time_format(parts["rest"].iloc[i])
+    year = "%y" if short else "%Y"
+    formats = [f"{x}{sep}{y}{sep}{year}{time}" for x, y in (("%d", "%m"), ("%m", "%d"))]
+    quote = (lambda f: f'"data.time_format={f}"') if " " in time else (lambda f: f"data.time_format={f}")
+    raise SchemaError(
+        f"{where}: column {column!r}: {row_ref(parts.index[i])} has {example!r}, which reads as "
+        f"day {a.iloc[i]} month {b.iloc[i]} (day-first) or month {a.iloc[i]} day {b.iloc[i]} "
+        f"(month-first), and no date in the column has a day above 12 to tell which "
+        f"({int(ambiguous.sum())} such rows); give the format: --set {quote(formats[0])} (day first) "
+        f"or --set {quote(formats[1])} (month first)")
+
+
+def _dmy_parts(values: pd.Series) -> pd.DataFrame | None:
+    """The fields of the values written d/m/y or m/d/y (:data:`_DMY`), indexed as ``values``; None if none."""
+    if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
+        return None
+    text = values.dropna()
+    text = text[text.map(lambda v: isinstance(v, str))]
+    if not len(text):
+        return None
+    parts = text.astype(str).str.extract(_DMY).dropna(subset=["a"])
+    return parts if len(parts) else None
+
+
+def _time_format(rest: str) -> str:
+    """The strftime format of the time after a date (" 10:15" -> " %H:%M"), "" for none."""
+    import re
+
+    rest = rest or ""
+    for pattern, fmt in ((r"[ T]\d{1,2}:\d{2}:\d{2}", "%H:%M:%S"), (r"[ T]\d{1,2}:\d{2}", "%H:%M")):
+        if re.fullmatch(pattern, rest):
+            return rest[0] + fmt
+    return "" if not rest else rest[0] + "<time format>"
+
+
+def _dates_as_iso(values: pd.Series, column: str, where: str) -> pd.Series:
+    """``values`` with the d/m/y or m/d/y dates rewritten ``YYYY-MM-DD`` in the order :func:`date_order`
+    finds (the time after them kept), so no parser guesses it; other values as they are."""
+    order = date_order(values, column, where)
+    parts = _dmy_parts(values)
+    if parts is None:
+        return values
+    a, b, y = parts["a"].astype(int), parts["b"].astype(int), parts["y"].astype(int)
+    day, month = (a, b) if order == "day" else (b, a)
+    year = np.where(parts["y"].str.len() == 2, np.where(y < 69, 2000 + y, 1900 + y), y)  # strptime's %y
+    iso = [f"{yy:04d}-{mm:02d}-{dd:02d}{rest}" for yy, mm, dd, rest in
+           zip(year.tolist(), month.tolist(), day.tolist(), parts["rest"].fillna("").tolist())]
+    out = values.astype(object).copy()
+    out.loc[parts.index] = iso
+    return out
 
 
 def group_boundaries(codes: np.ndarray) -> np.ndarray:
@@ -442,7 +563,7 @@ def is_missing_key(s: pd.Series) -> np.ndarray:
 
 def read_event_log(path_or_df: str | Path | pd.DataFrame, schema: FeatureSchema, key: str,
                    time: str, label: str | None = None,
-                   max_events: int | None = None) -> pd.DataFrame:
+                   max_events: int | None = None, time_format: str = "") -> pd.DataFrame:
     """Groups a log with one row per event into one row per example.
 
     Events are grouped by ``key`` and ordered by ``time``, oldest first (a
@@ -465,6 +586,8 @@ def read_event_log(path_or_df: str | Path | pd.DataFrame, schema: FeatureSchema,
             log's ``schema.label`` column is carried along when present.
         max_events: keep only the most recent ``max_events`` events of each
             example (None: all). Scalar columns still come from the last event.
+        time_format: the ``strftime`` format every timestamp must match
+            (``data.time_format``); empty: inferred (:func:`parse_times`).
 
     Returns:
         One row per key, in order of each key's first event: the ``key``
@@ -498,7 +621,7 @@ def read_event_log(path_or_df: str | Path | pd.DataFrame, schema: FeatureSchema,
         if len(df) == 0:
             raise SchemaError(f"{where}: every event has a missing {key!r}")
 
-    times = parse_times(df[time], time, where)
+    times = parse_times(df[time], time, where, fmt=time_format or None, exact=bool(time_format))
     codes, _ = pd.factorize(df[key], sort=False)
     order, sorted_codes = event_order(codes, times.to_numpy())
 
