@@ -60,7 +60,12 @@ def raw_examples(df: pd.DataFrame, schema: FeatureSchema) -> dict[str, tf.Tensor
 def class_weights(labels: np.ndarray, mode: str) -> dict[int, float] | None:
     """Per-class weights: "balanced" (n / (2 * n_c)), "none", or "auto" (balanced if < 20 % minority)."""
     labels = np.asarray(labels)
-    rate = float(labels.mean()) if len(labels) else 0.5
+    return count_class_weights(int(np.count_nonzero(labels > 0.5)), len(labels), mode)
+
+
+def count_class_weights(positives: int, examples: int, mode: str) -> dict[int, float] | None:
+    """:func:`class_weights` of a split with ``positives`` of ``examples`` labelled 1 (no label array)."""
+    rate = positives / examples if examples else 0.5
     if mode == "none" or (mode == "auto" and 0.2 <= rate <= 0.8) or rate in (0.0, 1.0):
         return None
     return {0: 0.5 / (1 - rate), 1: 0.5 / rate}

@@ -106,8 +106,9 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
         schema, splits = prepared.schema, prepared_splits(prepared)
     else:
         schema, splits = load_splits(cfg.data, seed=cfg.train.seed)
-    warn_few_positives(manifest_labels(prepared, "validation") if prepared
-                       else splits["validation"][schema.label].to_numpy(), cfg.train)
+    from purchase_intent.data.prepared import label_counts
+
+    warn_few_positives(*label_counts(prepared or splits, "validation", schema.label), cfg.train)
 
     run_dir = Path(args.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     from purchase_intent import distribute, task
@@ -126,23 +127,19 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
         raise
 
 
-def warn_few_positives(y_val, train_cfg) -> None:
-    """Warns when the validation split has too few positives for early stopping to mean much."""
-    positives = int(sum(y_val))
+def warn_few_positives(positives: int, examples: int, train_cfg) -> None:
+    """Warns when the validation split has too few positives for early stopping to mean much.
+
+    ``positives`` and ``examples``: the validation split's counts
+    (:func:`purchase_intent.data.prepared.label_counts`: Python ints, from a
+    frame or a prepared manifest alike).
+    """
     if positives < MIN_VALIDATION_POSITIVES:
         logger.warning("The validation split has only %d positive example(s) (of %d): early stopping "
                        "(patience %d) and the decision threshold rest on them, so the kept epoch is "
                        "largely chance. Give it more (--set data.validation_fraction=0.25, or more rows "
-                       "labelled validation in data.split_column).", positives, len(y_val),
+                       "labelled validation in data.split_column).", positives, examples,
                        train_cfg.early_stopping_patience)
-
-
-def manifest_labels(prepared, split: str):
-    """0/1 labels with the counts of ``split`` in the manifest (not in example order: for counts only)."""
-    import numpy as np
-
-    n, positives = prepared.examples(split), prepared.manifest["splits"][split]["positives"]
-    return np.repeat(np.array([1, 0], np.int8), [positives, n - positives])
 
 
 def mark_failed(run_dir: Path, err: BaseException, created: bool = True) -> None:
@@ -202,7 +199,8 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits, prepared=N
     from purchase_intent.distribute import make_strategy
     from purchase_intent.export import export_model, load_serving_fn
     from purchase_intent.model import average_models
-    from purchase_intent.pipeline import class_weights
+    from purchase_intent.data.prepared import label_counts
+    from purchase_intent.pipeline import count_class_weights
     from purchase_intent.preprocessing import raw_batch
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -224,11 +222,8 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits, prepared=N
 
     preprocessor, members, exportable = task.build_members(cfg, schema, splits, strategy, text_cache=True,
                                                            prepared=prepared)
-    if prepared:
-        labels = manifest_labels(prepared, "train")
-    else:
-        labels = train_df[schema.label].to_numpy()
-    weights = class_weights(labels, cfg.train.class_weight)
+    weights = count_class_weights(*label_counts(prepared or splits, "train", schema.label),
+                                  cfg.train.class_weight)
     if weights:
         logger.info("Class weights (imbalanced labels): %s", weights)
 

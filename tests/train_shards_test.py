@@ -131,3 +131,44 @@ def test_streamed_predictions_and_columns_follow_the_frame_order(with_ids):
     assert columns["label"].tolist() == frame["label"].tolist()
     assert columns["customer_id"].tolist() == df.loc[df["split"] == "validation", "customer_id"].tolist()
     assert list(read_columns(prepared, "test", ids=False).columns) == ["label"]
+
+
+@pytest.fixture(scope="module")
+def many_positives(tmp_path_factory):
+    """A prepared directory whose validation split holds 181 positives of 250 (more than 8 bits count)."""
+    root = tmp_path_factory.mktemp("shards_positives")
+    df = make_synthetic(600, seed=13)
+    df["split"] = ["validation"] * 250 + ["train"] * 250 + ["test"] * 100
+    df["label"] = ([1] * 181 + [0] * 69) + [i % 3 == 0 for i in range(250)] + [i % 4 == 0 for i in range(100)]
+    df["label"] = df["label"].astype(int)
+    df.to_parquet(root / "sessions.parquet", row_group_size=200)
+    SCHEMA.save(root / "schema.json")
+    prepare.main(["--input", str(root / "sessions.parquet"), "--schema", str(root / "schema.json"),
+                  "--output", str(root / "prepared"), "--preset", "tiny", "--set", "data.split_column=split",
+                  "--shard-examples", "100"])
+    return root
+
+
+def test_validation_positives_past_127_are_counted_not_wrapped(many_positives, monkeypatch, caplog, tmp_path):
+    """181 validation positives from shards: no small-validation warning (an 8-bit sum made them -75)."""
+    import logging
+
+    from purchase_intent.data.prepared import Prepared, label_counts
+
+    prepared = Prepared.load(many_positives / "prepared")
+    assert label_counts(prepared, "validation", "label") == (181, 250)
+    assert label_counts(prepared, "train", "label") == (84, 250)
+    ran = []
+    monkeypatch.setattr(train, "run", lambda *args, **kwargs: ran.append(args) or {})  # no training
+    with caplog.at_level(logging.WARNING):
+        train.main(["--data", str(many_positives / "prepared"), "--output-dir", str(tmp_path / "run"),
+                    "--preset", "tiny", "--no-export"])
+    assert ran
+    assert "validation split has only" not in caplog.text, caplog.text
+    # The class weights of a split of shards: its counts, as the frame's labels give them.
+    from purchase_intent.pipeline import class_weights, count_class_weights
+
+    frame = pd.read_parquet(many_positives / "sessions.parquet")
+    y_train = frame.loc[frame["split"] == "train", "label"].to_numpy()
+    assert count_class_weights(*label_counts(prepared, "train", "label"), "balanced") == pytest.approx(
+        class_weights(y_train, "balanced"))

@@ -257,6 +257,27 @@ def read_frame(prepared: Prepared, split: str, limit: int | None = None) -> pd.D
     return out
 
 
+def label_counts(source, split: str, label: str) -> tuple[int, int]:
+    """``(positives, examples)`` of one split as Python ints (no fixed width: nothing wraps).
+
+    Args:
+        source: a :class:`Prepared` directory (the counts of its manifest, no
+            record read; a training glob of some shards gets the manifest's
+            label rate times its examples), or a mapping of split name to
+            validated frame.
+        split: "train", "validation" or "test".
+        label: the label column (0/1).
+    """
+    if not isinstance(source, Prepared):
+        y = np.asarray(source[split][label])
+        return int(np.count_nonzero(y > 0.5)), int(len(y))
+    entry = source.manifest["splits"][split]
+    examples = source.examples(split)
+    positives = (int(entry["positives"]) if examples == entry["examples"]
+                 else int(round(float(entry["label_rate"]) * examples)))
+    return positives, int(examples)
+
+
 def record_ids(prepared: Prepared, split: str) -> list[str]:
     """The schema's ``id`` columns the records of ``split`` hold (those of its first record).
 
