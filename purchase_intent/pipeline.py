@@ -17,7 +17,9 @@ From a prepared directory (:func:`make_shard_dataset`), stage 1 is
 ``list_files`` + ``interleave`` of TFRecord shards (file-level sharding per
 input pipeline) and parallel parsing of blocks of records into the same raw
 tensors; stages 2-3 and 5-6 are the same code (:func:`preprocess_blocks`,
-:func:`batch_examples`); nothing is cached.
+:func:`batch_examples`); stage 4 caches only a split (this pipeline's share)
+of at most ``data.shuffle_buffer`` examples, as many as the shuffle buffer
+holds anyway: a larger one is parsed and preprocessed again each epoch.
 """
 
 from __future__ import annotations
@@ -200,7 +202,11 @@ def make_shard_dataset(prepared, split: str, preprocessor: Preprocessor, cfg: Da
     The listed files (reshuffled each epoch in training), ``interleave`` of the
     TFRecord files, parallel parsing of blocks of records into the raw
     tensors of :func:`raw_examples`, then the same stages as the in-memory
-    path. Nothing is cached: memory holds the shuffle buffer, not the split.
+    path. Memory holds the shuffle buffer, not the split: the preprocessed examples are
+    cached (``data.cache``) only when this pipeline's share of the split is no larger
+    than ``data.shuffle_buffer``, the examples the shuffle buffer holds anyway (a small
+    table prepared into shards then trains as fast as in memory); a larger split is
+    read, parsed and preprocessed again each epoch.
 
     Args:
         prepared: a :class:`purchase_intent.data.prepared.Prepared`.
@@ -232,7 +238,8 @@ def make_shard_dataset(prepared, split: str, preprocessor: Preprocessor, cfg: Da
     if training:
         ds = on_service(ds, cfg)
     return batch_examples(ds, cfg, training=training, seed=seed, weights=weights, ctx=ctx,
-                          examples_here=examples_here, smallest_pipeline=smallest, cache=False)
+                          examples_here=examples_here, smallest_pipeline=smallest,
+                          cache=cfg.cache and examples_here <= cfg.shuffle_buffer)
 
 
 def on_service(ds: tf.data.Dataset, cfg: DataConfig) -> tf.data.Dataset:

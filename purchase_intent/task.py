@@ -133,20 +133,25 @@ def event_text_tables(cfg, schema, preprocessor, tokenizer, backbone, cache_dir=
     return tables
 
 
-def cached_scalar_text(cfg, schema, splits, preprocessor, tokenizer, backbone, cache_dir=""):
+def cached_scalar_text(cfg, schema, source, preprocessor, tokenizer, backbone, cache_dir=""):
     """A :class:`~purchase_intent.blocks.CachedTextEncoder` standing in for the frozen ``backbone``.
 
     Holds the encoder's output for each distinct scalar text of every split
     (inputs only, no labels: a frozen encoder is a fixed function of the text),
     keyed by the fingerprint of its token ids as the preprocessor packs them.
+    ``source``: the ``{"train", "validation", "test"}`` frames, or a ``Prepared``
+    directory whose shards are streamed for their texts
+    (:func:`purchase_intent.data.prepared.distinct_values`); the same texts give
+    the same on-disk cache file either way.
     """
     import numpy as np
     import tensorflow as tf
 
     from purchase_intent.blocks import CachedTextEncoder, token_fingerprints
+    from purchase_intent.data.prepared import distinct_values
     from purchase_intent.text import cached_text_embeddings
 
-    distinct = sorted({str(t) for df in splits.values() for n in schema.text for t in df[n]})
+    distinct = distinct_values(source, schema.text)
     vectors = cached_text_embeddings(tokenizer, backbone, distinct, cfg.data.text_sequence_length,
                                      spec=cfg.model.text_encoder, cache_dir=cache_dir,
                                      what="scalar texts")
@@ -281,7 +286,8 @@ def build_members(cfg, schema, splits, strategy=None, members=None, *, text_cach
             (reused across runs by ``compare``); default: loaded here.
         prepared: a :class:`~purchase_intent.data.prepared.Prepared` directory
             whose statistics the preprocessor adapts on (``splits["train"]`` is
-            then only a sample of its training split; no text cache).
+            then only a sample of its training split); with ``text_cache``,
+            the cached texts are those of its shards.
 
     Returns:
         ``(preprocessor, [model, ...], exportable)``: ``exportable(models)``
@@ -304,9 +310,10 @@ def build_members(cfg, schema, splits, strategy=None, members=None, *, text_cach
     preprocessor = adapt_preprocessor(cfg, schema, splits, tokenizer, prepared=prepared)
     tables = event_text_tables(cfg, schema, preprocessor, tokenizer, backbone, cache_dir)
     cached = None
-    if text_cache and schema.text and cfg.model.text_frozen() and prepared is None:
-        with strategy.scope():
-            cached = cached_scalar_text(cfg, schema, splits, preprocessor, tokenizer, backbone, cache_dir)
+    if text_cache and schema.text and cfg.model.text_frozen():
+        with strategy.scope():  # the texts of every split: streamed from the shards, or the frames
+            cached = cached_scalar_text(cfg, schema, prepared or splits, preprocessor, tokenizer, backbone,
+                                        cache_dir)
 
     positive_rate = (prepared.manifest["splits"]["train"]["label_rate"] if prepared
                      else float(train_df[schema.label].mean()))
@@ -462,7 +469,8 @@ def datasets(cfg, schema, preprocessor, train_data, val_df, *, seed: int | None 
         train_data: the training frame, or a :class:`~purchase_intent.data.prepared.Prepared`
             directory whose training split is streamed.
         val_df: the validation frame, or a ``Prepared`` directory whose validation split is
-            streamed (in file order, nothing cached).
+            streamed (in file order; cached only when it fits ``data.shuffle_buffer``:
+            :func:`purchase_intent.pipeline.make_shard_dataset`).
         seed: int. Shuffle seed of the training batches (default ``train.seed``).
         weights: per-class weights (:func:`purchase_intent.pipeline.class_weights`) or None.
         strategy: a ``tf.distribute`` strategy; the training batches are spread over its

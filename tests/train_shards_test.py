@@ -172,3 +172,37 @@ def test_validation_positives_past_127_are_counted_not_wrapped(many_positives, m
     y_train = frame.loc[frame["split"] == "train", "label"].to_numpy()
     assert count_class_weights(*label_counts(prepared, "train", "label"), "balanced") == pytest.approx(
         class_weights(y_train, "balanced"))
+
+
+def test_frozen_text_from_shards_is_cached_each_text_encoded_once(with_ids, monkeypatch):
+    """From shards as in memory: a frozen encoder's scalar texts of every split, encoded once, looked up in training."""
+    from purchase_intent import task, text
+    from purchase_intent.data.prepared import Prepared, distinct_values, read_frame
+    from purchase_intent.config import get_config
+    from purchase_intent.pipeline import make_shard_dataset
+
+    root, df = with_ids
+    prepared = Prepared.load(root / "prepared")
+    frames = {s: read_frame(prepared, s) for s in ("train", "validation", "test")}
+    assert distinct_values(prepared, ["query"]) == distinct_values(frames, ["query"]) == sorted(set(df["query"]))
+    encoded = []
+    encode = text.encode_texts
+    monkeypatch.setattr(text, "encode_texts", lambda tok, bb, texts, *a, **k: encoded.append(list(texts))
+                        or encode(tok, bb, texts, *a, **k))
+    text._MEMO.clear()
+    cfg = get_config("tiny", overrides=["model.text_trainable_layers=0", "data.batch_size=32"])
+    splits = {"train": read_frame(prepared, "train", 100)}  # a sample: the texts come from the shards
+    pre, (model,), exportable = task.build_members(cfg, prepared.schema, splits, members=1, text_cache=True,
+                                                   prepared=prepared)
+    layers = {type(layer).__name__ for layer in model.layers}
+    assert "CachedTextEncoder" in layers and "BertBackbone" not in layers
+    queries = set(df["query"])
+    calls = [batch for batch in encoded if queries & set(batch)]
+    assert len(calls) == 1 and sorted(calls[0]) == sorted(queries), "each distinct query encoded once"
+    model.fit(make_shard_dataset(prepared, "train", pre, cfg.data, training=True), epochs=1, verbose=0)
+
+    # The cache holds the texts of every split: the model with the backbone scores validation alike.
+    (served,) = exportable([model])
+    cached = task.predict(model, cfg, prepared.schema, pre, prepared, "validation")
+    np.testing.assert_allclose(task.predict(served, cfg, prepared.schema, pre, prepared, "validation"),
+                               cached, atol=1e-5)

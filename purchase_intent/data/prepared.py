@@ -257,6 +257,49 @@ def read_frame(prepared: Prepared, split: str, limit: int | None = None) -> pd.D
     return out
 
 
+SPLITS = ("train", "validation", "test")
+
+
+def distinct_values(source, columns: list[str], splits=SPLITS, block: int = 4096) -> list[str]:
+    """The sorted distinct values of the scalar string ``columns`` over ``splits``, for either source.
+
+    Args:
+        source: a :class:`Prepared` directory (its shards streamed, only
+            ``columns`` parsed: memory holds a block of records and the
+            distinct values, not the splits), or a mapping of split name to
+            validated frame (the in-memory path).
+        columns: scalar text or categorical columns of the schema.
+        splits: the splits to read (those a source lacks are skipped).
+        block: records parsed at once from the shards.
+
+    Returns:
+        The distinct values as str, sorted (both sources give the same list
+        for the same table).
+    """
+    seen: set[str] = set()
+    if not columns:
+        return []
+    if not isinstance(source, Prepared):  # frames: split -> DataFrame
+        for split in splits:
+            if split in source:
+                for name in columns:
+                    seen.update(str(v) for v in source[split][name])
+        return sorted(seen)
+    import tensorflow as tf
+
+    spec = {n: tf.io.FixedLenFeature([], tf.string) for n in columns}
+    for split in splits:
+        paths = source.check(split)
+        if not paths:
+            continue
+        ds = tf.data.TFRecordDataset(paths, compression_type=source.compression).batch(block)
+        ds = ds.map(lambda b: tf.io.parse_example(b, spec), num_parallel_calls=tf.data.AUTOTUNE)
+        for parsed in ds:
+            for name in columns:
+                seen.update(v.decode("utf-8") for v in set(parsed[name].numpy().tolist()))
+    return sorted(seen)
+
+
 def label_counts(source, split: str, label: str) -> tuple[int, int]:
     """``(positives, examples)`` of one split as Python ints (no fixed width: nothing wraps).
 
