@@ -19,6 +19,9 @@ TF Serving sources they come from):
 * ``--model-base-path`` is the folder holding numeric version folders
   (``<base>/<model_name>``, as TF Serving's ``--model_base_path``); other
   names (the exporter's ``.tmp-*`` folders) are ignored.
+* Runs each request as TF Serving does, through the TF1 loader and a
+  ``Session`` with Grappler on (:mod:`purchase_intent.serving.session`), so
+  its answers are production's numbers; input shapes are left to the graph.
 * Serves the highest version by default; ``model_spec.version`` or
   ``model_spec.version_label`` ("stable", "canary") pick another loaded one.
   The two most recent versions (and every labelled one) stay loaded.
@@ -28,7 +31,9 @@ TF Serving sources they come from):
 * Bad requests get INVALID_ARGUMENT (HTTP 400) naming the input, its dtype or
   rank and what was expected; unknown models and versions get NOT_FOUND
   (404); unknown labels INVALID_ARGUMENT; requests over
-  ``--max-request-bytes`` get RESOURCE_EXHAUSTED from gRPC.
+  ``--max-request-bytes`` get RESOURCE_EXHAUSTED from gRPC. Its own extra
+  check: sequence inputs of different widths are refused, saying to pad with
+  ``""`` to the contract's ``max_events`` (batched TF Serving fails on them).
 
 * Classify, Regress and MultiInference answer what TF Serving answers for
   this Predict-only model (INVALID_ARGUMENT; UNIMPLEMENTED for a
