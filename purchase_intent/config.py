@@ -37,9 +37,17 @@ class DataConfig:
     # Schema file (JSON/YAML) for a user table; built-in datasets bring their own.
     schema: str = ""
     # Column with "train"/"validation"/"test" for a user table (any case; also accepted:
-    # training; val, valid, dev, eval; tst, testing); if empty, a seeded random split with the
-    # fractions below is used.
+    # training; val, valid, dev, eval; tst, testing); if empty, a time split (split_time_column) or a
+    # seeded random split with the fractions below (grouped by group_column) is used.
     split_column: str = ""
+    # A date column of a user table for a time split: rows sorted by it (read as data.time_format),
+    # the latest test_fraction of the rows are test, the validation_fraction before them validation,
+    # the earlier ones train (what forecasting the next period looks like). Empty: no time split.
+    split_time_column: str = ""
+    # Rows that belong together (one customer's monthly snapshots) go to one split in the random
+    # split of a user table: "auto" (the schema's first id column, when its ids repeat), "none" (row
+    # by row), or a column name. Not used with split_column or split_time_column.
+    group_column: str = "auto"
     validation_fraction: float = 0.15  # share of the examples in the validation split (random split)
     test_fraction: float = 0.15  # share of the examples in the test split (random split)
     max_sequence_length: int = 50  # events the sequence encoders read per example (the most recent ones)
@@ -275,6 +283,14 @@ class Config:
              "data.session_column, time_column, event_type_column and purchase_value must not be empty"),
             (d.format != "events" or not d.split_column,
              "data.split_column is not used with data.format=events (the split is by data.split_by)"),
+            (d.format != "events" or not d.split_time_column,
+             "data.split_time_column is not used with data.format=events (the split is by data.split_by)"),
+            (d.format != "events" or d.group_column in ("auto", "none"),
+             "data.group_column is not used with data.format=events (a session's prefixes share a split)"),
+            (bool(d.group_column.strip()), "data.group_column must be auto, none or a column name"),
+            (not d.split_time_column or d.group_column in ("auto", "none"),
+             "data.group_column must be auto or none with data.split_time_column (a time split does not "
+             "group rows; set one of them)"),
             (not d.time_format or "%" in d.time_format,
              "data.time_format must be a strftime format such as %d/%m/%Y (empty: inferred)"),
             (m.attention_units >= 1, "model.attention_units must be >= 1"),

@@ -832,11 +832,13 @@ def build_report(run_dir: str | Path) -> Path:
 
     Missing inputs are skipped with a log line (e.g. no ``history.json``: no
     learning curves); existing figures that cannot be rebuilt are still linked.
-    The page opens with what an analyst acts on: what label 1 means, how the
-    model compares with the baselines, the targeting table (top 5-50 %
-    contacted -> share of buyers reached, precision, lift), what the decision
-    threshold amounts to, and warnings (small splits); then the metrics under
-    plain names with a glossary, training, figures and the export.
+    The page opens with the warnings (``metrics.json`` ``warnings``: leakage
+    across the splits, base-rate and feature shift, small splits; a threshold
+    that labels most customers buyers), then what an analyst acts on: what
+    label 1 means, how the model compares with the baselines, the targeting
+    table (top 5-50 % contacted -> share of buyers reached, precision, lift),
+    what the decision threshold amounts to; then the metrics under plain
+    names with a glossary, training, figures and the export.
 
     Args:
         run_dir: a run directory written by ``python -m purchase_intent.train``.
@@ -883,6 +885,19 @@ def build_report(run_dir: str | Path) -> Path:
     page = _Page(run_dir.name)
     page.paragraph(f"Run directory: `{run_dir.resolve()}`")
 
+    # What can make the figures below mislead, first.
+    warnings = list(metrics.get("warnings") or split_warnings(splits))  # older runs: the small-split ones
+    at = (targeting or {}).get("at_threshold")
+    if at and at["share_contacted"] > 0.5:
+        warnings.append(
+            f"The threshold labels {_pct(at['share_contacted'])} of the test customers as buyers: "
+            "best F1 favours reaching buyers over precision. For a campaign of a fixed size, "
+            "use a row of the targeting table (sort predictions_test.csv by probability) instead.")
+    if warnings:
+        page.heading("Warnings")
+        for w in warnings:
+            page.warning(w)
+
     # What an analyst acts on first.
     page.heading("In short")
     page.paragraph(label_sentence(schema))
@@ -902,8 +917,6 @@ def build_report(run_dir: str | Path) -> Path:
             f"customers by probability reaches {_pct(top20['share_of_buyers_reached'])} of the "
             f"{targeting['buyers']:,} buyers, {top20['lift']:.1f} times as many as contacting "
             f"{_pct(top20['share_contacted'])} at random.")
-    warnings = split_warnings(splits)
-    at = (targeting or {}).get("at_threshold")
     if at:
         page.paragraph(
             f"Decision threshold {at['threshold']:.3f} (chosen on validation for the best F1): "
@@ -912,15 +925,6 @@ def build_report(run_dir: str | Path) -> Path:
             f"{_pct(at['share_of_buyers_reached'])} of the buyers, at precision "
             f"{_pct(at['precision'])} (lift {at['lift']:.2f}). This is the `purchase_label` column of "
             "the predictions files.")
-        if at["share_contacted"] > 0.5:
-            warnings.append(
-                f"The threshold labels {_pct(at['share_contacted'])} of the test customers as buyers: "
-                "best F1 favours reaching buyers over precision. For a campaign of a fixed size, "
-                "use a row of the targeting table (sort predictions_test.csv by probability) instead.")
-    if warnings:
-        page.heading("Warnings")
-        for w in warnings:
-            page.warning(w)
     if targeting:
         page.heading(f"Targeting table: {targeting['model']} on the test split")
         page.paragraph("Customers sorted by predicted probability, most likely buyers first; contact the "

@@ -340,11 +340,12 @@ def run(args: argparse.Namespace, cfg, run_dir: Path, schema, splits, prepared=N
                     for k, v in splits.items()}),
     }
     from purchase_intent import report  # figures + report.md/html, rebuildable without the model
+    from purchase_intent.data.split_checks import split_checks  # leakage and shift across the splits
 
     # Whom to contact: top 5-50 % by probability -> share of buyers reached, precision, lift.
     metrics["targeting"] = report.targeting_summary(y_test, p_test, "purchase_intent",
                                                     results["purchase_intent"]["threshold"])
-    metrics["warnings"] = report.split_warnings(metrics["splits"])
+    metrics["warnings"] = split_checks(splits, schema, cfg.data) + report.split_warnings(metrics["splits"])
     for warning in metrics["warnings"]:
         logger.warning("%s", warning)
     id_columns = [c for c in schema.id if c in test_cols.columns]

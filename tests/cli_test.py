@@ -91,6 +91,13 @@ def work(tmp_path_factory):
     log.assign(timestamp=log["timestamp"].where(log.index != 5, "13/03/2024 10:00")
                .where(log.index != 9, "03/14/2024 10:00")).to_csv(d / "dates_mixed.csv", index=False)
     (d / "events.json").write_text(json.dumps({"label": "purchase", "sequences": ["item_id", "event_type"]}))
+    # A table of monthly snapshots: a date column, one bad date; and one with two customers only.
+    snap = _table().assign(customer=[f"c{i % 10}" for i in range(40)],
+                           month=[f"{1 + i // 10:02d}/01/2024" for i in range(40)])
+    snap.to_csv(d / "snapshots.csv", index=False)
+    snap.assign(month=snap["month"].where(snap.index != 12, "sometime")).to_csv(d / "bad_month.csv", index=False)
+    snap.assign(customer=[f"c{i % 2}" for i in range(40)]).to_csv(d / "two_customers.csv", index=False)
+    (d / "schema_ids.json").write_text(json.dumps({**SCHEMA, "id": ["customer"]}))
     (d / "not_a_run").mkdir()
     (d / "not_a_run" / "notes.txt").write_text("hello")
     return d
@@ -98,6 +105,7 @@ def work(tmp_path_factory):
 
 DATA = ["--set", "data.schema=schema.json", "--set", "data.split_column=s"]
 EVENTS = ["--set", "data.format=events", "--set", "data.schema=events.json"]
+SNAP = ["--set", "data.schema=schema_ids.json"]
 
 # name: (command line, [substrings the error line must hold])
 CASES = {
@@ -169,6 +177,24 @@ CASES = {
         ["dates_dm.csv", ROW.format(2), "'04/03/2024 10:00'", "data.time_format='%Y-%m-%d %H:%M'"]),
     "time format without a directive": (["train", "--set", "data.time_format=dd/mm/yyyy"],
                                         ["data.time_format", "'dd/mm/yyyy'"]),
+    "group column not in the file": (["train", "--data", "good.csv", "--set", "data.schema=schema.json",
+                                      "--set", "data.group_column=customer"],
+                                     ["good.csv", "'customer' (the group column, data.group_column)"]),
+    "split date column not in the file": (["train", "--data", "good.csv", "--set", "data.schema=schema.json",
+                                           "--set", "data.split_time_column=month"],
+                                          ["good.csv", "'month' (the date column, data.split_time_column)"]),
+    "split date column with a bad date": (["train", "--data", "bad_month.csv", *SNAP, "--set",
+                                           "data.split_time_column=month", "--set", "data.time_format=%d/%m/%Y"],
+                                          ["bad_month.csv", "'month'", ROW.format(14), "'sometime'"]),
+    "split date column, day and month ambiguous": (
+        ["train", "--data", "snapshots.csv", *SNAP, "--set", "data.split_time_column=month"],
+        ["snapshots.csv", "'month'", ROW.format(12), "'02/01/2024'", "data.time_format=%d/%m/%Y"]),
+    "repeated ids of too few customers to group": (["train", "--data", "two_customers.csv", *SNAP],
+                                                   ["two_customers.csv", "'customer'", "2 distinct",
+                                                    "data.group_column=none"]),
+    "group column with a time split": (["train", "--set", "data.split_time_column=month", "--set",
+                                        "data.group_column=customer"],
+                                       ["data.group_column must be auto or none with data.split_time_column"]),
     "prepare: bad partition": (["prepare", "--input", "good.csv", "--schema", "schema.json", "--output",
                                 "prepared", "--partition", "3/2"], ["3/2"]),
 }

@@ -125,6 +125,11 @@ def test_unknown_or_malformed_key_is_named(override, message):
     (["data.max_prefixes_per_session=-1"], "data.max_prefixes_per_session must be >= 0"),
     (["data.format=events", "data.split_column=split"], "data.split_column is not used"),
     (["data.session_column="], "data.session_column, time_column"),
+    (["data.format=events", "data.split_time_column=day"], "data.split_time_column is not used"),
+    (["data.format=events", "data.group_column=customer"], "data.group_column is not used"),
+    (["data.group_column="], "data.group_column must be auto, none or a column name"),
+    (["data.split_time_column=day", "data.group_column=customer"],
+     "data.group_column must be auto or none with data.split_time_column"),
     (["data.time_format=dd/mm/yyyy"], r"data.time_format must be a strftime format .*\(got 'dd/mm/yyyy'\)"),
 ])
 def test_config_checks(overrides, message):  # from clickstream_test.py
@@ -226,7 +231,10 @@ def test_describe_config_shows_every_key_with_its_default():
 
 def test_a_strftime_format_is_taken_as_written():
     """YAML reads a leading "%" as a directive: a string key takes the text as it is."""
-    cfg = get_config(overrides=["data.time_format=%d/%m/%Y %H:%M"])
-    assert cfg.data.time_format == "%d/%m/%Y %H:%M"
+    cfg = get_config(overrides=["data.time_format=%d/%m/%Y %H:%M", "data.split_time_column=day",
+                                "data.group_column=none"])
+    assert (cfg.data.time_format, cfg.data.split_time_column, cfg.data.group_column) == (
+        "%d/%m/%Y %H:%M", "day", "none")
+    assert get_config().data.group_column == "auto"
     with pytest.raises(ConfigError, match="--set model.lstm_units: cannot parse value '%d'"):
         get_config(overrides=["model.lstm_units=%d"])

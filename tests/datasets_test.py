@@ -105,3 +105,107 @@ def test_tfds_builders_produce_the_documented_splits(tmp_path, builder_name, fix
     _, splits = load_splits(_cfg(name, manual / filename))
     for split in ("train", "validation", "test"):
         assert builder.info.splits[split].num_examples == len(splits[split])
+
+
+# -- user tables: grouped and time splits ------------------------------------------------------
+def _snapshots(tmp_path, customers=200, months=6, name="snap.csv", **schema_extra):
+    """One row per customer per month (dates day-first, the 1st of each month), the label a trait
+    of the customer: the case where a row-by-row split tests on customers seen in training."""
+    import json
+
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    trait = np.repeat(rng.normal(size=customers), months)
+    df = pd.DataFrame({
+        "customer_id": np.repeat([f"c{i:04d}" for i in range(customers)], months),
+        "month": np.tile([f"01/{m:02d}/2024" for m in range(1, months + 1)], customers),
+        "m": np.tile(np.arange(1, months + 1), customers),
+        "spend": trait + rng.normal(0, 0.3, customers * months),
+        "y": (trait > 0.5).astype(int)})
+    df.to_csv(tmp_path / name, index=False)
+    (tmp_path / "schema.json").write_text(json.dumps({"label": "y", "numeric": ["spend", "m"],
+                                                      "id": ["customer_id"], **schema_extra}))
+    return df
+
+
+def _table_cfg(tmp_path, *extra, name="snap.csv"):
+    return get_config(overrides=[f"data.name={tmp_path / name}", f"data.schema={tmp_path / 'schema.json'}",
+                                 *extra]).data
+
+
+def _ids(splits):
+    return {k: set(v["customer_id"]) for k, v in splits.items()}
+
+
+def _months(splits):
+    return {k: sorted(set(v["m"].astype(int))) for k, v in splits.items()}
+
+
+def test_repeated_ids_keep_each_customer_in_one_split(tmp_path, caplog):
+    import logging
+
+    _snapshots(tmp_path)
+    with caplog.at_level(logging.INFO):
+        _, splits = load_splits(_table_cfg(tmp_path))  # group_column=auto: the id column repeats
+    ids = _ids(splits)
+    assert not (ids["train"] & ids["test"]) and not (ids["train"] & ids["validation"])
+    assert not (ids["validation"] & ids["test"])
+    assert {k: len(v) for k, v in ids.items()} == {"train": 140, "validation": 30, "test": 30}
+    assert any("the id column 'customer_id' repeats" in r.getMessage() for r in caplog.records)
+    _, again = load_splits(_table_cfg(tmp_path))
+    assert all(again[k].equals(splits[k]) for k in splits)  # seeded
+    _, rows = load_splits(_table_cfg(tmp_path, "data.group_column=none"))  # row by row: customers straddle
+    ids = _ids(rows)
+    assert len(ids["train"] & ids["test"]) > 100
+    _, named = load_splits(_table_cfg(tmp_path, "data.group_column=customer_id"))
+    assert all(named[k].equals(splits[k]) for k in splits)
+
+
+def test_unique_ids_give_the_row_by_row_split_as_before(tmp_path):
+    from purchase_intent.data import random_split
+
+    df = _snapshots(tmp_path, customers=300, months=1)
+    cfg = _table_cfg(tmp_path)
+    _, splits = load_splits(cfg)
+    before = random_split(df, cfg, 0, "y")  # no group: the split of earlier versions
+    assert all(splits[k]["customer_id"].tolist() == before[k]["customer_id"].tolist() for k in splits)
+
+
+def test_time_split_tests_on_the_latest_months(tmp_path):
+    _snapshots(tmp_path)
+    cfg = _table_cfg(tmp_path, "data.split_time_column=month", "data.time_format=%d/%m/%Y")
+    _, splits = load_splits(cfg)
+    assert _months(splits) == {"train": [1, 2, 3, 4], "validation": [5], "test": [6]}
+    # whole months (the fractions ask for 180 rows of 1,200): a month's rows never straddle two splits
+    with pytest.raises(SchemaError, match=r"column 'month': spreadsheet row 3 .*'01/02/2024'.*data.time_format=%d/%m/%Y"):
+        load_splits(_table_cfg(tmp_path, "data.split_time_column=month"))  # every date reads two ways
+    with pytest.raises(SchemaError, match=r"leaves the train split empty: the column has 6 distinct"):
+        load_splits(_table_cfg(tmp_path, "data.split_time_column=month", "data.time_format=%d/%m/%Y",
+                               "data.test_fraction=0.9", "data.validation_fraction=0.05"))
+
+
+def test_time_split_on_a_numeric_period_and_the_split_column_first(tmp_path):
+    df = _snapshots(tmp_path)
+    df["period"] = df["month"].str[3:5].astype(int) + 202400  # 202401 .. 202406
+    df["fold"] = np.where(df["customer_id"] < "c0100", "train", np.where(df["customer_id"] < "c0150", "val", "test"))
+    df.to_csv(tmp_path / "snap.csv", index=False)
+    _, splits = load_splits(_table_cfg(tmp_path, "data.split_time_column=period"))
+    assert _months(splits) == {"train": [1, 2, 3, 4], "validation": [5], "test": [6]}
+    _, by_column = load_splits(_table_cfg(tmp_path, "data.split_time_column=period", "data.split_column=fold"))
+    assert len(by_column["train"]) == 600 and min(by_column["test"]["customer_id"]) == "c0150"
+    df.loc[7, "period"] = np.nan
+    df.to_csv(tmp_path / "snap.csv", index=False)
+    with pytest.raises(SchemaError, match=r"column 'period' \(data.split_time_column\), spreadsheet row 9"):
+        load_splits(_table_cfg(tmp_path, "data.split_time_column=period"))
+
+
+def test_split_columns_missing_from_the_table_are_named(tmp_path):
+    _snapshots(tmp_path)
+    with pytest.raises(SchemaError, match=r"missing column\(s\) 'customer' \(the group column, data.group_column\)"):
+        load_splits(_table_cfg(tmp_path, "data.group_column=customer"))
+    with pytest.raises(SchemaError, match=r"'day' \(the date column, data.split_time_column\)"):
+        load_splits(_table_cfg(tmp_path, "data.split_time_column=day"))
+    _snapshots(tmp_path, customers=2, months=6)
+    with pytest.raises(SchemaError, match=r"group column 'customer_id' has 2 distinct value\(s\)"):
+        load_splits(_table_cfg(tmp_path))

@@ -279,3 +279,23 @@ def test_targeting_table_renders_as_an_image(tmp_path):
     assert rows[2] == ["20%", "2", "2", "50%", "100%", "2.50", "0.800"] and rows[-1][0] == "above threshold (50%)"
     path = report.plot_table(header, rows, tmp_path / "targeting.png", title="Targeting table", note="a note")
     assert_real_image(path, min_height=200, min_width=600)
+
+
+def test_report_opens_with_the_runs_warnings(tmp_path):
+    """metrics.json's warnings (leakage, shift, small splits) come before any figure."""
+    import json
+
+    run_dir = _fake_run(tmp_path / "run", n_test=1000)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    leak = ("Leakage: 98.9% of the test rows (267 of 270) have a 'customer_id' that is also in the training "
+            "split")
+    metrics["warnings"] = [leak, "Base rate shift: 48.1 % of the test rows are buyers against 41.6 % in training"]
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    report.build_report(run_dir)
+    md = (run_dir / "report.md").read_text()
+    assert md.index("## Warnings") < md.index(leak) < md.index("Base rate shift") < md.index("## In short")
+    assert "The validation split is small" not in md  # the run's own list is shown as written
+    del metrics["warnings"]  # a run of an earlier version: the small-split warnings are recomputed
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    report.build_report(run_dir)
+    assert "The validation split is small" in (run_dir / "report.md").read_text()

@@ -1,0 +1,210 @@
+"""Checks of a train / validation / test split that warn where test figures would mislead.
+
+* **Leakage** (:func:`leakage_warnings`): a declared id column (``schema.id``)
+  whose values are in the training split and in validation or test (one
+  customer's monthly snapshots on both sides: the model is tested on
+  customers it has seen), and validation or test rows whose features repeat
+  a training row exactly.
+* **Shift** (:func:`shift_warnings`): a base rate of validation or test far
+  from the training split's, and numeric features distributed differently
+  (population stability index over the training deciles).
+
+Each returns plain sentences; ``train`` logs them, writes them into
+``metrics.json`` ``warnings`` and the report shows them at the top. numpy
+and pandas only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from purchase_intent.config import DataConfig
+from purchase_intent.schema import FeatureSchema
+
+EVALUATED = ("validation", "test")
+DUPLICATE_SHARE = 0.01  # warn when more of a split's rows repeat a training row exactly ...
+DUPLICATE_OVER_CHANCE = 2.0  # ... and more than this many times as many as by chance
+RATE_POINTS = 0.05  # a base rate this many points (absolute) from the training rate ...
+RATE_RATIO = 1.5  # ... or this many times higher or lower ...
+RATE_STANDARD_ERRORS = 3.0  # ... and more than this many standard errors away
+PSI_THRESHOLD = 0.25  # population stability index above this: the feature has shifted
+PSI_MIN_ROWS = 200  # the index is computed on splits of at least this many rows (noise below)
+PSI_BINS = 10  # the training deciles
+
+
+def split_checks(splits: dict[str, pd.DataFrame], schema: FeatureSchema, cfg: DataConfig) -> list[str]:
+    """:func:`leakage_warnings` then :func:`shift_warnings` of the split ``cfg`` made."""
+    temporal = time_ordered(cfg)
+    return leakage_warnings(splits, schema, temporal) + shift_warnings(splits, schema, temporal)
+
+
+def time_ordered(cfg: DataConfig) -> bool:
+    """True when the split puts later examples in test: a date column, Online Retail's cut-offs,
+    an event log split by time. The same id then appears on both sides by design (its past trains,
+    its future tests): not leakage."""
+    if cfg.split_column:
+        return False
+    return bool(cfg.split_time_column) or cfg.name == "online_retail" or (
+        (cfg.format == "events" or cfg.name == "synthetic_clickstream") and cfg.split_by == "time")
+
+
+def _key(df: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """One hashable value per row of ``columns`` (lists joined)."""
+    cells = pd.DataFrame({c: df[c].map(lambda v: "\x1f".join(map(str, v))) if df[c].dtype == object
+                          and len(df) and isinstance(df[c].iloc[0], (list, tuple, np.ndarray)) else df[c]
+                          for c in columns}, index=df.index)
+    return pd.Series(pd.util.hash_pandas_object(cells, index=False).to_numpy(), index=df.index)
+
+
+def leakage_warnings(splits: dict[str, pd.DataFrame], schema: FeatureSchema, temporal: bool = False
+                     ) -> list[str]:
+    """Warnings for ids shared by training and validation/test, and rows repeated across them.
+
+    Args:
+        splits: ``{"train", "validation", "test"}`` frames (id columns kept, when the table has them).
+        schema: the features; ``schema.id`` names the id columns.
+        temporal: the split is by time (:func:`time_ordered`): shared ids are expected, not checked.
+
+    Returns:
+        For each id column, one sentence per split with ids of the training split: the share
+        of its rows affected and what to set; one per split with more than
+        :data:`DUPLICATE_SHARE` of its rows repeating a training row exactly (features only).
+    """
+    out = []
+    train = splits.get("train")
+    if train is None or not len(train):
+        return out
+    for column in ([] if temporal else schema.id):
+        if column not in train.columns:
+            continue
+        seen = set(train[column].dropna().astype(str).str.strip()) - {""}
+        for name in EVALUATED:
+            df = splits.get(name)
+            if df is None or not len(df) or column not in df.columns:
+                continue
+            ids = df[column].astype(str).str.strip()
+            shared = ids.isin(seen).to_numpy() & df[column].notna().to_numpy()
+            if shared.any():
+                out.append(
+                    f"Leakage: {shared.mean():.1%} of the {name} rows ({int(shared.sum()):,} of {len(df):,}) "
+                    f"have a {column!r} that is also in the training split ({ids[shared].nunique():,} "
+                    f"such ids, e.g. {ids[shared].iloc[0]!r}): the model is evaluated on ids it has seen, "
+                    f"so its {name} figures overstate how it does on new ones. Keep each "
+                    f"id in one split: --set data.group_column={column} (the default, auto, does so for the "
+                    "first id column when the split is random), or --set data.split_time_column=<a date "
+                    "column> to test on a later period.")
+    features = [c for c in schema.feature_names if c in train.columns]
+    if features:
+        for name in EVALUATED:
+            df = splits.get(name)
+            if df is None or not len(df) or not all(c in df.columns for c in features):
+                continue
+            share, chance = repeated_share(train, df, features), chance_repeated_share(train, df, features)
+            if share > DUPLICATE_SHARE and share > DUPLICATE_OVER_CHANCE * chance:
+                out.append(
+                    f"Leakage: {share:.1%} of the {name} rows repeat a training row exactly (every feature), "
+                    f"against {chance:.1%} expected by chance from the columns' values: the model has seen "
+                    f"them, label included. If rows are repeated snapshots of one customer, declare its id "
+                    f"column (schema 'id') so the split keeps them together (data.group_column=auto), or "
+                    f"drop the repeats.")
+    return out
+
+
+def repeated_share(train: pd.DataFrame, df: pd.DataFrame, features: list[str]) -> float:
+    """The share of the rows of ``df`` whose features equal those of a row of ``train``."""
+    return float(_key(df, features).isin(set(_key(train, features))).mean())
+
+
+def chance_repeated_share(train: pd.DataFrame, df: pd.DataFrame, features: list[str], seed: int = 0) -> float:
+    """:func:`repeated_share` with each column's values shuffled over both frames: how often rows meet
+    by chance when the features are few and coarse (seeded)."""
+    rng = np.random.default_rng(seed)
+    both = pd.concat([train[features], df[features]], ignore_index=True)
+    mixed = pd.DataFrame({c: both[c].to_numpy()[rng.permutation(len(both))] for c in features})
+    return repeated_share(mixed.iloc[:len(train)], mixed.iloc[len(train):], features)
+
+
+def shift_warnings(splits: dict[str, pd.DataFrame], schema: FeatureSchema, temporal: bool = False
+                   ) -> list[str]:
+    """Warnings for a base rate or numeric features of validation/test unlike the training split's.
+
+    Base rate: more than :data:`RATE_POINTS` (5 percentage points) away from
+    the training rate, or more than :data:`RATE_RATIO` (1.5) times higher or
+    lower, **and** more than :data:`RATE_STANDARD_ERRORS` (3) standard errors
+    of the difference of two proportions away. Numeric features: population
+    stability index over the training deciles (missing values a bin of their
+    own) above :data:`PSI_THRESHOLD` (0.25), on splits of at least
+    :data:`PSI_MIN_ROWS` rows; the features are named, largest first.
+    """
+    out = []
+    train = splits.get("train")
+    if train is None or not len(train) or schema.label not in train.columns:
+        return out
+    y_train = train[schema.label].to_numpy(np.float64)
+    p0, n0 = float(y_train.mean()), len(y_train)
+    for name in EVALUATED:
+        df = splits.get(name)
+        if df is None or not len(df) or schema.label not in df.columns:
+            continue
+        p1, n1 = float(df[schema.label].to_numpy(np.float64).mean()), len(df)
+        if rate_shifted(p0, n0, p1, n1):
+            why = ("with a time split, the rate changed over time, or the last window is cut short by the "
+                   "end of the file (its examples had less time to buy)" if temporal else
+                   "with a random split, this is rare by chance: check how the split was made")
+            out.append(
+                f"Base rate shift: {_pct(p1)} of the {name} rows are buyers against {_pct(p0)} in training "
+                f"({(p1 - p0) * 100:+.1f} points, {abs(p1 - p0) / _se(p0, n0, p1, n1):.0f} standard errors): "
+                f"the probabilities are calibrated to the training rate and the threshold chosen on "
+                f"validation, so {name} precision, recall and calibration move with it ({why}).")
+    if len(train) < PSI_MIN_ROWS:
+        return out
+    for name in EVALUATED:
+        df = splits.get(name)
+        if df is None or len(df) < PSI_MIN_ROWS:
+            continue
+        shifted = [(f, psi(train[f].to_numpy(np.float64), df[f].to_numpy(np.float64)))
+                   for f in schema.numeric if f in train.columns and f in df.columns]
+        shifted = sorted([(f, v) for f, v in shifted if v > PSI_THRESHOLD], key=lambda fv: -fv[1])
+        if shifted:
+            listed = ", ".join(f"{f!r} ({v:.2f})" for f, v in shifted[:8])
+            more = f" and {len(shifted) - 8} more" if len(shifted) > 8 else ""
+            out.append(
+                f"Feature shift: {len(shifted)} numeric feature(s) of the {name} split are distributed unlike "
+                f"in training (population stability index over the training deciles above "
+                f"{PSI_THRESHOLD}): {listed}{more}. The model meets values it was not trained on; "
+                f"its {name} figures may not hold for the training period, or the other way round.")
+    return out
+
+
+def _se(p0: float, n0: int, p1: float, n1: int) -> float:
+    return max(float(np.sqrt(p0 * (1 - p0) / n0 + p1 * (1 - p1) / n1)), 1e-12)
+
+
+def rate_shifted(p0: float, n0: int, p1: float, n1: int) -> bool:
+    """Whether base rate ``p1`` (of ``n1`` rows) is far from ``p0`` (of ``n0``): see :func:`shift_warnings`."""
+    diff = abs(p1 - p0)
+    ratio = max(p0, p1) / max(min(p0, p1), 1e-12)
+    return (diff > RATE_POINTS or ratio > RATE_RATIO) and diff > RATE_STANDARD_ERRORS * _se(p0, n0, p1, n1)
+
+
+def psi(expected: np.ndarray, actual: np.ndarray, bins: int = PSI_BINS, eps: float = 1e-4) -> float:
+    """Population stability index of ``actual`` against ``expected`` over the deciles of ``expected``.
+
+    ``sum((a - e) * ln(a / e))`` over the bins (shares below ``eps`` count as
+    ``eps``); non-finite values (missing) are a bin of their own.
+    """
+    def shares(x, edges):
+        finite = np.isfinite(x)
+        counts = np.bincount(np.searchsorted(edges, x[finite], side="right"), minlength=len(edges) + 1)
+        return np.append(counts, (~finite).sum()) / max(len(x), 1)
+
+    finite = expected[np.isfinite(expected)]
+    edges = np.unique(np.quantile(finite, np.arange(1, bins) / bins)) if len(finite) else np.zeros(0)
+    e = np.maximum(shares(expected, edges), eps)
+    a = np.maximum(shares(actual, edges), eps)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
