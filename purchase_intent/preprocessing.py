@@ -42,6 +42,8 @@ import numpy as np
 import pandas as pd
 
 from purchase_intent import contract
+from purchase_intent.features import (bow_vectorizer, event_lengths, joined_text, raw_batch, recent_events,
+                                      transform)
 from purchase_intent.schema import FeatureSchema
 
 logger = logging.getLogger(__name__)
@@ -111,40 +113,6 @@ def piecewise_linear(x, edges):
     return tf.reshape(pos, [-1, edges.shape[0] * (edges.shape[1] - 1)])
 
 
-def _as_batch(x):
-    x = tf.convert_to_tensor(x, tf.string)
-    return x[None, :] if x.shape.rank == 1 else x  # one example's sequence
-
-
-def event_lengths(raw, names):
-    """Events per example ``[batch]`` (int64): up to the last position where any of the
-    sequence inputs ``names`` is not ``""`` (the padding rule of :mod:`purchase_intent.contract`)."""
-    lengths = [tf.RaggedTensor.from_tensor(_as_batch(raw[n]), padding=contract.PADDING).row_lengths()
-               for n in names]
-    return tf.reduce_max(tf.stack(lengths), axis=0)
-
-
-def recent_events(x, max_sequence_length: int, lengths=None):
-    """Right-padded ``[batch, events]`` strings -> the last ``max_sequence_length`` events, padded with ``""``.
-
-    The padding rule of the contract (:mod:`purchase_intent.contract`): each
-    example has ``lengths`` events (:func:`event_lengths`; None: this input
-    alone, up to its last non-empty value); the ``""`` after them are padding,
-    a ``""`` among them is an empty event and becomes ``"[EMPTY]"``.
-    """
-    x = _as_batch(x)
-    if lengths is None:
-        rt = tf.RaggedTensor.from_tensor(x, padding=contract.PADDING)  # drops the trailing "" only
-    else:
-        short = tf.maximum(tf.reduce_max(tf.concat([lengths, [0]], 0)) - tf.shape(x, tf.int64)[1], 0)
-        x = tf.pad(x, [[0, 0], [0, short]], constant_values=contract.PADDING)  # a narrower input
-        rt = tf.RaggedTensor.from_tensor(x, lengths=lengths)
-    rt = rt.with_flat_values(tf.where(tf.equal(rt.flat_values, contract.PADDING),
-                                      contract.EMPTY_EVENT, rt.flat_values))
-    rt = rt[:, -max_sequence_length:]
-    return rt.to_tensor(default_value="", shape=[None, max_sequence_length])
-
-
 def trim_sequences(raw, names):
     """``raw`` with the sequence inputs ``names`` trimmed of surrounding ASCII whitespace
     (``tf.strings.strip``; :func:`contract.trim` is its mirror), before the padding rule reads them:
@@ -156,29 +124,6 @@ def categorical_values(x):
     """Raw categorical strings -> the values looked up: ``"3.0"`` -> ``"3"``, ``"-0"`` -> ``"0"`` (:func:`contract.category`)."""
     x = tf.strings.regex_replace(tf.convert_to_tensor(x, tf.string), f"^{contract.INTEGER_DECIMAL}$", r"\1")
     return tf.strings.regex_replace(x, f"^{contract.NEGATIVE_ZERO}$", "0")
-
-
-def joined_text(raw, schema: FeatureSchema, max_sequence_length: int):
-    """All text of each example as one string: scalar texts, then the kept events' texts.
-
-    What the bag of words reads, in training (adapt and ``call``) and serving alike.
-    """
-    parts = [tf.reshape(tf.convert_to_tensor(raw[n], tf.string), [-1]) for n in schema.text]
-    lengths = event_lengths(raw, schema.sequence_like) if schema.event_text else None
-    parts += [tf.strings.reduce_join(recent_events(raw[n], max_sequence_length, lengths), axis=1,
-                                     separator=" ")
-              for n in schema.event_text]
-    return parts[0] if len(parts) == 1 else tf.strings.join(parts, separator=" ")
-
-
-BOW_NGRAMS = 2
-BOW_STANDARDIZE = "lower_and_strip_punctuation"
-
-
-def _bow_vectorizer(vocabulary=None, max_tokens=None, output_mode="count"):
-    return keras.layers.TextVectorization(
-        max_tokens=max_tokens, standardize=BOW_STANDARDIZE, split="whitespace", ngrams=BOW_NGRAMS,
-        output_mode=output_mode, vocabulary=vocabulary, name="text_bow_vectorizer")
 
 
 @keras.saving.register_keras_serializable(package="purchase_intent")
@@ -265,7 +210,7 @@ class Preprocessor(keras.layers.Layer):
             if len(self.bow_idf) != len(self.bow_vocabulary):
                 raise ValueError(f"bow_idf has {len(self.bow_idf)} values for "
                                  f"{len(self.bow_vocabulary)} bag-of-words terms")
-            self.bow = _bow_vectorizer(self.bow_vocabulary)
+            self.bow = bow_vectorizer(self.bow_vocabulary)
             self._idf = tf.constant(self.bow_idf, tf.float32)
 
     def build(self, input_shape=None):
@@ -353,8 +298,6 @@ class Preprocessor(keras.layers.Layer):
                 the text of another number of events than ``max(max_sequence_length,
                 history_length)``, or counted no terms.
         """
-        from purchase_intent.stats import transform
-
         vocabularies = {}
         for name in schema.sequences:
             vocabularies[name] = _top_values(stats.values[name], max_vocab_size, min_frequency)
@@ -548,21 +491,14 @@ def _adapt_bag_of_words(schema: FeatureSchema, train: pd.DataFrame, size: int,
     texts = tf.concat([joined_text(raw_batch(train.iloc[i:i + 1024], schema), schema, max_sequence_length)
                        for i in range(0, len(train), 1024)], axis=0)
     ds = tf.data.Dataset.from_tensor_slices(texts).batch(1024)
-    vectorizer = _bow_vectorizer(max_tokens=size + 1)
+    vectorizer = bow_vectorizer(max_tokens=size + 1)
     vectorizer.adapt(ds)
     vocabulary = [str(t) for t in vectorizer.get_vocabulary() if t != "[UNK]"]
     if not vocabulary:
         return [], []
-    hot = _bow_vectorizer(vocabulary, output_mode="multi_hot")
+    hot = bow_vectorizer(vocabulary, output_mode="multi_hot")
     doc_freq = np.zeros(len(vocabulary), np.float64)
     for block in ds:
         doc_freq += hot(block).numpy()[:, 1:].sum(axis=0)
     idf = np.log((1.0 + int(texts.shape[0])) / (1.0 + doc_freq)) + 1.0  # scikit-learn's smooth_idf
     return vocabulary, [float(v) for v in idf]
-
-
-def raw_batch(df: pd.DataFrame, schema: FeatureSchema) -> dict[str, tf.Tensor]:
-    """A validated frame -> dense raw tensors as the serving signature takes them (every event kept)."""
-    from purchase_intent.serving.codec import to_tensors
-
-    return to_tensors(contract.frame_to_arrays(df, schema, max_events=None))

@@ -43,15 +43,11 @@ import numpy as np
 import pandas as pd
 
 from purchase_intent import contract
+from purchase_intent.features import transform
 from purchase_intent.schema import FeatureSchema
 
 TRANSFORMS = ("none", "log1p")
 DEFAULT_CAPACITY = 50_000
-
-
-def transform(x: np.ndarray, name: str) -> np.ndarray:
-    """The numeric transform of the preprocessor, in numpy (``"log1p"`` is signed)."""
-    return np.sign(x) * np.log1p(np.abs(x)) if name == "log1p" else x
 
 
 @dataclasses.dataclass
@@ -284,12 +280,12 @@ def bow_term_blocks(df: pd.DataFrame, schema: FeatureSchema, bow_events: int,
     Yields:
         ``(terms, rows)``: every term occurrence (bytes) and the block row it is in.
     """
-    from purchase_intent.preprocessing import _bow_vectorizer, joined_text, raw_batch
+    from purchase_intent.features import bow_terms, bow_vectorizer, joined_text, raw_batch
 
-    vectorizer = _bow_vectorizer(["[unused]"])
+    vectorizer = bow_vectorizer(["[unused]"])
     for start in range(0, len(df), block):
         texts = joined_text(raw_batch(df.iloc[start:start + block], schema), schema, bow_events)
-        terms = vectorizer._preprocess(texts)  # standardise, split, n-grams: a ragged [rows, terms]
+        terms = bow_terms(texts, vectorizer)  # standardise, split, n-grams: a ragged [rows, terms]
         yield terms.flat_values.numpy(), terms.value_rowids().numpy()
 
 
