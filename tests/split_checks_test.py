@@ -56,6 +56,13 @@ def test_base_rate_shift_beyond_5_points_or_1_5_times_and_3_standard_errors():
     assert len(warnings) == 1 and warnings[0].startswith("Base rate shift: ")
     assert "of the test rows are buyers against" in warnings[0] and "random split" in warnings[0]
     assert "end of the file" in shift_warnings(_splits(train, val, test), SCHEMA, temporal=True)[0]
+    # Online Retail's validation -> test: 41.6 % -> 48.1 % (train at 41.6 % too: one reference each way)
+    train, val, test = _frame(6000, rate=0.416), _frame(2000, seed=1, rate=0.416), _frame(2000, seed=2, rate=0.481)
+    val["y"] = (np.arange(2000) < 832).astype(int)  # exactly 41.6 %
+    test["y"] = (np.arange(2000) < 962).astype(int)  # 48.1 %
+    warnings = shift_warnings(_splits(train, val, test), SCHEMA)
+    assert len(warnings) == 1 and "48.1 % of the test rows are buyers against" in warnings[0]
+    assert "41.6 % in validation (+6.5 points, 4 standard errors)" in warnings[0]
 
 
 def test_numeric_feature_shift_by_population_stability_index():

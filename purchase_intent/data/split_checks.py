@@ -129,7 +129,8 @@ def shift_warnings(splits: dict[str, pd.DataFrame], schema: FeatureSchema, tempo
                    ) -> list[str]:
     """Warnings for a base rate or numeric features of validation/test unlike the training split's.
 
-    Base rate: more than :data:`RATE_POINTS` (5 percentage points) away from
+    Base rate (validation against training; test against training and
+    against validation, where the threshold was chosen): more than :data:`RATE_POINTS` (5 percentage points) away from
     the training rate, or more than :data:`RATE_RATIO` (1.5) times higher or
     lower, **and** more than :data:`RATE_STANDARD_ERRORS` (3) standard errors
     of the difference of two proportions away. Numeric features: population
@@ -141,22 +142,28 @@ def shift_warnings(splits: dict[str, pd.DataFrame], schema: FeatureSchema, tempo
     train = splits.get("train")
     if train is None or not len(train) or schema.label not in train.columns:
         return out
-    y_train = train[schema.label].to_numpy(np.float64)
-    p0, n0 = float(y_train.mean()), len(y_train)
-    for name in EVALUATED:
+    rates = {}
+    for name in ("train",) + EVALUATED:
         df = splits.get(name)
-        if df is None or not len(df) or schema.label not in df.columns:
+        if df is not None and len(df) and schema.label in df.columns:
+            rates[name] = (float(df[schema.label].to_numpy(np.float64).mean()), len(df))
+    why = ("with a time split, the rate changed over time, or the last window is cut short by the end of the "
+           "file (its examples had less time to buy)" if temporal else
+           "with a random split, this is rare by chance: check how the split was made")
+    for name in EVALUATED:
+        if name not in rates:
             continue
-        p1, n1 = float(df[schema.label].to_numpy(np.float64).mean()), len(df)
-        if rate_shifted(p0, n0, p1, n1):
-            why = ("with a time split, the rate changed over time, or the last window is cut short by the "
-                   "end of the file (its examples had less time to buy)" if temporal else
-                   "with a random split, this is rare by chance: check how the split was made")
+        p1, n1 = rates[name]
+        against = [(ref, *rates[ref]) for ref in ("train", "validation")[:EVALUATED.index(name) + 1]
+                   if ref in rates and rate_shifted(*rates[ref], p1, n1)]
+        if against:
+            listed = " and ".join(
+                f"{_pct(p0)} in {'training' if ref == 'train' else ref} ({(p1 - p0) * 100:+.1f} points, "
+                f"{abs(p1 - p0) / _se(p0, n0, p1, n1):.0f} standard errors)" for ref, p0, n0 in against)
             out.append(
-                f"Base rate shift: {_pct(p1)} of the {name} rows are buyers against {_pct(p0)} in training "
-                f"({(p1 - p0) * 100:+.1f} points, {abs(p1 - p0) / _se(p0, n0, p1, n1):.0f} standard errors): "
-                f"the probabilities are calibrated to the training rate and the threshold chosen on "
-                f"validation, so {name} precision, recall and calibration move with it ({why}).")
+                f"Base rate shift: {_pct(p1)} of the {name} rows are buyers against {listed}: the "
+                f"probabilities are calibrated to the training rate and the threshold chosen on validation, "
+                f"so {name} precision, recall and calibration move with it ({why}).")
     if len(train) < PSI_MIN_ROWS:
         return out
     for name in EVALUATED:
