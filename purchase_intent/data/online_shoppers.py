@@ -68,7 +68,7 @@ def load_online_shoppers(cfg: DataConfig, path: str | Path | None = None) -> dic
     Raises:
         SchemaError: file not found or invalid.
     """
-    from purchase_intent.data import resolve_data_file, stratified_split_frames
+    from purchase_intent.data.builtin import resolve_data_file, stratified_split_frames
 
     path = Path(path) if path is not None else resolve_data_file("online_shoppers", cfg.path)
     frames = stratified_split_frames(read_online_shoppers(path), cfg, SPLIT_SEED, SCHEMA.label, path.name)

@@ -78,7 +78,7 @@ def load_womens_reviews(cfg: DataConfig, path: str | Path | None = None) -> dict
     Raises:
         SchemaError: file not found or invalid.
     """
-    from purchase_intent.data import resolve_data_file, stratified_split_frames
+    from purchase_intent.data.builtin import resolve_data_file, stratified_split_frames
 
     path = Path(path) if path is not None else resolve_data_file("womens_reviews", cfg.path)
     frames = stratified_split_frames(read_womens_reviews(path), cfg, SPLIT_SEED, SCHEMA.label, path.name)
