@@ -34,7 +34,7 @@ import pandas as pd
 
 from purchase_intent import cli
 from purchase_intent.contract import PREDICTED_LABEL_COLUMN, PROBABILITY_COLUMN
-from purchase_intent.predict import OUTPUT_HELP, default_output, read_threshold, write_scored_csv
+from purchase_intent.scoring_io import OUTPUT_HELP, default_output, read_threshold, write_scored_csv
 
 logger = logging.getLogger(__name__)
 
