@@ -3,7 +3,7 @@
 keras-hub builds every BERT with the tanh approximation of GELU in the
 feed-forward blocks, while checkpoints in Hugging Face format (all-MiniLM-L6-v2,
 the default text encoder) were trained with the exact GELU;
-:func:`purchase_intent.text.use_exact_gelu` switches the activations of a
+:func:`use_exact_gelu` switches the activations of a
 loaded backbone. A backbone's config holds its constructor arguments only, so
 a model saved as ``.keras`` and loaded back got the approximation again (the
 MiniLM's token outputs moved by up to 0.02). :class:`ExactGeluBertBackbone`
@@ -19,7 +19,16 @@ from __future__ import annotations
 import keras
 import keras_hub
 
-from purchase_intent.text import use_exact_gelu
+
+def use_exact_gelu(backbone) -> None:
+    """Switches every transformer layer's feed-forward activation to exact GELU."""
+
+    def gelu_exact(x):
+        return keras.activations.gelu(x, approximate=False)
+
+    for layer in backbone.transformer_layers:
+        layer.activation = gelu_exact
+        layer._feedforward_intermediate_dense.activation = gelu_exact
 
 
 @keras.saving.register_keras_serializable(package="purchase_intent")

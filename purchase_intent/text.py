@@ -65,15 +65,10 @@ def build_word_vocabulary(texts: list[str], size: int) -> list[str]:
 
 
 def use_exact_gelu(backbone) -> None:
-    """Switches every transformer layer's feed-forward activation to exact GELU."""
-    import keras
+    """Switches every transformer layer's feed-forward activation to exact GELU (:func:`purchase_intent.bert.use_exact_gelu`)."""
+    from purchase_intent.bert import use_exact_gelu as switch
 
-    def gelu_exact(x):
-        return keras.activations.gelu(x, approximate=False)
-
-    for layer in backbone.transformer_layers:
-        layer.activation = gelu_exact
-        layer._feedforward_intermediate_dense.activation = gelu_exact
+    switch(backbone)
 
 
 def load_text_encoder(spec: str, *, texts: list[str] | None = None, tiny_vocab_size: int = 500,
