@@ -28,9 +28,14 @@ statistics and writes ``manifest.json`` and ``stats.json``. With one
 partition (the default) ``prepare`` merges by itself.
 
 The split: ``data.split_column`` if set (values train / validation / test),
-else a seeded hash of each row's file name and row number with the
-fractions ``data.validation_fraction`` / ``data.test_fraction``: the same
-for any partitioning, but not the permutation of the in-memory path.
+else a seeded hash with the fractions ``data.validation_fraction`` /
+``data.test_fraction`` of each row's ``data.group_column`` value when a
+column is named (all rows of a customer in one split), else of its file name
+and row number: the same for any partitioning, but not the permutation of
+the in-memory path. A stream cannot know whether ids repeat before its end,
+so ``group_column=auto`` splits row by row here (train's leakage check warns
+when ids are shared); ``data.split_time_column`` needs the whole table sorted
+and is refused: write a split column.
 
 An event log (``--set data.format=events`` and the clickstream settings,
 :mod:`purchase_intent.data.clickstream`): :func:`prepare_events_partition`
@@ -157,7 +162,19 @@ def split_of(df, path: Path, cfg, seed: int) -> np.ndarray:
             raise SchemaError(f"{path}: split column {cfg.split_column!r} is missing")
         return split_values(df[cfg.split_column], cfg.split_column, str(path)).to_numpy()
     key = zlib.crc32(path.name.encode()) + seed
-    return hash_split(df.index.to_numpy(), key, cfg.validation_fraction, cfg.test_fraction)
+    rows = hash_split(df.index.to_numpy(), key, cfg.validation_fraction, cfg.test_fraction)
+    if cfg.group_column in ("auto", "none"):
+        return rows
+    if cfg.group_column not in df.columns:
+        raise SchemaError(f"{path}: group column {cfg.group_column!r} (data.group_column) is missing")
+    import pandas as pd
+
+    from purchase_intent.data.readers import is_missing_key
+
+    ids = df[cfg.group_column].astype(str).str.strip()
+    hashed = pd.util.hash_pandas_object(ids, index=False).to_numpy(np.uint64)  # the same in every file
+    groups = hash_split(hashed, seed, cfg.validation_fraction, cfg.test_fraction)
+    return np.where(is_missing_key(df[cfg.group_column]), rows, groups)  # no id: a group of its own
 
 
 class ShardWriter:
@@ -713,6 +730,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not schema_file:
         raise SchemaError("give the table's schema with --schema SCHEMA.json (or data.schema)")
     index, count = parse_partition(args.partition)
+    if cfg.data.split_time_column and not cfg.data.split_column and cfg.data.format != "events":
+        raise SchemaError(f"prepare cannot split by data.split_time_column={cfg.data.split_time_column!r}: a time "
+                          "split needs the whole table sorted; write a split column (train / validation / "
+                          "test, e.g. from the date) and give it as data.split_column")
     if cfg.data.format == "events":
         from purchase_intent.data.clickstream import resolve_config
 

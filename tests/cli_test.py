@@ -195,6 +195,13 @@ CASES = {
     "group column with a time split": (["train", "--set", "data.split_time_column=month", "--set",
                                         "data.group_column=customer"],
                                        ["data.group_column must be auto or none with data.split_time_column"]),
+    "prepare: time split refused": (["prepare", "--input", "snapshots.csv", "--schema", "schema_ids.json",
+                                     "--output", "prepared", "--set", "data.split_time_column=month"],
+                                    ["data.split_time_column='month'", "data.split_column"]),
+    "prepare: group column not in the file": (["prepare", "--input", "snapshots.csv", "--schema",
+                                               "schema_ids.json", "--output", "prepared", "--set",
+                                               "data.group_column=client"],
+                                              ["snapshots.csv", "'client'", "data.group_column"]),
     "prepare: bad partition": (["prepare", "--input", "good.csv", "--schema", "schema.json", "--output",
                                 "prepared", "--partition", "3/2"], ["3/2"]),
 }

@@ -360,3 +360,30 @@ def test_event_log_time_split_over_partitions(event_log, tmp_path):
     assert "time_cut" not in merged
     _same_examples(tmp_path, splits, schema)
     assert not (tmp_path / prepare.PARTIALS / prepare.TIME_CUT).exists()
+
+
+def test_group_column_keeps_a_customers_rows_in_one_split_in_any_file():
+    from pathlib import Path
+
+    cfg = DataConfig(group_column="customer", validation_fraction=0.2, test_fraction=0.2)
+    df = pd.DataFrame({"customer": [f"c{i % 300}" for i in range(1500)]})
+    df.loc[[3, 7], "customer"] = ""  # no id: a group of its own (the row's hash)
+    a = prepare.split_of(df, Path("a.csv"), cfg, seed=0)
+    b = prepare.split_of(df.iloc[::-1], Path("b.csv"), cfg, seed=0)  # another file, another row order
+    named = df["customer"].to_numpy() != ""
+    assert (pd.Series(a[named]).groupby(df["customer"][named].to_numpy()).nunique() == 1).all()
+    assert dict(zip(df["customer"][named], a[named])) == dict(zip(df["customer"].iloc[::-1][named[::-1]],
+                                                                  b[named[::-1]]))
+    shares = pd.Series(a).value_counts(normalize=True)
+    assert 0.5 < shares["train"] < 0.7 and 0.1 < shares["test"] < 0.3
+    rows = prepare.split_of(df, Path("a.csv"), DataConfig(validation_fraction=0.2, test_fraction=0.2), seed=0)
+    assert (rows[[3, 7]] == a[[3, 7]]).all()  # auto / none: row by row, as before
+    with pytest.raises(SchemaError, match=r"group column 'client' \(data.group_column\) is missing"):
+        prepare.split_of(df, Path("a.csv"), DataConfig(group_column="client"), seed=0)
+
+
+def test_time_split_is_refused_with_what_to_do(table, tmp_path):
+    root, _ = table
+    with pytest.raises(SchemaError, match="prepare cannot split by data.split_time_column='day'.*data.split_column"):
+        prepare.main(["--input", str(root / "sessions.csv"), "--schema", str(root / "schema.json"),
+                      "--output", str(tmp_path / "p"), "--set", "data.split_time_column=day"])
