@@ -175,6 +175,7 @@ def test_day_first_dates_are_read_day_first_even_when_the_first_row_is_ambiguous
         "2024-04-05 00:00", "2024-04-13 00:00", "1999-04-05 00:00", "1999-12-31 00:00"]
     assert _times(["2024-04-05 10:00", "2024-05-04T11:00"]) == ["2024-04-05 10:00", "2024-05-04 11:00"]
     assert _times(["05/05/2024", "2024-05-04"]) == ["2024-05-05 00:00", "2024-05-04 00:00"]  # day == month
+    assert _times(["05/04-2024 10:00 PM", "13.04/2024"]) == ["2024-04-05 22:00", "2024-04-13 00:00"]
 
 
 def test_ambiguous_or_mixed_day_month_order_is_refused():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import logging
+import warnings
 import zlib
 from pathlib import Path
 from typing import Any, Iterable
@@ -337,9 +338,10 @@ def read_table(path: str | Path, schema: FeatureSchema) -> pd.DataFrame:
     return df
 
 
-# A date written d/m/y or m/d/y (separator / . or -, the same twice), at the start of the value;
+# A date written d/m/y or m/d/y (separators / . or -), at the start of the value;
 # a time may follow after a space or "T". ISO YYYY-MM-DD never matches (its first field has 4 digits).
-_DMY = r"^\s*(?P<a>\d{1,2})(?P<sep>[/.\-])(?P<b>\d{1,2})(?P=sep)(?P<y>\d{4}|\d{2})(?P<rest>(?:[ T].*)?)$"
+# (RE2 syntax, run by Arrow; the two separators may differ, "05/04-2024" is read as its column says.)
+_DMY = r"^\s*(?P<a>\d{1,2})(?P<sep>[/.\-])(?P<b>\d{1,2})(?P<sep2>[/.\-])(?P<y>\d{4}|\d{2})(?P<rest>[ T].*)?$"
 
 
 def parse_times(values: pd.Series, column: str, where: str = "data", fmt: str | None = None,
@@ -382,11 +384,13 @@ def parse_times(values: pd.Series, column: str, where: str = "data", fmt: str | 
             raise SchemaError(f"{where}: column {column!r}: cannot use data.time_format={fmt!r} ({e})") from None
         _raise_unparsed(values, parsed, column, where, f" with data.time_format={fmt!r}")
     else:
-        parsed = pd.to_datetime(values, errors="coerce", format=fmt) if fmt else None
+        parsed = pd.to_datetime(values, errors="coerce", format=fmt) if fmt else _iso_times(values)
         if parsed is None or (parsed.isna().to_numpy().any() and not values.isna().to_numpy().all()):
             text = _dates_as_iso(values, column, where)
             try:
-                parsed = pd.to_datetime(text, errors="coerce")  # the format inferred from the first value
+                with warnings.catch_warnings():  # "Could not infer format": the per-element retry below
+                    warnings.simplefilter("ignore", UserWarning)
+                    parsed = pd.to_datetime(text, errors="coerce")  # the format inferred from the first value
                 if parsed.isna().to_numpy().any() and not text.isna().to_numpy().all():
                     # Several formats: element by element (no d/m/y value is left to guess: they are ISO now).
                     retry = pd.to_datetime(text, errors="coerce", format="mixed")
@@ -400,6 +404,15 @@ def parse_times(values: pd.Series, column: str, where: str = "data", fmt: str | 
     return parsed
 
 
+def _iso_times(values: pd.Series) -> pd.Series | None:
+    """``values`` parsed as ISO 8601 (never ambiguous; the fast common case), or None if one is not."""
+    try:
+        parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
+    except (ValueError, TypeError):  # e.g. several UTC offsets: the general path says so
+        return None
+    return None if (parsed.isna().to_numpy() & values.notna().to_numpy()).any() else parsed
+
+
 def _raise_unparsed(values: pd.Series, parsed: pd.Series, column: str, where: str, how: str = "") -> None:
     bad = parsed.isna().to_numpy()
     if bad.any():
@@ -411,16 +424,17 @@ def _raise_unparsed(values: pd.Series, parsed: pd.Series, column: str, where: st
                           f"({int(bad.sum())} such rows)")
 
 
-def date_order(values: pd.Series, column: str, where: str = "data") -> str | None:
+def date_order(values: pd.Series, column: str, where: str = "data", parts: pd.DataFrame | None = None
+               ) -> str | None:
     """How the d/m/y-or-m/d/y values of a column are to be read: "day", "month" or None.
 
     None: no value has that shape, or none is ambiguous (each reads the same
-    both ways). See :func:`parse_times`.
+    both ways). See :func:`parse_times`. ``parts``: :func:`_dmy_parts` of ``values`` if known.
 
     Raises:
         SchemaError: values of both orders, or ambiguous values and none that decides.
     """
-    parts = _dmy_parts(values)
+    parts = _dmy_parts(values) if parts is None else parts
     if parts is None:
         return None
     a, b = parts["a"].astype(int), parts["b"].astype(int)
@@ -441,10 +455,10 @@ def date_order(values: pd.Series, column: str, where: str = "data") -> str | Non
         return None
     i = int(np.flatnonzero(ambiguous)[0])
     example = str(values.loc[parts.index[i]])
-    sep, short = parts["sep"].iloc[i], len(parts["y"].iloc[i]) == 2
+    sep, sep2, short = parts["sep"].iloc[i], parts["sep2"].iloc[i], len(parts["y"].iloc[i]) == 2
     time = _time_format(parts["rest"].iloc[i])
     year = "%y" if short else "%Y"
-    formats = [f"{x}{sep}{y}{sep}{year}{time}" for x, y in (("%d", "%m"), ("%m", "%d"))]
+    formats = [f"{x}{sep}{y}{sep2}{year}{time}" for x, y in (("%d", "%m"), ("%m", "%d"))]
     quote = (lambda f: f'"data.time_format={f}"') if " " in time else (lambda f: f"data.time_format={f}")
     raise SchemaError(
         f"{where}: column {column!r}: {row_ref(parts.index[i])} has {example!r}, which reads as "
@@ -459,11 +473,21 @@ def _dmy_parts(values: pd.Series) -> pd.DataFrame | None:
     if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
         return None
     text = values.dropna()
-    text = text[text.map(lambda v: isinstance(v, str))]
+    if values.dtype == object:
+        text = text[text.map(lambda v: isinstance(v, str))]
     if not len(text):
         return None
-    parts = text.astype(str).str.extract(_DMY).dropna(subset=["a"])
-    return parts if len(parts) else None
+    try:  # Arrow's RE2, vectorised
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        found = pc.extract_regex(pa.array(text.to_numpy(dtype=object), type=pa.string()), _DMY)
+        valid = found.is_valid().to_numpy(zero_copy_only=False)
+        parts = pd.DataFrame({k: found.field(k).to_numpy(zero_copy_only=False) for k in
+                              ("a", "sep", "b", "sep2", "y", "rest")}, index=text.index)[valid]
+    except ImportError:
+        parts = text.astype(str).str.extract(_DMY).dropna(subset=["a"])
+    return parts.astype(object).where(parts.notna(), "") if len(parts) else None
 
 
 def _time_format(rest: str) -> str:
@@ -480,17 +504,17 @@ def _time_format(rest: str) -> str:
 def _dates_as_iso(values: pd.Series, column: str, where: str) -> pd.Series:
     """``values`` with the d/m/y or m/d/y dates rewritten ``YYYY-MM-DD`` in the order :func:`date_order`
     finds (the time after them kept), so no parser guesses it; other values as they are."""
-    order = date_order(values, column, where)
     parts = _dmy_parts(values)
     if parts is None:
         return values
-    a, b, y = parts["a"].astype(int), parts["b"].astype(int), parts["y"].astype(int)
+    order = date_order(values, column, where, parts)
+    a, b, y = (parts[k].astype(np.int64).to_numpy() for k in ("a", "b", "y"))
     day, month = (a, b) if order == "day" else (b, a)
-    year = np.where(parts["y"].str.len() == 2, np.where(y < 69, 2000 + y, 1900 + y), y)  # strptime's %y
-    iso = [f"{yy:04d}-{mm:02d}-{dd:02d}{rest}" for yy, mm, dd, rest in
-           zip(year.tolist(), month.tolist(), day.tolist(), parts["rest"].fillna("").tolist())]
+    year = np.where(parts["y"].str.len().to_numpy() == 2, np.where(y < 69, 2000 + y, 1900 + y), y)  # as %y
+    iso = (pd.Series(year * 10000 + month * 100 + day, index=parts.index).astype(str)  # YYYYMMDD
+           .str.replace(r"^(\d{4})(\d\d)(\d\d)$", r"\1-\2-\3", regex=True) + parts["rest"].astype(str))
     out = values.astype(object).copy()
-    out.loc[parts.index] = iso
+    out.loc[parts.index] = iso.to_numpy(dtype=object)
     return out
 
 
