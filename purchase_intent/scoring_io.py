@@ -110,7 +110,8 @@ def write_scored_csv(input_path: str | Path, output_path: str | Path, schema: Fe
                     if missing:
                         raise SchemaError(f"{input_path}: --keep-columns {missing} are not in the "
                                           f"file; it has {list(chunk.columns)}")
-                if rows == 0:
+                if rows == 0 and all(c in chunk.columns for c in schema.feature_names):
+                    # Before validate: another delimiter would otherwise surface as a row's event counts.
                     check_delimiters(chunk, schema, str(input_path), scoring=True)
                 valid = schema.validate(chunk, require_label=False, where=str(input_path))
                 probs = score(valid)
