@@ -33,19 +33,20 @@ from purchase_intent import contract
 
 EXTREMES = np.array([3.4028235e38, -3.4028235e38, np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-45, -1e-45,
                      1e30, -1e30, 1.0, -1.0, 0.5], np.float32)
-TREES_LAYER = "boosted_trees"
 
 
 def export_tree_thresholds(version_dir: str | Path) -> dict[int, np.ndarray]:
     """``{tree feature index: its split thresholds (float32)}`` of the export's boosted trees ({} without)."""
     import tensorflow as tf
 
+    from purchase_intent.trees import LAYER_NAME
+
     loaded = tf.saved_model.load(str(version_dir))
     found = {v.name.split(":")[0]: v.numpy() for v in loaded.variables
-             if v.name.startswith(f"{TREES_LAYER}/")}
-    if f"{TREES_LAYER}/threshold" not in found:
+             if v.name.startswith(f"{LAYER_NAME}/")}
+    if f"{LAYER_NAME}/threshold" not in found:
         return {}
-    return split_thresholds(found[f"{TREES_LAYER}/feature_left"][:, 0], found[f"{TREES_LAYER}/threshold"])
+    return split_thresholds(found[f"{LAYER_NAME}/feature_left"][:, 0], found[f"{LAYER_NAME}/threshold"])
 
 
 def split_thresholds(feature: np.ndarray, threshold: np.ndarray) -> dict[int, np.ndarray]:

@@ -594,7 +594,7 @@ def fit_trees(cfg, schema, preprocessor, train_data):
     when larger). None when off, or when the schema has no numeric,
     categorical or sequence features.
     """
-    from purchase_intent.trees import TreeEnsemble, fit_trees as fit, tree_tables
+    from purchase_intent.trees import LAYER_NAME, TreeEnsemble, fit_trees as fit, tree_tables
 
     t = cfg.train
     if not t.boosted_trees:
@@ -608,7 +608,7 @@ def fit_trees(cfg, schema, preprocessor, train_data):
     y = train_data[schema.label].to_numpy()
     clf = fit(x, y, seed=t.seed, learning_rate=t.boosted_trees_learning_rate,
               max_leaf_nodes=t.boosted_trees_max_leaf_nodes, max_iter=t.boosted_trees_max_iter)
-    return TreeEnsemble(**tree_tables(clf), name="boosted_trees")
+    return TreeEnsemble(**tree_tables(clf), name=LAYER_NAME)
 
 
 def tree_feature_model(preprocessor):

@@ -39,6 +39,8 @@ from keras import ops
 
 logger = logging.getLogger(__name__)
 
+LAYER_NAME = "boosted_trees"  # the branch's layer in a model (and its variables' prefix in an export)
+
 
 def _float32_at_most(x: np.ndarray) -> np.ndarray:
     """The largest float32 ``<=`` each float64 of ``x`` (so ``v32 <= t32`` iff ``v32 <= t64``)."""

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from purchase_intent.data import SPLITS
 from purchase_intent.schema import FeatureSchema, SchemaError
 
 MANIFEST = "manifest.json"
@@ -257,7 +258,6 @@ def read_frame(prepared: Prepared, split: str, limit: int | None = None) -> pd.D
     return out
 
 
-SPLITS = ("train", "validation", "test")
 
 
 def distinct_values(source, columns: list[str], splits=SPLITS, block: int = 4096) -> list[str]:
