@@ -12,7 +12,7 @@ For each N, in a scratch directory (removed afterwards unless ``--keep``):
    whole table as frames, ``make_dataset``; skipped above ``--memory-max``): peak RSS, examples/s;
 5. with ``--evaluate``, the evaluation part of ``train --data <prepared dir>`` (a child process):
    the model's predictions of the whole test split streamed from its shards, its labels and ids
-   (``read_columns``) and the baselines' bounded sample frames (``task.prepared_splits``): peak RSS,
+   (``read_columns``) and the baselines' bounded sample frames (``PreparedSplits.frames``): peak RSS,
    examples/s. The test split is ``data.test_fraction`` of N: ``--test-fraction 0.8`` (validation
    then 0.05) gives a test split of 0.8 N, e.g. ``--examples 1250000`` for 1M test examples.
 
@@ -89,7 +89,8 @@ def run_epoch(source: str, mode: str, batch_size: int) -> dict:
 
     from purchase_intent import task
     from purchase_intent.config import get_config
-    from purchase_intent.data.prepared import Prepared, read_frame
+    from purchase_intent.data.prepared import Prepared
+    from purchase_intent.data.source import PreparedSplits
     from purchase_intent.data.synthetic import SCHEMA
     from purchase_intent.pipeline import make_dataset, make_shard_dataset
 
@@ -98,8 +99,7 @@ def run_epoch(source: str, mode: str, batch_size: int) -> dict:
     prepared = Prepared.load(source)
     t0 = time.perf_counter()
     if mode == "shards":
-        splits = {"train": read_frame(prepared, "train", 5_000)}
-        pre, models, _ = task.build_members(cfg, SCHEMA, splits, members=1, prepared=prepared)
+        pre, models, _ = task.build_members(cfg, SCHEMA, PreparedSplits(prepared), members=1)
         ds = make_shard_dataset(prepared, "train", pre, cfg.data, training=True)
         examples = prepared.examples("train")
     else:  # the same training split, whole, as a frame
@@ -132,14 +132,16 @@ def run_evaluate(source: str, batch_size: int) -> dict:
     from purchase_intent import task
     from purchase_intent.config import get_config
     from purchase_intent.data.prepared import Prepared, read_columns
+    from purchase_intent.data.source import PreparedSplits
     from purchase_intent.data.synthetic import SCHEMA
 
     cfg = get_config("tiny", overrides=OVERRIDES + [f"data.batch_size={batch_size}"])
     keras.utils.set_random_seed(0)
     prepared = Prepared.load(source)
     t0 = time.perf_counter()
-    splits = task.prepared_splits(prepared)  # what a run keeps as frames: bounded samples
-    pre, models, _ = task.build_members(cfg, SCHEMA, splits, members=1, prepared=prepared)
+    data = PreparedSplits(prepared)
+    data.frames()  # what a run keeps as frames: bounded samples
+    pre, models, _ = task.build_members(cfg, SCHEMA, data, members=1)
     setup = time.perf_counter() - t0
     t0 = time.perf_counter()
     p = task.predict(models[0], cfg, SCHEMA, pre, prepared, "test")
@@ -149,7 +151,7 @@ def run_evaluate(source: str, batch_size: int) -> dict:
         raise RuntimeError(f"{len(p)} predictions, {len(columns)} labels, {prepared.examples('test')} examples")
     return {"test_examples": len(p), "setup_seconds": setup, "predict_seconds": seconds,
             "examples_per_second": len(p) / seconds, "peak_rss_mb": peak_rss_mb(),
-            "sample_rows": {k: len(v) for k, v in splits.items()}}
+            "sample_rows": {k: len(v) for k, v in data.frames().items()}}
 
 
 def main(argv: list[str] | None = None) -> dict:

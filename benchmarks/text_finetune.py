@@ -80,7 +80,7 @@ def _fit_variant(cfg, schema, splits) -> dict:
                                                            text_cache=True, cache_dir="")
     setup_s = time.perf_counter() - t0
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    train_ds, val_ds = task.datasets(cfg, schema, preprocessor, splits["train"], splits["validation"])
+    train_ds, val_ds = task.datasets(cfg, schema, preprocessor, splits)
     timer = task.EpochTimer.make()
     t0 = time.perf_counter()
     history = task.fit(model, cfg, train_ds, val_ds, callbacks=[timer],

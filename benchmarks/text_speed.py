@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from purchase_intent import task, text
     from purchase_intent.config import get_config
+    from purchase_intent.data.source import FrameSplits, PreparedSplits
     import tensorflow as tf
 
     from purchase_intent.data import load_splits
@@ -156,11 +157,11 @@ def main(argv: list[str] | None = None) -> dict:
     def fitted_variant(variant_schema, text_cache, variant_cfg=cfg, variant_encoder=encoder, prepared=None):
         """As ``train`` builds it: from the frames, or (``prepared``) the training split streamed from shards."""
         keras.utils.set_random_seed(cfg.train.seed)
-        variant_splits = task.prepared_splits(prepared) if prepared else splits
-        preprocessor, (model,), _ = task.build_members(variant_cfg, variant_schema, variant_splits, members=1,
+        data = PreparedSplits(prepared) if prepared else FrameSplits(splits, variant_schema)
+        preprocessor, (model,), _ = task.build_members(variant_cfg, variant_schema, data, members=1,
                                                         text_cache=text_cache, cache_dir="",
-                                                        encoder=variant_encoder, prepared=prepared)
-        ds = distributed_dataset(tf.distribute.get_strategy(), prepared or splits["train"], variant_schema,
+                                                        encoder=variant_encoder)
+        ds = distributed_dataset(tf.distribute.get_strategy(), data, variant_schema,
                                  preprocessor, cfg.data, training=True, seed=cfg.train.seed)
         return model, ds
 

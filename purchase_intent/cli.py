@@ -235,3 +235,17 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
                 or default == argparse.SUPPRESS:
             return text
         return super()._get_help_string(action)
+
+
+def config_overrides(args) -> list[str]:
+    """The ``--set`` overrides plus the shortcut flags a command has (``--data``, ``--epochs``, ``--no-export``, ...)."""
+    overrides = list(args.overrides)
+    for flag, key in (("data", "data.name"), ("epochs", "train.epochs"), ("strategy", "train.strategy"),
+                      ("cpu_replicas", "train.cpu_replicas")):
+        value = getattr(args, flag, None)
+        if value is not None and value != "":
+            overrides.append(f"{key}={value}")
+    for flag, setting in (("no_export", "export.enabled=false"), ("hash_ids", "data.hash_ids=true")):
+        if getattr(args, flag, False):
+            overrides.append(setting)
+    return overrides

@@ -2,7 +2,7 @@
 
 On one dataset, one split and one test set:
 
-* the fusion model (``task.build`` + ``task.fit``, as ``train`` runs them: early
+* the fusion model (``task.PurchaseIntentTask``, as ``train`` runs it: early
   stopping on validation ROC-AUC, best epoch restored), optionally averaged
   over several seeds (``--seeds``);
 * the peers of :mod:`purchase_intent.baselines` on its ``tabular_features``: logistic
@@ -80,9 +80,9 @@ def _frozen_encoder(cfg, schema: FeatureSchema, train_df: pd.DataFrame):
     return _ENCODERS[spec]
 
 
-def build_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *,
-                 text_cache: bool = True, cache_dir: str | None = None):
-    """``(preprocessor, compiled model)`` for one run: :func:`purchase_intent.task.build`.
+def fusion_task(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *, text_cache: bool = True,
+                cache_dir: str | None = None):
+    """The :class:`~purchase_intent.task.PurchaseIntentTask` of one run, built (one member).
 
     With a frozen text encoder and ``text_cache``, the scalar-text backbone is a
     :class:`~purchase_intent.blocks.CachedTextEncoder` over the distinct texts
@@ -91,17 +91,18 @@ def build_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *,
     reused across runs (:func:`purchase_intent.text.cached_text_embeddings`; on
     disk in ``cache_dir``, default ``data.text_cache_dir``).
     """
-    from purchase_intent import task
+    from purchase_intent.task import PurchaseIntentTask
 
     frozen = cfg.model.text_frozen() and bool(schema.text or schema.event_text)
     encoder = _frozen_encoder(cfg, schema, splits["train"]) if frozen and text_cache else None
-    return task.build(cfg, schema, splits, text_cache=text_cache, cache_dir=cache_dir, encoder=encoder)
+    return PurchaseIntentTask(cfg, splits, schema, members=1, text_cache=text_cache, cache_dir=cache_dir,
+                              encoder=encoder)
 
 
 def fit_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *, seeds: int = 1,
                text_cache: bool = True, cache_dir: str | None = None) -> dict[str, Any]:
-    """Trains the fusion model as ``train`` does (:func:`purchase_intent.task.fit`, no files) and
-    predicts validation and test.
+    """Trains the fusion model as ``train`` does (:class:`purchase_intent.task.PurchaseIntentTask`,
+    output stage included, no files) and predicts validation and test.
 
     With ``seeds > 1``, trains that many models (seeds ``train.seed + i``) and
     averages their probabilities.
@@ -117,33 +118,24 @@ def fit_fusion(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *, s
 
 
 def _fit_fusion(cfg, schema, splits, *, seeds, text_cache, cache_dir):
+    import copy
+
     import keras
 
-    from purchase_intent import task
-    from purchase_intent.pipeline import class_weights
-
     t0 = time.perf_counter()
-    train_df, val_df, test_df = splits["train"], splits["validation"], splits["test"]
-    weights = class_weights(train_df[schema.label].to_numpy(), cfg.train.class_weight)
     p_val, p_test, best_epochs = [], [], []
     for i in range(seeds):
-        seed = cfg.train.seed + i
-        keras.utils.set_random_seed(seed)
-        preprocessor, model = build_fusion(cfg, schema, splits, text_cache=text_cache, cache_dir=cache_dir)
-        train_ds, val_ds = task.datasets(cfg, schema, preprocessor, train_df, val_df, seed=seed, weights=weights)
-        history = task.fit(model, cfg, train_ds, val_ds, steps_per_epoch=-(-len(train_df) // cfg.data.batch_size))
-        val_auc = history.get("val_auc", [0.0])
+        seed_cfg = copy.deepcopy(cfg)
+        seed_cfg.train.seed = cfg.train.seed + i
+        keras.utils.set_random_seed(seed_cfg.train.seed)
+        fusion = fusion_task(seed_cfg, schema, splits, text_cache=text_cache, cache_dir=cache_dir)
+        val_auc = fusion.fit()[0].get("val_auc", [0.0])
         best_epochs.append(int(np.argmax(val_auc)) + 1)
-        logger.info("Fusion seed %d: best epoch %d of %d, val ROC-AUC %.4f", seed, best_epochs[-1],
-                    len(val_auc), max(val_auc))
-
-        def predict(df):
-            return task.predict(model, cfg, schema, preprocessor, df)
-
-        model, _, _ = task.fit_output(model, cfg, schema, preprocessor, train_df, val_df,
-                                      val_df[schema.label].to_numpy(), predict(val_df))
-        p_val.append(predict(val_df))
-        p_test.append(predict(test_df))
+        logger.info("Fusion seed %d: best epoch %d of %d, val ROC-AUC %.4f", seed_cfg.train.seed,
+                    best_epochs[-1], len(val_auc), max(val_auc))
+        fusion.fit_output()  # the product's output stage: trees + stacking, or Platt
+        p_val.append(fusion.predict("validation"))
+        p_test.append(fusion.predict("test"))
         keras.backend.clear_session()
     return {"val": np.mean(p_val, axis=0), "test": np.mean(p_test, axis=0), "epochs": best_epochs,
             "val_per_seed": p_val, "seconds": time.perf_counter() - t0}
@@ -299,13 +291,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Runs the comparison; returns the dict written to ``compare.json``."""
     args = parse_args(argv)
-    from purchase_intent.train import config_overrides
-
     cli.setup_logging()
     from purchase_intent.config import get_config
     from purchase_intent.data import load_splits
 
-    cfg = get_config(args.preset, args.config, config_overrides(args))
+    cfg = get_config(args.preset, args.config, cli.config_overrides(args))
     out_dir = Path(args.output_dir or Path("runs") / f"compare-{Path(cfg.data.name).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     logger.info("Resolved config: %s", json.dumps(cfg.to_dict()))
     t0 = time.perf_counter()

@@ -114,6 +114,63 @@ def format_table(results: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def beside_baselines(data, p_val: np.ndarray, p_test: np.ndarray, seed: int = 0,
+                     name: str = "purchase_intent") -> dict:
+    """The model's test metrics beside the baselines', each at the threshold chosen on validation.
+
+    Args:
+        data: the run's :class:`~purchase_intent.data.source.Splits`. The baselines
+            are fitted on its training frame and score its validation and test
+            frames: whole splits in memory, the first examples of a streamed one.
+        p_val, p_test: the model's probabilities of every example of the
+            validation and test splits (in the order of ``data.columns``).
+        seed: the baselines' seed.
+        name: the model's name in the tables.
+
+    Returns:
+        ``{"results"`` (model -> test metrics: the model on its whole splits,
+        with the baselines when they scored the same rows), ``"comparison"``
+        (None, or when the baselines scored a sample: every model on the sample's
+        rows, ``metrics.json``'s ``baseline_comparison``), ``"table"`` (text),
+        ``"skipped"`` (baseline -> error), ``"sample"`` (rows the baselines
+        scored per split), ``"y_test"``, ``"p_test"`` (model -> test probabilities)}.
+
+    Raises:
+        RuntimeError: the sample's labels are not those of the first examples of the splits.
+    """
+    from purchase_intent.baselines import baseline_predictions
+
+    label = data.schema.label
+    y_val, y_test = (data.columns(s, ids=False)[label].to_numpy() for s in ("validation", "test"))
+    frames = data.frames()
+    baseline_probs, skipped = baseline_predictions(frames, data.schema, seed=seed)
+    sample = {s: len(frames[s]) for s in ("validation", "test")}
+    pv, pt = {name: p_val}, {name: p_test}
+    comparison = None
+    if sample["validation"] == len(y_val) and sample["test"] == len(y_test):  # every model on whole splits
+        pv.update(baseline_probs["validation"])
+        pt.update(baseline_probs["test"])
+        results = evaluate_all(y_val, pv, y_test, pt)
+        table = format_table(results)
+    else:  # the model on whole splits; the comparison: every model on the baselines' rows
+        nv, nt = sample["validation"], sample["test"]
+        if not (np.array_equal(y_val[:nv], frames["validation"][label].to_numpy())
+                and np.array_equal(y_test[:nt], frames["test"][label].to_numpy())):
+            raise RuntimeError("the baselines' sample rows are not the first rows of the streamed splits")
+        results = evaluate_all(y_val, pv, y_test, pt)
+        comparison = {"examples": dict(sample), "rows": "the first examples of each split, in shard order",
+                      "test": evaluate_all(y_val[:nv], {name: p_val[:nv]} | baseline_probs["validation"],
+                                           y_test[:nt], {name: p_test[:nt]} | baseline_probs["test"])}
+        table = (format_table(results) + f"\n\nBeside the baselines, every model on the same first {nv:,} "
+                 f"validation and {nt:,} test examples (of {len(y_val):,} and {len(y_test):,}; the "
+                 f"baselines score a sample):\n" + format_table(comparison["test"]))
+        logger.info("The baselines scored the first %d validation and %d test examples (of %d and %d); "
+                    "metrics.json's baseline_comparison holds every model on those rows",
+                    nv, nt, len(y_val), len(y_test))
+    return {"results": results, "comparison": comparison, "table": table, "skipped": skipped,
+            "sample": sample, "y_test": y_test, "p_test": pt}
+
+
 # -- plots ---------------------------------------------------------------
 def _pyplot():
     import matplotlib

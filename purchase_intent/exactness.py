@@ -208,3 +208,37 @@ def export_check(version_dir: str | Path, model, preprocessor, frame: pd.DataFra
     out = compare_paths(version_dir, rows, schema, expected=expected, fn=fn)
     out.pop("served")
     return out
+
+
+def export_and_check(model, preprocessor, export_cfg, base_dir, assets: dict, warmup: pd.DataFrame,
+                     sample: pd.DataFrame, expected: np.ndarray, trees=None) -> dict:
+    """Exports ``model`` (:func:`purchase_intent.export.export_model`) and checks the export against it.
+
+    Two checks: ``tf.saved_model.load`` on ``sample`` against ``expected`` (the
+    in-memory probabilities of those rows), and TF Serving's path (TF1 loader,
+    Session, Grappler) on :func:`awkward_rows` of ``sample`` (:func:`export_check`).
+
+    Returns:
+        ``metrics.json``'s ``export``: ``{"path", "max_abs_diff", "max_abs_diff_serving",
+        "serving_rows_checked"}``.
+    """
+    import logging
+
+    from purchase_intent.export import export_model, load_serving_fn
+    from purchase_intent.preprocessing import raw_batch
+
+    logger = logging.getLogger("purchase_intent.export")
+    version_dir = export_model(model, preprocessor, base_dir, export_cfg.model_name, export_cfg.version,
+                               extra_assets=assets, warmup_examples=warmup)
+    fn = load_serving_fn(version_dir)
+    served = fn(**raw_batch(sample, preprocessor.feature_schema))[contract.OUTPUT_KEY].numpy().reshape(-1)
+    diff = float(np.max(np.abs(served - np.asarray(expected).reshape(-1)[:len(sample)])))
+    logger.info("Export check: max |served - in-memory| = %.2e over %d test examples", diff, len(sample))
+    serving = export_check(version_dir, model, preprocessor, sample, trees=trees, fn=fn)
+    worst = serving["max_abs_diff_in_memory_serving"]
+    logger.info("Export check through TF Serving's path (TF1 loader, Session, Grappler): max |served - "
+                "in-memory| = %.2e over %d rows (every tree split, extremes, odd sequences)", worst, serving["rows"])
+    if worst > 1e-6:
+        logger.warning("TF Serving would answer up to %.2e away from this model", worst)
+    return {"path": str(version_dir), "max_abs_diff": diff, "max_abs_diff_serving": worst,
+            "serving_rows_checked": serving["rows"]}

@@ -249,8 +249,8 @@ def modality_ablation(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame
 
     Args:
         cfg: a ``Config`` (``cfg.train.epochs`` unless ``epochs`` is given); each
-            model is fitted as in training (:func:`purchase_intent.task.fit`: early
-            stopping on validation ROC-AUC, class weights, wide warm-up).
+            model is the product's (:class:`purchase_intent.task.PurchaseIntentTask`: early
+            stopping on validation ROC-AUC, class weights, wide warm-up, output stage).
         schema: the full feature schema.
         splits: "train", "validation", "test" frames validated by ``schema``.
         subsets: name -> schema; default :func:`modality_subsets`.
@@ -273,24 +273,18 @@ def _modality_ablation(cfg, schema, splits, subsets, epochs):
     import keras
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from purchase_intent import task
-    from purchase_intent.pipeline import class_weights
+    from purchase_intent.task import PurchaseIntentTask
 
     subsets = subsets or modality_subsets(schema)
-    train_df, val_df, test_df = splits["train"], splits["validation"], splits["test"]
-    weights = class_weights(train_df[schema.label].to_numpy(), cfg.train.class_weight)
+    y_val, y_test = splits["validation"][schema.label].to_numpy(), splits["test"][schema.label].to_numpy()
     rows = []
     for name, sub in subsets.items():
         t0 = time.perf_counter()
         keras.utils.set_random_seed(cfg.train.seed)
-        pre, model = task.build(cfg, sub, splits)
-        train_ds, val_ds = task.datasets(cfg, sub, pre, train_df, val_df, weights=weights)
-        history = task.fit(model, cfg, train_ds, val_ds, epochs=epochs,
-                           steps_per_epoch=-(-len(train_df) // cfg.data.batch_size))
-        y_val = val_df[schema.label].to_numpy()
-        y_test = test_df[schema.label].to_numpy()
-        p_val = task.predict(model, cfg, sub, pre, val_df)
-        p_test = task.predict(model, cfg, sub, pre, test_df)
+        model = PurchaseIntentTask(cfg, splits, sub, members=1)  # the product on these features only
+        history = model.fit(epochs=epochs)[0]
+        model.fit_output()  # with its output stage (trees + stacking, or Platt), as train runs it
+        p_val, p_test = model.predict("validation"), model.predict("test")
         rows.append({"subset": name, "test_roc_auc": roc_auc_score(y_test, p_test),
                      "test_pr_auc": average_precision_score(y_test, p_test),
                      "val_roc_auc": roc_auc_score(y_val, p_val),

@@ -13,50 +13,26 @@ Order of stages, and why:
    per-replica batch size from the ``tf.distribute.InputContext``;
 6. ``prefetch``.
 
-From a prepared directory (:func:`make_shard_dataset`), stage 1 is
-``list_files`` + ``interleave`` of TFRecord shards (file-level sharding per
+Stage 1 is the data source's (:meth:`purchase_intent.data.source.Splits.raw_blocks`): from a
+prepared directory, an ``interleave`` of TFRecord shards (file-level sharding per
 input pipeline) and parallel parsing of blocks of records into the same raw
-tensors; stages 2-3 and 5-6 are the same code (:func:`preprocess_blocks`,
-:func:`batch_examples`); stage 4 caches only a split (this pipeline's share)
-of at most ``data.shuffle_buffer`` examples, as many as the shuffle buffer
-holds anyway: a larger one is parsed and preprocessed again each epoch.
+tensors. Every other stage is this module's, whatever the source; stage 4
+caches a streamed split (this pipeline's share) only when it has at most
+``data.shuffle_buffer`` examples, as many as the shuffle buffer holds anyway:
+a larger one is parsed and preprocessed again each epoch.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 
-from purchase_intent import contract
 from purchase_intent.config import DataConfig
+from purchase_intent.data.source import PreparedSplits, as_splits
 from purchase_intent.preprocessing import Preprocessor
 from purchase_intent.schema import FeatureSchema
 
 _BLOCK = 512  # examples per vectorised preprocessing call
-
-
-def raw_examples(df: pd.DataFrame, schema: FeatureSchema) -> dict[str, tf.Tensor]:
-    """Column tensors of a validated frame; sequence columns as ``tf.RaggedTensor``.
-
-    Sequence rows hold the example's events only (:func:`contract.frame_events`:
-    the padding dropped), so keeping the most recent events keeps what the
-    serving graph keeps.
-    """
-    out = {}
-    for name in schema.text + schema.categorical:
-        out[name] = tf.constant(df[name].to_numpy(dtype=object).astype(str).astype(object))
-    sequences = contract.frame_events(df, schema.sequence_like)
-    for name in schema.sequence_like:
-        seqs = sequences[name]
-        lengths = np.fromiter((len(v) for v in seqs), dtype=np.int64, count=len(seqs))
-        flat = [x for v in seqs for x in v]
-        values = tf.constant(np.asarray(flat, dtype=object) if flat else np.zeros(0, dtype=object),
-                             dtype=tf.string)
-        out[name] = tf.RaggedTensor.from_row_lengths(values, lengths)
-    for name in schema.numeric:
-        out[name] = tf.constant(df[name].to_numpy(np.float32))
-    return out
 
 
 def class_weights(labels: np.ndarray, mode: str) -> dict[int, float] | None:
@@ -73,14 +49,14 @@ def count_class_weights(positives: int, examples: int, mode: str) -> dict[int, f
     return {0: 0.5 / (1 - rate), 1: 0.5 / rate}
 
 
-def make_dataset(df: pd.DataFrame, schema: FeatureSchema, preprocessor: Preprocessor,
-                 cfg: DataConfig, *, training: bool, seed: int = 0,
-                 weights: dict[int, float] | None = None,
-                 ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-    """Builds the batched dataset for one split.
+def make_dataset(data, schema: FeatureSchema, preprocessor: Preprocessor, cfg: DataConfig, *,
+                 training: bool, seed: int = 0, weights: dict[int, float] | None = None,
+                 ctx: tf.distribute.InputContext | None = None, split: str = "train") -> tf.data.Dataset:
+    """Builds the batched dataset of one split: the one pipeline of every run, in memory or streamed.
 
     Args:
-        df: a frame validated by ``schema.validate`` (with the label column).
+        data: a :class:`~purchase_intent.data.source.Splits` (``split`` read), or one frame
+            validated by ``schema.validate`` (with the label column).
         schema: the feature schema.
         preprocessor: the adapted ``Preprocessor``.
         cfg: data configuration (batch size is global).
@@ -88,24 +64,22 @@ def make_dataset(df: pd.DataFrame, schema: FeatureSchema, preprocessor: Preproce
         seed: shuffle seed.
         weights: optional class weights, added as a third element.
         ctx: input context under ``distribute_datasets_from_function``.
+        split: the split of ``data`` to read.
 
     Returns:
         A dataset of ``(inputs, label)`` or ``(inputs, label, weight)``.
     """
-    labels = df[schema.label].to_numpy(np.float32).reshape(-1, 1)
-    ds = tf.data.Dataset.from_tensor_slices((raw_examples(df, schema), labels))
-    pipelines = ctx.num_input_pipelines if ctx else 1
-    examples_here = len(df)
-    if pipelines > 1:
-        # One pipeline per worker: each holds its own shard (every pipelines-th example).
-        ds = ds.shard(pipelines, ctx.input_pipeline_id)
-        examples_here = len(range(ctx.input_pipeline_id, len(df), pipelines))
-    ds = preprocess_blocks(ds.batch(_BLOCK), schema, preprocessor, cfg)
+    blocks = as_splits(data, schema, split).raw_blocks(split, block=_BLOCK, training=training, seed=seed,
+                                                       ctx=ctx)
+    ds = preprocess_blocks(blocks.dataset, schema, preprocessor, cfg)
     if training:
         ds = on_service(ds, cfg)
+    # A streamed split is cached only when the shuffle buffer would hold it anyway (a small table
+    # prepared into shards trains as fast as in memory); a larger one is read again each epoch.
     return batch_examples(ds, cfg, training=training, seed=seed, weights=weights, ctx=ctx,
-                          examples_here=examples_here, smallest_pipeline=len(df) // pipelines,
-                          cache=cfg.cache, shuffle_limit=len(df))
+                          examples_here=blocks.examples, smallest_pipeline=blocks.smallest,
+                          cache=cfg.cache and (blocks.in_memory or blocks.examples <= cfg.shuffle_buffer),
+                          shuffle_limit=blocks.shuffle_limit)
 
 
 def preprocess_blocks(blocks: tf.data.Dataset, schema: FeatureSchema, preprocessor: Preprocessor,
@@ -173,73 +147,9 @@ def batch_examples(ds: tf.data.Dataset, cfg: DataConfig, *, training: bool, seed
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def pipeline_files(paths: list[str], counts: list[int], ctx: tf.distribute.InputContext | None):
-    """The files this input pipeline reads, and how examples are divided among pipelines.
-
-    File-level sharding (pipeline ``i`` reads files ``i, i + n, ...``) when
-    there are at least as many files as pipelines; otherwise every pipeline
-    reads every file and keeps every n-th example (data-level sharding).
-
-    Returns:
-        ``(files, data_level, examples_here, smallest_pipeline)``.
-    """
-    pipelines = ctx.num_input_pipelines if ctx else 1
-    i = ctx.input_pipeline_id if ctx else 0
-    total = sum(counts)
-    if pipelines == 1:
-        return list(paths), False, total, total
-    if len(paths) >= pipelines:
-        per = [sum(counts[j::pipelines]) for j in range(pipelines)]
-        return list(paths[i::pipelines]), False, per[i], min(per)
-    return list(paths), True, len(range(i, total, pipelines)), total // pipelines
-
-
-def make_shard_dataset(prepared, split: str, preprocessor: Preprocessor, cfg: DataConfig, *,
-                       training: bool, seed: int = 0, weights: dict[int, float] | None = None,
-                       ctx: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-    """As :func:`make_dataset`, streaming one split of a prepared directory.
-
-    The listed files (reshuffled each epoch in training), ``interleave`` of the
-    TFRecord files, parallel parsing of blocks of records into the raw
-    tensors of :func:`raw_examples`, then the same stages as the in-memory
-    path. Memory holds the shuffle buffer, not the split: the preprocessed examples are
-    cached (``data.cache``) only when this pipeline's share of the split is no larger
-    than ``data.shuffle_buffer``, the examples the shuffle buffer holds anyway (a small
-    table prepared into shards then trains as fast as in memory); a larger split is
-    read, parsed and preprocessed again each epoch.
-
-    Args:
-        prepared: a :class:`purchase_intent.data.prepared.Prepared`.
-        split: "train", "validation" or "test".
-
-    Raises:
-        SchemaError: a shard is missing or truncated (naming it).
-    """
-    from purchase_intent.data.prepared import parse_block
-
-    schema = prepared.schema
-    paths = prepared.check(split)
-    counts = [s["examples"] for s in prepared.shards(split)]
-    files, data_level, examples_here, smallest = pipeline_files(paths, counts, ctx)
-    compression = prepared.compression
-    names = tf.data.Dataset.from_tensor_slices(files)  # already listed (list_files would glob again)
-    if training and not data_level:
-        names = names.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    if training and not data_level:  # several files at once, in no fixed order
-        ds = names.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
-                              cycle_length=min(len(files), 8), num_parallel_calls=tf.data.AUTOTUNE,
-                              deterministic=False)
-    else:  # the files' order: evaluation matches the manifest, workers agree on every n-th record
-        ds = tf.data.TFRecordDataset(names, compression_type=compression)
-    if data_level:
-        ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
-    ds = ds.batch(_BLOCK).map(lambda b: parse_block(b, schema), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = preprocess_blocks(ds, schema, preprocessor, cfg)
-    if training:
-        ds = on_service(ds, cfg)
-    return batch_examples(ds, cfg, training=training, seed=seed, weights=weights, ctx=ctx,
-                          examples_here=examples_here, smallest_pipeline=smallest,
-                          cache=cfg.cache and examples_here <= cfg.shuffle_buffer)
+def make_shard_dataset(prepared, split: str, preprocessor: Preprocessor, cfg: DataConfig, **kwargs):
+    """:func:`make_dataset` of one split of a prepared directory (``kwargs``: those of make_dataset)."""
+    return make_dataset(PreparedSplits(prepared), prepared.schema, preprocessor, cfg, split=split, **kwargs)
 
 
 def on_service(ds: tf.data.Dataset, cfg: DataConfig) -> tf.data.Dataset:
@@ -257,18 +167,13 @@ def on_service(ds: tf.data.Dataset, cfg: DataConfig) -> tf.data.Dataset:
         processing_mode="distributed_epoch", service=cfg.service))
 
 
-def distributed_dataset(strategy: tf.distribute.Strategy, df, schema: FeatureSchema,
+def distributed_dataset(strategy: tf.distribute.Strategy, data, schema: FeatureSchema,
                         preprocessor: Preprocessor, cfg: DataConfig, **kwargs):
-    """``make_dataset`` per input pipeline through ``distribute_datasets_from_function``.
+    """:func:`make_dataset` per input pipeline through ``distribute_datasets_from_function``."""
+    def make(**kw):
+        return make_dataset(data, schema, preprocessor, cfg, **kw, **kwargs)
 
-    ``df`` is a validated frame, or a ``Prepared`` directory whose training
-    split is streamed (:func:`make_shard_dataset`).
-    """
-    if isinstance(df, pd.DataFrame):
-        make = lambda **kw: make_dataset(df, schema, preprocessor, cfg, **kw)  # noqa: E731
-    else:
-        make = lambda **kw: make_shard_dataset(df, "train", preprocessor, cfg, **kw)  # noqa: E731
     if strategy.num_replicas_in_sync == 1 and not isinstance(
             strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return make(**kwargs)
-    return strategy.distribute_datasets_from_function(lambda ctx: make(ctx=ctx, **kwargs))
+        return make()
+    return strategy.distribute_datasets_from_function(lambda ctx: make(ctx=ctx))

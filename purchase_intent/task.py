@@ -32,7 +32,7 @@ import logging
 import time
 from pathlib import Path
 
-from purchase_intent import contract
+from purchase_intent.data.source import as_splits
 
 logger = logging.getLogger(__name__)
 
@@ -139,19 +139,17 @@ def cached_scalar_text(cfg, schema, source, preprocessor, tokenizer, backbone, c
     Holds the encoder's output for each distinct scalar text of every split
     (inputs only, no labels: a frozen encoder is a fixed function of the text),
     keyed by the fingerprint of its token ids as the preprocessor packs them.
-    ``source``: the ``{"train", "validation", "test"}`` frames, or a ``Prepared``
-    directory whose shards are streamed for their texts
-    (:func:`purchase_intent.data.prepared.distinct_values`); the same texts give
-    the same on-disk cache file either way.
+    ``source``: the run's :class:`~purchase_intent.data.source.Splits` (a prepared
+    directory's shards are streamed for their texts); the same texts give the
+    same on-disk cache file either way.
     """
     import numpy as np
     import tensorflow as tf
 
     from purchase_intent.blocks import CachedTextEncoder, token_fingerprints
-    from purchase_intent.data.prepared import distinct_values
     from purchase_intent.text import cached_text_embeddings
 
-    distinct = distinct_values(source, schema.text)
+    distinct = source.distinct_values(schema.text)
     vectors = cached_text_embeddings(tokenizer, backbone, distinct, cfg.data.text_sequence_length,
                                      spec=cfg.model.text_encoder, cache_dir=cache_dir,
                                      what="scalar texts")
@@ -182,61 +180,27 @@ def copy_trained_weights(source, target, skip: str = "") -> None:
 
 
 # -- preprocessor --------------------------------------------------------
-def adapt_preprocessor(cfg, schema, splits, tokenizer=None, prepared=None):
-    """The :class:`Preprocessor` of ``cfg``, adapted on the training split.
+def adapt_preprocessor(cfg, schema, source, tokenizer=None):
+    """The :class:`Preprocessor` of ``cfg``, adapted on the training split's statistics.
 
-    The per-event text catalogue is the texts of every split (inputs only, no
-    labels): each gets a row in the embedding table. With ``prepared``, both
-    come from its statistics (:meth:`Preprocessor.adapt_from_stats`).
+    One path for every source (:meth:`purchase_intent.data.source.Splits.stats`:
+    exact in memory, mergeable ones written by prepare for shards). The
+    per-event text catalogue is the texts of every split (inputs only, no
+    labels): each gets a row in the embedding table.
     """
     from purchase_intent.preprocessing import Preprocessor
 
-    if prepared is not None:
-        stats = prepared.stats()  # counts events as the model reads them (stats.SplitStats.of_frame)
-        event_vocab = {name: sorted({t for s in stats.values() for t in s.values[name]})
-                       for name in schema.event_text}
-        adapt, train = Preprocessor.adapt_from_stats, stats["train"]
-    else:
-        events = ([contract.frame_model_events(df, schema.sequence_like) for df in splits.values()]
-                  if schema.event_text else [])
-        event_vocab = {name: sorted({t for split in events for seq in split[name] for t in seq})
-                       for name in schema.event_text}
-        adapt, train = Preprocessor.adapt, splits["train"]
-    return adapt(
-        schema, train, max_sequence_length=cfg.data.max_sequence_length,
+    bow_events = cfg.data.events_kept() if cfg.model.text_bag_of_words > 0 else 0
+    stats = source.stats(bow_events)
+    event_vocab = {name: sorted({t for s in stats.values() for t in s.values[name]}) for name in schema.event_text}
+    return Preprocessor.adapt_from_stats(
+        schema, stats["train"], max_sequence_length=cfg.data.max_sequence_length,
         history_length=cfg.data.max_history_length,
         text_sequence_length=cfg.data.text_sequence_length,
         numeric_transform=cfg.model.numeric_transform, numeric_bins=cfg.model.numeric_bins,
         bag_of_words=cfg.model.text_bag_of_words, max_vocab_size=cfg.model.max_vocab_size,
         min_frequency=cfg.model.min_item_frequency,
         tokenizer=tokenizer, event_text_vocabulary=event_vocab)
-
-
-PREPARED_TRAIN_SAMPLE = 50_000  # training examples read into a frame from a prepared directory
-PREPARED_EVAL_SAMPLE = 200_000  # validation / test examples read into a frame (the baselines score them)
-
-
-def prepared_splits(prepared):
-    """The frames a run from a prepared directory keeps: a bounded sample of each split.
-
-    Every split itself is streamed from its shards (training, early stopping,
-    predictions: :func:`datasets`, :func:`predict`). The frames hold the first
-    ``PREPARED_TRAIN_SAMPLE`` training examples (they fit the baselines and
-    the tiny encoder's vocabulary, and the behaviour pretraining when asked
-    for) and the first ``PREPARED_EVAL_SAMPLE`` validation and test examples
-    (the baselines score them; whole splits when they are no larger).
-    """
-    from purchase_intent.data.prepared import read_frame
-
-    splits = {"train": read_frame(prepared, "train", PREPARED_TRAIN_SAMPLE),
-              "validation": read_frame(prepared, "validation", PREPARED_EVAL_SAMPLE),
-              "test": read_frame(prepared, "test", PREPARED_EVAL_SAMPLE)}
-    for split, frame in splits.items():
-        if prepared.examples(split) > len(frame):
-            logger.info("Prepared data %s: %s split streamed (%d examples); the baselines %s its first %d",
-                        prepared.root, split, prepared.examples(split),
-                        "are fitted on" if split == "train" else "score", len(frame))
-    return splits
 
 
 # -- model ---------------------------------------------------------------
@@ -259,7 +223,7 @@ def build(cfg, schema, splits, strategy=None, **kwargs):
 
 
 def build_members(cfg, schema, splits, strategy=None, members=None, *, text_cache=False,
-                  cache_dir=None, encoder=None, prepared=None):
+                  cache_dir=None, encoder=None):
     """As :func:`build`, with ``members`` (default ``train.ensemble``) models of one preprocessor.
 
     The members differ in their initial weights (drawn one after the other)
@@ -276,7 +240,8 @@ def build_members(cfg, schema, splits, strategy=None, members=None, *, text_cach
     Args:
         cfg: the run's :class:`~purchase_intent.config.Config`.
         schema: the features.
-        splits: ``{"train", "validation", "test"}`` frames.
+        splits: the run's :class:`~purchase_intent.data.source.Splits` (in memory or
+            prepared shards), or ``{"train", "validation", "test"}`` frames.
         strategy: a ``tf.distribute`` strategy (default: the current one).
         members: int. Models to build (default ``train.ensemble``).
         text_cache: bool. Fit on cached embeddings of a frozen scalar-text encoder.
@@ -284,10 +249,6 @@ def build_members(cfg, schema, splits, strategy=None, members=None, *, text_cach
             ``data.text_cache_dir``; never for the random ``tiny`` encoder).
         encoder: ``(tokenizer, backbone)`` already loaded by :func:`load_encoder`
             (reused across runs by ``compare``); default: loaded here.
-        prepared: a :class:`~purchase_intent.data.prepared.Prepared` directory
-            whose statistics the preprocessor adapts on (``splits["train"]`` is
-            then only a sample of its training split); with ``text_cache``,
-            the cached texts are those of its shards.
 
     Returns:
         ``(preprocessor, [model, ...], exportable)``: ``exportable(models)``
@@ -301,25 +262,24 @@ def build_members(cfg, schema, splits, strategy=None, members=None, *, text_cach
     from purchase_intent.model import build_model
 
     strategy = strategy or tf.distribute.get_strategy()
-    train_df = splits["train"]
+    source = as_splits(splits, schema)
+    train_df = source.frame("train")  # from a prepared directory: its bounded sample
     tokenizer = backbone = None
     if schema.text or schema.event_text:
         with strategy.scope():
             tokenizer, backbone = encoder or load_encoder(cfg, schema, train_df)
     cache_dir = text_cache_dir(cfg, cache_dir)
-    preprocessor = adapt_preprocessor(cfg, schema, splits, tokenizer, prepared=prepared)
+    preprocessor = adapt_preprocessor(cfg, schema, source, tokenizer)
     tables = event_text_tables(cfg, schema, preprocessor, tokenizer, backbone, cache_dir)
     cached = None
     if text_cache and schema.text and cfg.model.text_frozen():
-        with strategy.scope():  # the texts of every split: streamed from the shards, or the frames
-            cached = cached_scalar_text(cfg, schema, prepared or splits, preprocessor, tokenizer, backbone,
-                                        cache_dir)
+        with strategy.scope():  # the texts of every split
+            cached = cached_scalar_text(cfg, schema, source, preprocessor, tokenizer, backbone, cache_dir)
 
-    positive_rate = (prepared.manifest["splits"]["train"]["label_rate"] if prepared
-                     else float(train_df[schema.label].mean()))
+    positive_rate = source.positive_rate("train")
     # Outside strategy.scope(): pretraining runs on one device (it refuses a MirroredStrategy scope).
     pretrained = pretrain(cfg, schema, preprocessor, train_df, tables)
-    steps = -(-(prepared.examples("train") if prepared else len(train_df)) // cfg.data.batch_size)
+    steps = steps_per_epoch(cfg, source)
 
     def make(text_encoder, name):
         return build_model(cfg.model, preprocessor, backbone=text_encoder if schema.text else None,
@@ -458,19 +418,20 @@ def warm_up_wide(model, train_cfg, train_ds, val_ds, steps_per_epoch: int, strat
     return val_auc
 
 
-def datasets(cfg, schema, preprocessor, train_data, val_df, *, seed: int | None = None, weights=None,
-             strategy=None):
+def steps_per_epoch(cfg, data) -> int:
+    """Training steps per epoch of ``data`` (a ``Splits``): its training examples / the global batch."""
+    return -(-data.examples("train") // cfg.data.batch_size)
+
+
+def datasets(cfg, schema, preprocessor, data, *, seed: int | None = None, weights=None, strategy=None):
     """The training and validation pipelines of one fit.
 
     Args:
         cfg: the run's :class:`~purchase_intent.config.Config`.
         schema: the features.
         preprocessor: the adapted preprocessor.
-        train_data: the training frame, or a :class:`~purchase_intent.data.prepared.Prepared`
-            directory whose training split is streamed.
-        val_df: the validation frame, or a ``Prepared`` directory whose validation split is
-            streamed (in file order; cached only when it fits ``data.shuffle_buffer``:
-            :func:`purchase_intent.pipeline.make_shard_dataset`).
+        data: the run's :class:`~purchase_intent.data.source.Splits`, or
+            ``{"train", "validation"}`` frames.
         seed: int. Shuffle seed of the training batches (default ``train.seed``).
         weights: per-class weights (:func:`purchase_intent.pipeline.class_weights`) or None.
         strategy: a ``tf.distribute`` strategy; the training batches are spread over its
@@ -483,31 +444,25 @@ def datasets(cfg, schema, preprocessor, train_data, val_df, *, seed: int | None 
 
     from purchase_intent.pipeline import distributed_dataset
 
+    data = as_splits(data, schema)
     strategy = strategy or tf.distribute.get_strategy()
-    train_ds = distributed_dataset(strategy, train_data, schema, preprocessor, cfg.data, training=True,
+    train_ds = distributed_dataset(strategy, data, schema, preprocessor, cfg.data, training=True,
                                    seed=cfg.train.seed if seed is None else seed, weights=weights)
     # Validation batches at the global size; Keras splits each across the replicas,
     # so every replica gets an equal share of the first batch (Keras 3.15 reduces
     # the first batch across replicas to build, which fails on unequal shapes).
-    val_ds = eval_dataset(cfg, schema, preprocessor, val_df, "validation")
+    val_ds = eval_dataset(cfg, schema, preprocessor, data, "validation")
     return train_ds, val_ds
 
 
 def eval_dataset(cfg, schema, preprocessor, data, split: str):
     """The batches of one split to evaluate or predict, in its order: ``(inputs, label)``.
 
-    ``data``: a validated frame (:func:`purchase_intent.pipeline.make_dataset`),
-    or a ``Prepared`` directory whose ``split`` is streamed from its shards in
-    manifest order (:func:`purchase_intent.pipeline.make_shard_dataset`: memory
-    holds a few blocks, not the split).
+    ``data``: a ``Splits``, frames, or one validated frame (read as ``split``).
     """
-    import pandas as pd
+    from purchase_intent.pipeline import make_dataset
 
-    from purchase_intent.pipeline import make_dataset, make_shard_dataset
-
-    if isinstance(data, pd.DataFrame):
-        return make_dataset(data, schema, preprocessor, cfg.data, training=False)
-    return make_shard_dataset(data, split, preprocessor, cfg.data, training=False)
+    return make_dataset(data, schema, preprocessor, cfg.data, training=False, split=split)
 
 
 def fit(model, cfg, train_ds, val_ds, *, steps_per_epoch: int, callbacks=(), strategy=None,
@@ -576,132 +531,12 @@ class EpochTimer:
 
 # -- predict -------------------------------------------------------------
 def predict(model, cfg, schema, preprocessor, df, split: str = "test"):
-    """The model's probabilities of the rows of ``df``, one float per row, in their order.
+    """The model's probabilities of ``split`` of ``df``, one float per example, in its order.
 
-    ``df``: a validated frame, or a ``Prepared`` directory whose ``split`` is
-    streamed (one float per example, in the order of
-    :func:`purchase_intent.data.prepared.read_columns`).
+    ``df``: a ``Splits`` (in the order of its ``columns(split)``), frames, or one
+    validated frame (its rows).
     """
     return model.predict(eval_dataset(cfg, schema, preprocessor, df, split), verbose=0).reshape(-1)
-
-
-def fit_trees(cfg, schema, preprocessor, train_data):
-    """The boosted-tree branch (``train.boosted_trees``): a :class:`~purchase_intent.trees.TreeEnsemble`.
-
-    Fitted on the tree features (:func:`purchase_intent.model.tree_features`) of
-    ``train_data`` (a frame: from a prepared directory, its training sample), as
-    the graph computes them (a seeded sample of ``train.boosted_trees_max_examples`` rows
-    when larger). None when off, or when the schema has no numeric,
-    categorical or sequence features.
-    """
-    from purchase_intent.trees import LAYER_NAME, TreeEnsemble, fit_trees as fit, tree_tables
-
-    t = cfg.train
-    if not t.boosted_trees:
-        return None
-    features = tree_feature_model(preprocessor)
-    if features is None:
-        return None
-    if len(train_data) > t.boosted_trees_max_examples:
-        train_data = train_data.sample(t.boosted_trees_max_examples, random_state=t.seed)
-    x = features.predict(eval_dataset(cfg, schema, preprocessor, train_data, "train"), verbose=0)
-    y = train_data[schema.label].to_numpy()
-    clf = fit(x, y, seed=t.seed, learning_rate=t.boosted_trees_learning_rate,
-              max_leaf_nodes=t.boosted_trees_max_leaf_nodes, max_iter=t.boosted_trees_max_iter)
-    return TreeEnsemble(**tree_tables(clf), name=LAYER_NAME)
-
-
-def tree_feature_model(preprocessor):
-    """``preprocessed inputs -> tree features`` (:func:`purchase_intent.model.tree_features`), or None."""
-    import keras
-
-    from purchase_intent.model import model_inputs, tree_features
-
-    inputs = model_inputs(preprocessor)
-    x = tree_features(preprocessor, inputs)
-    return None if x is None else keras.Model(inputs, x, name="tree_features")
-
-
-def tree_margins(trees, cfg, schema, preprocessor, data, split: str):
-    """The boosted margins of ``trees`` on the rows of ``data`` (a frame or a ``Prepared`` split), in order."""
-    import keras
-
-    features = tree_feature_model(preprocessor)
-    margin = keras.Model(features.input, trees(features.output), name="tree_margin")
-    return margin.predict(eval_dataset(cfg, schema, preprocessor, data, split), verbose=0).reshape(-1)
-
-
-def with_trees(model, preprocessor, trees):
-    """``model`` with a second output: the boosted margin of ``trees`` on the same inputs."""
-    import keras
-
-    from purchase_intent.model import tree_features
-
-    inputs = model.input  # the functional model's own inputs (a dict by name)
-    return keras.Model(inputs, [model.output, trees(tree_features(preprocessor, inputs))], name=model.name)
-
-
-def fit_output(model, cfg, schema, preprocessor, train_df, val_data, y_val, p_val):
-    """The boosted-tree branch (:func:`fit_trees`, if on) and the calibration (:func:`calibrate`).
-
-    ``train_df``: the training frame the trees fit (from a prepared directory:
-    its sample); ``val_data``: the validation frame or ``Prepared`` directory,
-    ``y_val`` its labels and ``p_val`` the network's probabilities of it.
-
-    Returns:
-        ``(model, info, trees)``: the model with its final output, the
-        calibration's description, the trees (None when off), for
-        :func:`apply_calibration` on another model of the same network.
-    """
-    trees = fit_trees(cfg, schema, preprocessor, train_df)
-    m_val = None if trees is None else tree_margins(trees, cfg, schema, preprocessor, val_data, "validation")
-    model, info = calibrate(model, cfg.train, y_val, p_val, trees, m_val, preprocessor)
-    return model, info, trees
-
-
-def calibrate(model, train_cfg, y_val, p_val, trees=None, m_val=None, preprocessor=None):
-    """The model whose output is recalibrated on validation (``train.calibration``), and the fit.
-
-    Args:
-        model: the trained network.
-        train_cfg: ``cfg.train``.
-        y_val, p_val: validation labels and the network's probabilities.
-        trees: the boosted-tree branch (:func:`fit_trees`) or None; then also
-            ``m_val``, its margins on validation, and the ``preprocessor``.
-
-    Returns:
-        ``(model, info)``. Without trees and with ``train.calibration=platt``:
-        ``model`` followed by a Platt layer fitted on ``(y_val, p_val)``, ``info`` =
-        ``{"method": "platt", "a": ..., "b": ...}``. With trees: the stacking
-        ``sigmoid(a * logit(p) + c * margin + b)`` fitted on validation
-        (``"method": "stack"``, also ``"c"`` and the trees' size). Otherwise
-        ``model`` unchanged. ``apply_calibration(other, info, trees, preprocessor)``
-        puts the same layers on another model.
-    """
-    from purchase_intent.calibration import fit_platt, fit_stacking
-
-    if trees is not None:
-        a, c, b = fit_stacking(y_val, p_val, m_val)
-        logger.info("Stacking (fitted on validation): p' = sigmoid(%.3f * logit(p) + %.3f * trees + %.3f); "
-                    "%d trees", a, c, b, trees.tables["roots"].size)
-        info = {"method": "stack", "a": a, "b": b, "c": c, "trees": int(trees.tables["roots"].size),
-                "tree_nodes": int(trees.tables["value"].size)}
-        return apply_calibration(model, info, trees, preprocessor), info
-    if train_cfg.calibration != "platt":
-        return model, {"method": "none"}
-    a, b = fit_platt(y_val, p_val)
-    logger.info("Calibration (Platt, fitted on validation): p' = sigmoid(%.3f * logit(p) + %.3f)", a, b)
-    info = {"method": "platt", "a": a, "b": b}
-    return apply_calibration(model, info), info
-
-
-def apply_calibration(model, info: dict, trees=None, preprocessor=None):
-    """``model`` followed by the calibration ``info`` of :func:`calibrate` (unchanged for "none")."""
-    from purchase_intent.calibration import calibrated_model, stacked_model
-
-    if info["method"] == "stack":
-        return stacked_model(with_trees(model, preprocessor, trees), info["a"], info["c"], info["b"])
-    return calibrated_model(model, info["a"], info["b"]) if info["method"] == "platt" else model
 
 
 def weights_digest(model) -> str:
@@ -714,3 +549,108 @@ def weights_digest(model) -> str:
     for w in model.get_weights():
         h.update(np.ascontiguousarray(w).tobytes())
     return h.hexdigest()
+
+
+# -- the task object -----------------------------------------------------
+class PurchaseIntentTask:
+    """One fusion model and its data, from build to the exportable model (as Model Garden's ``RankingTask``).
+
+    Holds the data source (:class:`~purchase_intent.data.source.Splits`: frames in
+    memory or prepared shards, the same code either way), the adapted
+    preprocessor, the ``train.ensemble`` networks, their fit and the output stage
+    (:mod:`purchase_intent.output_stage`). ``train``, ``compare``, ``explain`` and
+    the benchmarks all run it, so the product, its ablations and its
+    explanations are the same model.
+
+    Args:
+        cfg: the run's :class:`~purchase_intent.config.Config`.
+        data: a ``Splits``, or ``{"train", "validation", "test"}`` frames (then also ``schema``).
+        schema: the features of frames.
+        strategy: a ``tf.distribute`` strategy (default: the current one).
+        members: networks to fit (default ``train.ensemble``).
+        text_cache, cache_dir, encoder: those of :func:`build_members`.
+
+    Example:
+
+    >>> t = PurchaseIntentTask(cfg, splits, schema)  # doctest: +SKIP
+    >>> t.fit()  # doctest: +SKIP
+    >>> t.fit_output()  # doctest: +SKIP
+    >>> p_test = t.predict("test")  # doctest: +SKIP
+    >>> export_model(t.exportable_model(), t.preprocessor, ...)  # doctest: +SKIP
+    """
+
+    def __init__(self, cfg, data, schema=None, *, strategy=None, members=None, text_cache=True,
+                 cache_dir=None, encoder=None):
+        import tensorflow as tf
+
+        from purchase_intent.pipeline import count_class_weights
+
+        self.cfg = cfg
+        self.data = as_splits(data, schema)
+        self.schema = self.data.schema
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.preprocessor, self.members, self._exportable = build_members(
+            cfg, self.schema, self.data, self.strategy, members, text_cache=text_cache, cache_dir=cache_dir,
+            encoder=encoder)
+        self.class_weights = count_class_weights(*self.data.label_counts("train"), cfg.train.class_weight)
+        if self.class_weights:
+            logger.info("Class weights (imbalanced labels): %s", self.class_weights)
+        self.histories: list[dict] = []
+        self.calibration: dict | None = None  # the output stage's description, once fitted
+        self.trees = None
+        self.scorer = None  # the fitted network(s) followed by the output stage
+
+    def fit(self, callbacks=lambda member: [], *, epochs: int | None = None, verbose: int | str = 0) -> list[dict]:
+        """Fits every member (shuffle seed ``train.seed + i``); ``callbacks(i)``: member ``i``'s extra callbacks."""
+        steps = steps_per_epoch(self.cfg, self.data)
+        for i, member in enumerate(self.members):
+            train_ds, val_ds = datasets(self.cfg, self.schema, self.preprocessor, self.data,
+                                        seed=self.cfg.train.seed + i, weights=self.class_weights,
+                                        strategy=self.strategy)
+            self.histories.append(fit(member, self.cfg, train_ds, val_ds, steps_per_epoch=steps,
+                                      callbacks=callbacks(i), strategy=self.strategy, epochs=epochs,
+                                      verbose=verbose))
+        return self.histories
+
+    def network(self, members=None):
+        """The members' mean probability as one model (the member itself when there is one)."""
+        from purchase_intent.model import average_models
+
+        members = members or self.members
+        return members[0] if len(members) == 1 else average_models(members, self.preprocessor)
+
+    def labels(self, split: str):
+        """The labels of every example of ``split``, in the order of :meth:`predict`."""
+        return self.data.columns(split, ids=False)[self.schema.label].to_numpy()
+
+    def fit_output(self) -> dict:
+        """Fits the output stage (trees and stacking, or Platt) on the fitted network; returns its description."""
+        from purchase_intent.output_stage import fit_output
+
+        network = self.network()
+        p_val = predict(network, self.cfg, self.schema, self.preprocessor, self.data, "validation")
+        self.scorer, self.calibration, self.trees = fit_output(
+            network, self.cfg, self.schema, self.preprocessor, self.data, self.labels("validation"), p_val)
+        return self.calibration
+
+    def predict(self, split: str = "test", data=None, model=None):
+        """Probabilities of ``split`` of ``data`` (default: the task's) by ``model`` (default: the final one)."""
+        model = model or self.scorer or self.network()
+        return predict(model, self.cfg, self.schema, self.preprocessor,
+                       self.data if data is None else data, split)
+
+    def exportable_model(self):
+        """The final model around the real text encoder (raw strings in), for export.
+
+        The fitted weights copied onto models built around the backbone when
+        training ran on cached text embeddings; the same output stage.
+        """
+        from purchase_intent.output_stage import apply_calibration
+
+        served = self._exportable(self.members)
+        if served is self.members:
+            return self.scorer or self.network()
+        network = self.network(served)
+        if self.calibration is None:
+            return network
+        return apply_calibration(network, self.calibration, self.trees, self.preprocessor)

@@ -35,7 +35,6 @@ import logging
 
 import keras
 import numpy as np
-from keras import ops
 
 logger = logging.getLogger(__name__)
 

@@ -328,7 +328,7 @@ def test_label_mapping_is_stated():
 
 def test_few_validation_positives_warn(caplog):
     from purchase_intent.config import TrainConfig
-    from purchase_intent.train import warn_few_positives
+    from purchase_intent.data.split_checks import warn_few_positives
 
     with caplog.at_level(logging.WARNING):
         warn_few_positives(5, 305, TrainConfig())
@@ -339,7 +339,7 @@ def test_few_validation_positives_warn(caplog):
 
 
 def test_failed_run_folder_is_removed_or_marked(tmp_path):
-    from purchase_intent.train import FAILED_FILE, mark_failed
+    from purchase_intent.rundir import FAILED_FILE, mark_failed
 
     bare = tmp_path / "bare"
     bare.mkdir()

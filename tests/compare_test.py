@@ -114,13 +114,13 @@ def test_fit_fusion_builds_under_the_mixed_precision_policy_and_restores_it(monk
     schema = SYNTHETIC_SCHEMA.subset(["sequence", "numeric"])
     df = SYNTHETIC_SCHEMA.validate(make_synthetic(240, seed=3))[[*schema.feature_names, schema.label]]
     splits = {"train": df.iloc[:160], "validation": df.iloc[160:200], "test": df.iloc[200:]}
-    seen, build = [], compare.build_fusion
+    seen, build = [], compare.fusion_task
 
     def spy(*args, **kwargs):
         seen.append(keras.mixed_precision.dtype_policy().name)
         return build(*args, **kwargs)
 
-    monkeypatch.setattr(compare, "build_fusion", spy)
+    monkeypatch.setattr(compare, "fusion_task", spy)
     before = keras.mixed_precision.dtype_policy().name
     fit = compare.fit_fusion(cfg, schema, splits)
     assert seen == ["mixed_bfloat16"]

@@ -51,7 +51,7 @@ def stacked_export(tmp_path_factory):
     """A tiny network + boosted trees + stacking, exported: the default product's shape."""
     import keras
 
-    from purchase_intent import task
+    from purchase_intent import output_stage, task
     from purchase_intent.config import get_config
     from purchase_intent.data import load_splits
     from purchase_intent.export import export_model
@@ -62,7 +62,7 @@ def stacked_export(tmp_path_factory):
     pre, model = task.build(cfg, schema, splits)
     y_val = splits["validation"][schema.label].to_numpy()
     p_val = task.predict(model, cfg, schema, pre, splits["validation"])
-    stacked, info, trees = task.fit_output(model, cfg, schema, pre, splits["train"], splits["validation"],
+    stacked, info, trees = output_stage.fit_output(model, cfg, schema, pre, splits,
                                            y_val, p_val)
     assert info["method"] == "stack" and trees is not None
     vdir = export_model(stacked, pre, tmp_path_factory.mktemp("stacked"), "m", 1)
@@ -82,12 +82,12 @@ def test_trees_and_network_answer_alike_on_every_split_threshold(stacked_export)
     they hit the thresholds whatever the trees read (before this fix, the
     standardised numbers: Grappler's ``x * (1/std)`` sent such rows down the other branch).
     """
-    from purchase_intent import task
+    from purchase_intent import output_stage
     from purchase_intent.preprocessing import raw_batch
 
     b = stacked_export
     schema, pre = b["schema"], b["pre"]
-    features = task.tree_feature_model(pre)
+    features = output_stage.tree_feature_model(pre)
     thresholds = split_thresholds(b["trees"].tables["feature"], b["trees"].tables["threshold"])
     numeric_splits = sum(len(thresholds.get(j, [])) for j in range(len(schema.numeric)))
     assert numeric_splits > 20, "the trees should split on the numbers"

@@ -10,8 +10,9 @@ import tensorflow as tf
 
 from purchase_intent.config import get_config
 from purchase_intent.data.synthetic import SCHEMA, make_synthetic
+from purchase_intent.data.source import pipeline_files, raw_examples
 from purchase_intent.pipeline import (batch_examples, class_weights, distributed_dataset, make_dataset,
-                                      on_service, pipeline_files, preprocess_blocks, raw_examples)
+                                      on_service, preprocess_blocks)
 from purchase_intent.preprocessing import Preprocessor, raw_batch
 
 N = 150

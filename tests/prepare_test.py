@@ -11,7 +11,8 @@ from purchase_intent.config import DataConfig, get_config
 from purchase_intent.data import load_splits
 from purchase_intent.data.prepared import Prepared
 from purchase_intent.data.synthetic import SCHEMA, make_synthetic
-from purchase_intent.pipeline import make_dataset, make_shard_dataset, pipeline_files
+from purchase_intent.data.source import pipeline_files
+from purchase_intent.pipeline import make_dataset, make_shard_dataset
 from purchase_intent.schema import SchemaError
 
 N = 900

@@ -10,7 +10,6 @@ import pkgutil
 import warnings
 
 import numpy as np
-import pytest
 
 
 def _package_layer_classes():
@@ -57,7 +56,7 @@ def test_the_fusion_model_round_trips_through_a_keras_file(tmp_path):
     ``model.save("m.keras")`` and ``keras.saving.load_model`` give the same predictions, without a warning."""
     import keras
 
-    from purchase_intent import task
+    from purchase_intent import output_stage, task
     from purchase_intent.config import get_config
     from purchase_intent.data import load_splits
     from purchase_intent.model import EnsembleMean, average_models
@@ -76,7 +75,7 @@ def test_the_fusion_model_round_trips_through_a_keras_file(tmp_path):
     model = average_models(members, pre)
     y_val = splits["validation"][schema.label].to_numpy()
     p_val = task.predict(model, cfg, schema, pre, splits["validation"])
-    model, info, trees = task.fit_output(model, cfg, schema, pre, splits["train"], splits["validation"],
+    model, info, trees = output_stage.fit_output(model, cfg, schema, pre, splits,
                                          y_val, p_val)
     assert info["method"] == "stack" and isinstance(trees, TreeEnsemble)
     kinds = {type(layer).__name__ for m in members for layer in m.layers}

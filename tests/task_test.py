@@ -21,7 +21,7 @@ def test_fit_runs_the_callbacks_passed_in_after_early_stopping_and_predict_score
     cfg, schema, splits = _tiny_task()
     keras.utils.set_random_seed(0)
     pre, model = task.build(cfg, schema, splits)
-    train_ds, val_ds = task.datasets(cfg, schema, pre, splits["train"], splits["validation"])
+    train_ds, val_ds = task.datasets(cfg, schema, pre, splits)
     steps = []
     counter = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: steps.append(batch))
     timer = task.EpochTimer.make()

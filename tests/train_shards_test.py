@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from purchase_intent import prepare, train
+from purchase_intent.data.source import PreparedSplits
 from purchase_intent.data.synthetic import SCHEMA, make_synthetic
 
 N = 1_000
@@ -60,26 +61,27 @@ def with_ids(tmp_path_factory):
 
 
 def test_evaluation_streams_big_splits_and_baselines_score_a_sample(with_ids, tmp_path, monkeypatch):
-    from purchase_intent import evaluate, task
-    from purchase_intent.data import prepared as prepared_module
+    from purchase_intent import evaluate
+    from purchase_intent.data import source as source_module
+    from purchase_intent.data.prepared import Prepared
     from purchase_intent.report import load_predictions
 
     root, df = with_ids
     calls = []
-    read_frame = prepared_module.read_frame
+    read_frame = source_module.read_frame
 
     def spy(prepared, split, limit=None):
         calls.append((split, limit))
         return read_frame(prepared, split, limit)
 
-    monkeypatch.setattr(prepared_module, "read_frame", spy)
-    monkeypatch.setattr(task, "PREPARED_EVAL_SAMPLE", 50)
+    monkeypatch.setattr(source_module, "read_frame", spy)
+    monkeypatch.setattr(source_module, "PREPARED_EVAL_SAMPLE", 50)
     metrics = train.main(["--data", str(root / "prepared"), "--output-dir", str(tmp_path / "run"), "--preset",
                           "tiny", "--epochs", "1", "--no-export"])
     assert calls and all(limit is not None for split, limit in calls if split != "train"), calls
     assert {split for split, _ in calls} == {"train", "validation", "test"}
 
-    manifest = prepared_module.Prepared.load(root / "prepared")
+    manifest = Prepared.load(root / "prepared")
     n_val, n_test = manifest.examples("validation"), manifest.examples("test")
     assert n_val > 50 and n_test > 50 and len(manifest.shards("test")) > 1
     predictions = pd.read_csv(tmp_path / "run" / "predictions_test.csv", dtype={"customer_id": str})
@@ -120,8 +122,7 @@ def test_streamed_predictions_and_columns_follow_the_frame_order(with_ids):
     root, df = with_ids
     prepared = Prepared.load(root / "prepared")
     cfg = get_config("tiny")
-    splits = {"train": read_frame(prepared, "train", 100)}
-    pre, models, _ = task.build_members(cfg, prepared.schema, splits, members=1, prepared=prepared)
+    pre, models, _ = task.build_members(cfg, prepared.schema, PreparedSplits(prepared), members=1)
     frame = read_frame(prepared, "validation")
     streamed = task.predict(models[0], cfg, prepared.schema, pre, prepared, "validation")
     assert len(streamed) == prepared.examples("validation") == len(frame)
@@ -191,9 +192,9 @@ def test_frozen_text_from_shards_is_cached_each_text_encoded_once(with_ids, monk
                         or encode(tok, bb, texts, *a, **k))
     text._MEMO.clear()
     cfg = get_config("tiny", overrides=["model.text_trainable_layers=0", "data.batch_size=32"])
-    splits = {"train": read_frame(prepared, "train", 100)}  # a sample: the texts come from the shards
-    pre, (model,), exportable = task.build_members(cfg, prepared.schema, splits, members=1, text_cache=True,
-                                                   prepared=prepared)
+    # The texts come from the shards (every split), not from a frame.
+    pre, (model,), exportable = task.build_members(cfg, prepared.schema, PreparedSplits(prepared), members=1,
+                                                   text_cache=True)
     layers = {type(layer).__name__ for layer in model.layers}
     assert "CachedTextEncoder" in layers and "BertBackbone" not in layers
     queries = set(df["query"])

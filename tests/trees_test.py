@@ -101,7 +101,7 @@ def _banded(n, seed):
 def test_stacked_trees_beat_the_network_alone_and_are_exported(tmp_path):
     import keras
 
-    from purchase_intent import task
+    from purchase_intent import output_stage, task
     from purchase_intent.config import get_config
     from purchase_intent.evaluate import expected_calibration_error
     from purchase_intent.export import export_model, load_serving_fn
@@ -116,17 +116,17 @@ def test_stacked_trees_beat_the_network_alone_and_are_exported(tmp_path):
     cfg = get_config("tiny", overrides=["train.epochs=3", "data.batch_size=128"])
     keras.utils.set_random_seed(0)
     pre, model = task.build(cfg, schema, splits)
-    train_ds, val_ds = task.datasets(cfg, schema, pre, splits["train"], splits["validation"])
+    train_ds, val_ds = task.datasets(cfg, schema, pre, splits)
     task.fit(model, cfg, train_ds, val_ds, steps_per_epoch=24)
     y_val, y_test = splits["validation"]["y"].to_numpy(), splits["test"]["y"].to_numpy()
     p_val = task.predict(model, cfg, schema, pre, splits["validation"])
     p_net = task.predict(model, cfg, schema, pre, splits["test"])
 
-    stacked, info, trees = task.fit_output(model, cfg, schema, pre, splits["train"], splits["validation"],
+    stacked, info, trees = output_stage.fit_output(model, cfg, schema, pre, splits,
                                            y_val, p_val)
     assert isinstance(trees, TreeEnsemble) and info["method"] == "stack" and info["c"] > 0.3
     # The trees read the graph's features: numeric (3), missing flags (3), the device id, nothing else.
-    assert task.tree_feature_model(pre).output.shape[-1] == 7
+    assert output_stage.tree_feature_model(pre).output.shape[-1] == 7
     p = task.predict(stacked, cfg, schema, pre, splits["test"])
     auc_net, auc = roc_auc_score(y_test, p_net), roc_auc_score(y_test, p)
     assert auc > auc_net + 0.05, (auc, auc_net)
@@ -137,6 +137,6 @@ def test_stacked_trees_beat_the_network_alone_and_are_exported(tmp_path):
     np.testing.assert_allclose(served.numpy().ravel(), p[:50], atol=1e-5)
 
     off = get_config("tiny", overrides=["train.boosted_trees=false"])
-    platt, info_off, none = task.fit_output(model, off, schema, pre, splits["train"], splits["validation"],
+    platt, info_off, none = output_stage.fit_output(model, off, schema, pre, splits,
                                             y_val, p_val)
     assert none is None and info_off["method"] == "platt"

@@ -95,7 +95,7 @@ def feature_spec(schema: FeatureSchema) -> dict[str, Any]:
 def parse_block(serialized, schema: FeatureSchema):
     """A batch of serialised records -> ``(raw features, label [batch, 1] float32)``.
 
-    The raw features are those of :func:`purchase_intent.pipeline.raw_examples`:
+    The raw features are those of :func:`purchase_intent.data.source.raw_examples` (:mod:`purchase_intent.data.source`):
     sequences as ``tf.RaggedTensor``, the rest as ``[batch]`` tensors.
     """
     import tensorflow as tf

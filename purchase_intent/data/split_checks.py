@@ -16,11 +16,15 @@ and pandas only.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
 from purchase_intent.config import DataConfig
 from purchase_intent.schema import FeatureSchema
+
+logger = logging.getLogger(__name__)
 
 EVALUATED = ("validation", "test")
 DUPLICATE_SHARE = 0.01  # warn when more of a split's rows repeat a training row exactly ...
@@ -215,3 +219,20 @@ def psi(expected: np.ndarray, actual: np.ndarray, bins: int = PSI_BINS, eps: flo
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
+
+
+MIN_VALIDATION_POSITIVES = 20  # fewer: early stopping and the threshold rest on a handful of buyers
+
+
+def warn_few_positives(positives: int, examples: int, train_cfg) -> None:
+    """Warns when the validation split has too few positives for early stopping to mean much.
+
+    ``positives`` and ``examples``: the validation split's counts
+    (``Splits.label_counts``: Python ints, from a frame or a prepared manifest alike).
+    """
+    if positives < MIN_VALIDATION_POSITIVES:
+        logger.warning("The validation split has only %d positive example(s) (of %d): early stopping "
+                       "(patience %d) and the decision threshold rest on them, so the kept epoch is "
+                       "largely chance. Give it more (--set data.validation_fraction=0.25, or more rows "
+                       "labelled validation in data.split_column).", positives, examples,
+                       train_cfg.early_stopping_patience)
