@@ -229,3 +229,24 @@ def plot_curves(y: np.ndarray, probs: dict[str, np.ndarray], path: str | Path) -
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def reference_scores(p_val: np.ndarray, size: int = 5_000, seed: int = 0) -> dict:
+    """The validation scores an export keeps as the reference of score drift: a sample and their mean.
+
+    ``{"split": "validation", "examples", "mean"`` (the predicted base rate), ``"sample"``
+    (at most ``size`` probabilities, seeded uniform sample, sorted)}.
+    """
+    p = np.asarray(p_val, np.float64).reshape(-1)
+    sample = p if len(p) <= size else np.random.default_rng(seed).choice(p, size, replace=False)
+    return {"split": "validation", "examples": int(len(p)), "mean": float(p.mean()) if len(p) else float("nan"),
+            "sample": [round(float(v), 7) for v in np.sort(sample)]}
+
+
+def save_figures(y: np.ndarray, probs: dict[str, np.ndarray], run_dir: str | Path) -> None:
+    """``calibration.png`` and ``curves.png`` of the test split in ``run_dir``; a failing figure is logged, skipped."""
+    for plot, file_name in ((plot_calibration, "calibration.png"), (plot_curves, "curves.png")):
+        try:
+            plot(y, probs, Path(run_dir) / file_name)
+        except Exception as err:  # a figure is not worth the trained model
+            logger.warning("Figure %s skipped: %s: %s", file_name, type(err).__name__, err)

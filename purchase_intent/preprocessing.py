@@ -35,15 +35,14 @@ floats) to the numeric tensors the model takes:
 
 from __future__ import annotations
 
-import collections
 import logging
 
 import numpy as np
 import pandas as pd
 
 from purchase_intent import contract
-from purchase_intent.features import (bow_vectorizer, event_lengths, joined_text, raw_batch, recent_events,
-                                      transform)
+from purchase_intent.features import (bow_vectorizer, event_lengths, joined_text, recent_events,  # noqa: F401
+                                      raw_batch, transform)  # raw_batch: re-exported, every caller's
 from purchase_intent.schema import FeatureSchema
 
 logger = logging.getLogger(__name__)
@@ -52,13 +51,9 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 
-def _vocabulary(values, max_size: int, min_count: int = 1) -> list[str]:
-    """The ``max_size`` most frequent non-empty values seen at least ``min_count`` times."""
-    return _top_values(collections.Counter(values), max_size, min_count)
-
-
 def _top_values(counts, max_size: int, min_count: int = 1) -> list[str]:
-    """:func:`_vocabulary` of value counts (a mapping of value to count): ties by value."""
+    """The ``max_size`` most frequent non-empty values of ``counts`` (value -> count) seen at least
+    ``min_count`` times; ties by value."""
     ranked = sorted(((v, c) for v, c in counts.items() if c >= min_count and v != ""),
                     key=lambda kv: (-kv[1], kv[0]))
     return [v for v, _ in ranked[:max_size]]
@@ -224,7 +219,7 @@ class Preprocessor(keras.layers.Layer):
               event_text_vocabulary: dict[str, list[str]] | None = None,
               numeric_bins: int = 0, bag_of_words: int = 0, min_frequency: int = 1,
               history_length: int = 0) -> "Preprocessor":
-        """Builds a preprocessor from a validated training frame.
+        """Builds a preprocessor from a validated training frame: :meth:`adapt_from_stats` of its exact statistics.
 
         Args:
             numeric_bins: >0: also output the piecewise-linear encoding of each
@@ -237,47 +232,17 @@ class Preprocessor(keras.layers.Layer):
                 times in training share the out-of-vocabulary id.
             history_length: events of the ``<name>_history`` outputs (see the class).
         """
-        vocabularies = {}
-        events = contract.frame_model_events(train, schema.sequence_like)
-        for name in schema.sequences:
-            vocabularies[name] = _vocabulary((v for seq in events[name] for v in seq), max_vocab_size,
-                                             min_frequency)
-        for name in schema.event_text:
-            if event_text_vocabulary and name in event_text_vocabulary:
-                vocabularies[name] = list(event_text_vocabulary[name])
-            else:
-                vocabularies[name] = _vocabulary((v for seq in events[name] for v in seq), 10**9)
-        for name in schema.categorical:
-            vocabularies[name] = _vocabulary((contract.category(v) for v in train[name]), max_vocab_size)
-        # A lookup needs at least one entry; "[NONE]" never matches real data.
-        vocabularies = {k: (v or ["[NONE]"]) for k, v in vocabularies.items()}
-        sequence_idf = {name: _inverse_document_frequency(events[name], vocabularies[name])
-                        for name in schema.sequences}
-        mean, std, edges = [], [], []
-        for name in schema.numeric:
-            x = train[name].to_numpy(np.float64)
-            if numeric_transform == "log1p":
-                x = np.sign(x) * np.log1p(np.abs(x))
-            if numeric_bins > 0:
-                edges.append(quantile_boundaries(x, numeric_bins))
-            finite = x[np.isfinite(x)]
-            m, sd = _standardisation(finite.mean() if len(finite) else 0.0,
-                                     finite.std() if len(finite) else 0.0, len(finite))
-            mean.append(m)
-            std.append(sd)
-        bow_vocabulary, bow_idf = [], []
-        if bag_of_words > 0 and not (schema.text or schema.event_text):
-            logger.warning("model.text_bag_of_words=%d is ignored: the schema has no text columns",
-                           bag_of_words)
-        elif bag_of_words > 0:
-            bow_vocabulary, bow_idf = _adapt_bag_of_words(
-                schema, train, bag_of_words, max(max_sequence_length, history_length))
-            if not bow_vocabulary:
-                logger.warning("model.text_bag_of_words: the training text has no words; no bag of words")
-        return cls(schema.to_dict(), vocabularies, mean, std, max_sequence_length=max_sequence_length,
-                   text_sequence_length=text_sequence_length, numeric_transform=numeric_transform,
-                   tokenizer=tokenizer, numeric_edges=edges, bow_vocabulary=bow_vocabulary,
-                   bow_idf=bow_idf, sequence_idf=sequence_idf, history_length=history_length)
+        from purchase_intent.stats import DEFAULT_CAPACITY, SplitStats
+
+        events = max(max_sequence_length, history_length)
+        bow_events = events if bag_of_words > 0 and (schema.text or schema.event_text) else 0
+        # Exact statistics of the frame (every finite value kept for the quantiles): one algorithm.
+        stats = SplitStats.of_frame(train, schema, bow_events=bow_events, capacity=max(len(train), DEFAULT_CAPACITY))
+        return cls.adapt_from_stats(
+            schema, stats, max_sequence_length=max_sequence_length, text_sequence_length=text_sequence_length,
+            numeric_transform=numeric_transform, max_vocab_size=max_vocab_size, tokenizer=tokenizer,
+            event_text_vocabulary=event_text_vocabulary, numeric_bins=numeric_bins, bag_of_words=bag_of_words,
+            min_frequency=min_frequency, history_length=history_length)
 
     @classmethod
     def adapt_from_stats(cls, schema: FeatureSchema, stats, *, max_sequence_length: int = 50,
@@ -464,41 +429,13 @@ def tokenizer_config(tokenizer) -> dict:
     return config
 
 
-def _inverse_document_frequency(sequences, vocabulary: list[str]) -> list[float]:
+def _idf_from_counts(documents, n: int, vocabulary: list[str]) -> list[float]:
     """scikit-learn's smoothed idf, ``log((1 + n) / (1 + df)) + 1``, per lookup id of ``vocabulary``.
 
-    Id 0 (padding) gets 0; id 1 (unseen values) gets the idf of a value seen
-    in no training row, the largest.
+    From document counts (value -> rows holding it) of ``n`` rows. Id 0
+    (padding) gets 0; id 1 (unseen values) gets the idf of a value seen in no
+    training row, the largest.
     """
-    documents = collections.Counter()
-    n = 0
-    for seq in sequences:
-        n += 1
-        documents.update(set(seq))
-    return _idf_from_counts(documents, n, vocabulary)
-
-
-def _idf_from_counts(documents, n: int, vocabulary: list[str]) -> list[float]:
-    """:func:`_inverse_document_frequency` from document counts (value -> rows holding it) of ``n`` rows."""
     df = np.array([documents.get(v, 0) for v in vocabulary], np.float64)
     idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
     return [0.0, float(np.log(1.0 + n) + 1.0)] + [float(v) for v in idf]
-
-
-def _adapt_bag_of_words(schema: FeatureSchema, train: pd.DataFrame, size: int,
-                        max_sequence_length: int) -> tuple[list[str], list[float]]:
-    """Vocabulary (the ``size`` most frequent terms) and smoothed IDF of the training text."""
-    texts = tf.concat([joined_text(raw_batch(train.iloc[i:i + 1024], schema), schema, max_sequence_length)
-                       for i in range(0, len(train), 1024)], axis=0)
-    ds = tf.data.Dataset.from_tensor_slices(texts).batch(1024)
-    vectorizer = bow_vectorizer(max_tokens=size + 1)
-    vectorizer.adapt(ds)
-    vocabulary = [str(t) for t in vectorizer.get_vocabulary() if t != "[UNK]"]
-    if not vocabulary:
-        return [], []
-    hot = bow_vectorizer(vocabulary, output_mode="multi_hot")
-    doc_freq = np.zeros(len(vocabulary), np.float64)
-    for block in ds:
-        doc_freq += hot(block).numpy()[:, 1:].sum(axis=0)
-    idf = np.log((1.0 + int(texts.shape[0])) / (1.0 + doc_freq)) + 1.0  # scikit-learn's smooth_idf
-    return vocabulary, [float(v) for v in idf]

@@ -17,6 +17,16 @@ logger = logging.getLogger("purchase_intent.train")
 FAILED_FILE = "FAILED.txt"
 
 
+def start(run_dir: Path, cfg, schema) -> None:
+    """Creates (or reopens) the run folder: ``config.json`` and ``schema.json`` written, ``FAILED.txt`` removed."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / FAILED_FILE).unlink(missing_ok=True)
+    cfg.save(run_dir / "config.json")
+    schema.save(run_dir / "schema.json")
+    logger.info("Run directory: %s", run_dir.resolve())
+    logger.debug("Resolved config: %s", json.dumps(cfg.to_dict()))
+
+
 def member_callbacks(member_dir: Path, resumed_from: list[int]) -> list:
     """The Keras callbacks that write one member's files in ``member_dir``.
 
@@ -38,7 +48,7 @@ def member_callbacks(member_dir: Path, resumed_from: list[int]) -> list:
 
 
 def mark_failed(run_dir: Path, err: BaseException, created: bool = True) -> None:
-    """Marks the folder of a failed run: removed if it holds only ``config.json``, else ``FAILED.txt``.
+    """Marks the folder of a failed run: removed if it holds only ``config.json``/``schema.json``, else ``FAILED.txt``.
 
     A folder that existed before the run (``created`` False) is never removed.
 
@@ -51,7 +61,7 @@ def mark_failed(run_dir: Path, err: BaseException, created: bool = True) -> None
     if not run_dir.is_dir():
         return
     names = {p.name for p in run_dir.iterdir()}
-    if created and names <= {"config.json"}:
+    if created and names <= {"config.json", "schema.json"}:
         shutil.rmtree(run_dir, ignore_errors=True)
         logger.error("Training failed before it wrote anything: removed %s", run_dir)
         return

@@ -221,6 +221,18 @@ class SplitStats:
                                    bow_documents=collections.Counter(
                                        {t: c for t, c in self.bow_documents.items() if t in terms}))
 
+    def compact(self, max_values: int = 20_000, capacity: int = 5_000, seed: int = 0) -> "SplitStats":
+        """:meth:`prune` d to ``max_values`` per counter, each quantile reservoir a uniform sample of ``capacity``.
+
+        Small enough to ship inside an export (``training_stats.json``, what
+        ``python -m purchase_intent.monitor`` compares new data with); ``seen``
+        counts stay those of the split.
+        """
+        out = self.prune(max_values)
+        samples = {k: Reservoir(min(r.capacity, capacity), r.seen, Reservoir.of(r.values, capacity, seed).values)
+                   for k, r in out.samples.items()}
+        return dataclasses.replace(out, samples=samples)
+
     # -- (de)serialisation ---------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -180,6 +180,11 @@ def copy_trained_weights(source, target, skip: str = "") -> None:
 
 
 # -- preprocessor --------------------------------------------------------
+def bow_events(cfg) -> int:
+    """Events whose texts the bag of words joins (0: no bag of words): the statistics' ``bow_events``."""
+    return cfg.data.events_kept() if cfg.model.text_bag_of_words > 0 else 0
+
+
 def adapt_preprocessor(cfg, schema, source, tokenizer=None):
     """The :class:`Preprocessor` of ``cfg``, adapted on the training split's statistics.
 
@@ -190,8 +195,7 @@ def adapt_preprocessor(cfg, schema, source, tokenizer=None):
     """
     from purchase_intent.preprocessing import Preprocessor
 
-    bow_events = cfg.data.events_kept() if cfg.model.text_bag_of_words > 0 else 0
-    stats = source.stats(bow_events)
+    stats = source.stats(bow_events(cfg))
     event_vocab = {name: sorted({t for s in stats.values() for t in s.values[name]}) for name in schema.event_text}
     return Preprocessor.adapt_from_stats(
         schema, stats["train"], max_sequence_length=cfg.data.max_sequence_length,
@@ -595,6 +599,7 @@ class PurchaseIntentTask:
         self.class_weights = count_class_weights(*self.data.label_counts("train"), cfg.train.class_weight)
         if self.class_weights:
             logger.info("Class weights (imbalanced labels): %s", self.class_weights)
+        self.train_stats = self.data.stats(bow_events(cfg))["train"]  # what the preprocessor adapted on
         self.histories: list[dict] = []
         self.calibration: dict | None = None  # the output stage's description, once fitted
         self.trees = None

@@ -1,12 +1,10 @@
 """Train, evaluate and export: ``python -m purchase_intent.train``.
 
-Reads top to bottom: config -> strategy -> data -> text encoder ->
-preprocessor -> model -> fit -> evaluation beside baselines -> export.
-With no arguments it trains the default model on the built-in Online Retail
-task (MiniLM text branch included) and exports it for TF Serving.
+Reads top to bottom: config -> data -> strategy -> task (text encoder, preprocessor, model) -> fit ->
+output stage -> evaluation beside baselines -> report files -> export. With no arguments it trains
+the default model on the built-in Online Retail task (MiniLM text included) and exports it for TF Serving.
 
-This module is the command line only: the run directory, its files and
-resumption, ``FAILED.txt``. The data is a :mod:`purchase_intent.data.source`
+This module is the command line only. The data is a :mod:`purchase_intent.data.source`
 (in memory or prepared shards, one path); building, fitting and scoring the
 model is :class:`purchase_intent.task.PurchaseIntentTask`; the comparison with
 the baselines :func:`purchase_intent.evaluate.beside_baselines`; the export
@@ -105,9 +103,7 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
 def run(cfg, run_dir: Path, data, callbacks=()) -> dict:
     """The training job of :func:`main` for a resolved config and its data (a ``Splits``), under its dtype policy.
 
-    From a prepared directory memory stays bounded: training, early stopping and
-    the model's predictions stream the shards, and the baselines score bounded
-    frames (:func:`purchase_intent.evaluate.beside_baselines`).
+    From a prepared directory memory stays bounded: every split is streamed; the baselines score bounded frames.
     """
     import keras
     import numpy as np
@@ -116,24 +112,19 @@ def run(cfg, run_dir: Path, data, callbacks=()) -> dict:
     from purchase_intent.data.split_checks import split_checks  # leakage and shift across the splits
     from purchase_intent.distribute import make_strategy
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / rundir.FAILED_FILE).unlink(missing_ok=True)
-    cfg.save(run_dir / "config.json")
-    logger.info("Run directory: %s", run_dir.resolve())
-    logger.debug("Resolved config: %s", json.dumps(cfg.to_dict()))
+    rundir.start(run_dir, cfg, data.schema)  # config.json, schema.json; a rerun's FAILED.txt removed
     keras.utils.set_random_seed(cfg.train.seed)
     strategy = make_strategy(cfg.train.strategy, cfg.train.cpu_replicas)
     logger.info("Strategy %s with %d replica(s); global batch size %d; dtype policy %s",
                 type(strategy).__name__, strategy.num_replicas_in_sync, cfg.data.batch_size,
                 keras.mixed_precision.dtype_policy().name)
     schema = data.schema
-    schema.save(run_dir / "schema.json")
     model = task.PurchaseIntentTask(cfg, data, strategy=strategy)
 
     # Fit: each ensemble member with its own shuffle seed and files (member 0 in the run directory).
     timer, resumed_from = task.EpochTimer.make(), []
 
-    def member_callbacks(i):  # checkpoints, resumable backup, TensorBoard: member 0 in the run directory
+    def member_callbacks(i):  # checkpoints, resumable backup, TensorBoard
         return [*rundir.member_callbacks(run_dir if i == 0 else run_dir / f"member_{i}", resumed_from), timer,
                 *callbacks]
 
@@ -150,16 +141,12 @@ def run(cfg, run_dir: Path, data, callbacks=()) -> dict:
     # The output stage on validation (trees + stacking, or Platt), then the test split beside the
     # baselines. Scored as fitted (a frozen encoder's texts are cached: BERT does not run again).
     calibration = model.fit_output()
-    ev = evaluate.beside_baselines(data, model.predict("validation"), model.predict("test"), seed=cfg.train.seed)
+    p_val = model.predict("validation")
+    ev = evaluate.beside_baselines(data, p_val, model.predict("test"), seed=cfg.train.seed)
     results, y_test, p_test = ev["results"], ev["y_test"], ev["p_test"]
-    for plot, file_name in ((evaluate.plot_calibration, "calibration.png"), (evaluate.plot_curves, "curves.png")):
-        try:
-            plot(y_test, p_test, run_dir / file_name)
-        except Exception as err:  # a figure is not worth the trained model
-            logger.warning("Figure %s skipped: %s: %s", file_name, type(err).__name__, err)
+    evaluate.save_figures(y_test, p_test, run_dir)  # calibration.png, curves.png
     served = model.exportable_model()  # around the real text encoder: raw strings in
-    weights_sha256 = task.weights_digest(served)
-    logger.info("Final weights sha256: %s", weights_sha256)
+    logger.info("Final weights sha256: %s", weights_sha256 := task.weights_digest(served))
     threshold = results["purchase_intent"]["threshold"]
     metrics = {
         "test": results, "skipped_baselines": ev["skipped"],
@@ -180,12 +167,10 @@ def run(cfg, run_dir: Path, data, callbacks=()) -> dict:
     }
     for warning in metrics["warnings"]:
         logger.warning("%s", warning)
-    test_cols = data.columns("test")
-    id_columns = [c for c in schema.id if c in test_cols.columns]
     # Written before the export: the predictions of a trained model are never lost to a later step.
-    report.save_predictions(run_dir / report.PREDICTIONS_FILE, y_test, p_test,
-                            ids=test_cols[id_columns] if id_columns else None, threshold=threshold,
-                            model="purchase_intent")
+    ids = data.columns("test").drop(columns=schema.label)
+    report.save_predictions(run_dir / report.PREDICTIONS_FILE, y_test, p_test, ids=ids if ids.shape[1] else None,
+                            threshold=threshold, model="purchase_intent")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     (run_dir / "metrics.txt").write_text(ev["table"] + "\n")
     print(f"\nTest metrics ({cfg.data.name}, threshold chosen on validation):\n{ev['table']}\n", flush=True)
@@ -194,7 +179,10 @@ def run(cfg, run_dir: Path, data, callbacks=()) -> dict:
         from purchase_intent.exactness import export_and_check
 
         assets = {"schema.json": schema.to_dict(), "threshold.json": {"threshold": threshold},
-                  "metrics.json": metrics, "config.json": cfg.to_dict()}
+                  "metrics.json": metrics, "config.json": cfg.to_dict(),
+                  # The reference python -m purchase_intent.monitor compares new data and scores with.
+                  "training_stats.json": model.train_stats.compact(seed=cfg.train.seed).to_dict(),
+                  "reference_scores.json": evaluate.reference_scores(p_val, seed=cfg.train.seed)}
         metrics["export"] = export_and_check(served, model.preprocessor, cfg.export,
                                              cfg.export.base_dir or run_dir / "export", assets,
                                              warmup=data.frame("validation").head(64),

@@ -77,7 +77,8 @@ def test_quantiles_of_merged_small_reservoirs_within_tolerance(frame):
         assert abs(rank - q) < 0.15  # sd <= 0.5 / sqrt(150) = 4.1 %
 
 
-def test_adapt_from_stats_equals_adapt_on_the_frame(frame):
+def test_statistics_merged_from_chunks_adapt_as_the_whole_frame(frame):
+    """Prepare's per-chunk statistics, merged, give the preprocessor of the whole frame's (exact) ones."""
     from purchase_intent.text import load_text_encoder
 
     tok, _ = load_text_encoder("tiny", texts=list(frame["query"]))

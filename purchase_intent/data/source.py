@@ -129,6 +129,7 @@ class FrameSplits(Splits):
     def __init__(self, frames: dict[str, pd.DataFrame], schema: FeatureSchema):
         self._frames = dict(frames)
         self.schema = schema
+        self._stats: dict[int, dict] = {}
 
     def examples(self, split):
         return len(self._frames[split]) if split in self._frames else 0
@@ -140,9 +141,12 @@ class FrameSplits(Splits):
         """Exact statistics: every finite value kept for the quantiles; the bag of words of ``train``."""
         from purchase_intent.stats import DEFAULT_CAPACITY, SplitStats
 
-        return {split: SplitStats.of_frame(df, self.schema, bow_events=bow_events if split == "train" else 0,
+        if bow_events not in self._stats:  # computed once per run
+            self._stats[bow_events] = {
+                split: SplitStats.of_frame(df, self.schema, bow_events=bow_events if split == "train" else 0,
                                            capacity=max(len(df), DEFAULT_CAPACITY))
                 for split, df in self._frames.items()}
+        return self._stats[bow_events]
 
     def frame(self, split):
         return self._frames[split]
@@ -180,6 +184,7 @@ class PreparedSplits(Splits):
         self.prepared = prepared
         self.schema = prepared.schema
         self._frames: dict[str, pd.DataFrame] = {}
+        self._stats: dict | None = None
 
     def examples(self, split):
         return self.prepared.examples(split)
@@ -188,7 +193,9 @@ class PreparedSplits(Splits):
         return label_counts(self.prepared, split, self.schema.label)
 
     def stats(self, bow_events=0):
-        return self.prepared.stats()  # written by prepare; adapt checks their bag-of-words events
+        if self._stats is None:  # written by prepare; adapt checks their bag-of-words events
+            self._stats = self.prepared.stats()
+        return self._stats
 
     def frame(self, split):
         if split not in self._frames:
