@@ -4,8 +4,10 @@ After the network is fitted, :func:`fit_output` fits gradient-boosted trees
 (:mod:`purchase_intent.trees`, ``train.boosted_trees``) on the features the
 graph computes for them (:func:`purchase_intent.model.tree_features`), then on
 the validation split either stacks the trees' margin with the network's logit
-(:func:`purchase_intent.calibration.fit_stacking`) or, without trees, applies
-Platt scaling (``train.calibration``). :func:`apply_calibration` puts the same
+(:func:`purchase_intent.calibration.fit_stacking`, non-negative weights) or
+applies Platt scaling (``train.calibration``): without trees, or when the
+stacking does not beat the network alone out of fold on validation
+(:func:`purchase_intent.calibration.choose_output`: a small validation set). :func:`apply_calibration` puts the same
 layers on another model of the same network (the exportable twin): the export
 evaluates the trees in its graph, raw inputs in, final probability out.
 
@@ -95,14 +97,14 @@ def fit_output(model, cfg, schema, preprocessor, data, y_val, p_val):
 
     Returns:
         ``(model, info, trees)``: the model with its final output, the
-        calibration's description, the trees (None when off), for
+        calibration's description, the trees (None when off or left out), for
         :func:`apply_calibration` on another model of the same network.
     """
     data = as_splits(data, schema)
     trees = fit_trees(cfg, schema, preprocessor, data)
     m_val = None if trees is None else tree_margins(trees, cfg, schema, preprocessor, data, "validation")
     model, info = calibrate(model, cfg.train, y_val, p_val, trees, m_val, preprocessor)
-    return model, info, trees
+    return model, info, trees if info["method"] == "stack" else None
 
 
 def calibrate(model, train_cfg, y_val, p_val, trees=None, m_val=None, preprocessor=None):
@@ -120,19 +122,31 @@ def calibrate(model, train_cfg, y_val, p_val, trees=None, m_val=None, preprocess
         ``model`` followed by a Platt layer fitted on ``(y_val, p_val)``, ``info`` =
         ``{"method": "platt", "a": ..., "b": ...}``. With trees: the stacking
         ``sigmoid(a * logit(p) + c * margin + b)`` fitted on validation
-        (``"method": "stack"``, also ``"c"`` and the trees' size). Otherwise
+        (``"method": "stack"``, also ``"c"`` and the trees' size), unless its
+        out-of-fold log loss on validation is no better than Platt scaling's
+        (:func:`purchase_intent.calibration.choose_output`; then Platt, the
+        trees left out; ``"cv"`` holds both figures). Otherwise
         ``model`` unchanged. ``apply_calibration(other, info, trees, preprocessor)``
         puts the same layers on another model.
     """
-    from purchase_intent.calibration import fit_platt, fit_stacking
+    from purchase_intent.calibration import choose_output, fit_platt
 
     if trees is not None:
-        a, c, b = fit_stacking(y_val, p_val, m_val)
-        logger.info("Stacking (fitted on validation): p' = sigmoid(%.3f * logit(p) + %.3f * trees + %.3f); "
-                    "%d trees", a, c, b, trees.tables["roots"].size)
-        info = {"method": "stack", "a": a, "b": b, "c": c, "trees": int(trees.tables["roots"].size),
-                "tree_nodes": int(trees.tables["value"].size)}
-        return apply_calibration(model, info, trees, preprocessor), info
+        info = choose_output(y_val, p_val, m_val, seed=train_cfg.seed)
+        info.update({"trees": int(trees.tables["roots"].size), "tree_nodes": int(trees.tables["value"].size)})
+        cv = info["cv"]
+        if info["method"] == "stack":
+            logger.info("Stacking (fitted on validation): p' = sigmoid(%.3f * logit(p) + %.3f * trees + %.3f); "
+                        "%d trees%s", info["a"], info["c"], info["b"], info["trees"],
+                        "" if cv is None else f"; out-of-fold log loss {cv['stack']['log_loss']:.4f} vs "
+                                              f"{cv['platt']['log_loss']:.4f} for the network alone")
+            return apply_calibration(model, info, trees, preprocessor), info
+        logger.info("The boosted trees are left out: stacked with the network they do not beat it on validation "
+                    "out of fold (log loss %.4f vs %.4f, ROC-AUC %.4f vs %.4f over %d folds); Platt scaling of "
+                    "the network: p' = sigmoid(%.3f * logit(p) + %.3f)", cv["stack"]["log_loss"],
+                    cv["platt"]["log_loss"], cv["stack"]["roc_auc"], cv["platt"]["roc_auc"], info["folds"],
+                    info["a"], info["b"])
+        return apply_calibration(model, info), info
     if train_cfg.calibration != "platt":
         return model, {"method": "none"}
     a, b = fit_platt(y_val, p_val)

@@ -58,3 +58,54 @@ def test_calibration_layers_pass_the_layer_test():
     layer, out = run_layer_test(Stacking, {"a": 0.8, "c": 0.4, "b": 0.1}, [p, margin], (3, 1))
     np.testing.assert_allclose(out.numpy(), 1 / (1 + np.exp(-(0.8 * logit(p) + 0.4 * margin + 0.1))), rtol=1e-5)
     assert not layer.trainable
+
+
+def test_out_of_fold_never_scores_a_row_with_a_fit_on_its_own_label():
+    from purchase_intent.calibration import out_of_fold
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(200) < 0.2).astype(int)
+    fitted_on = []
+
+    def fit(rows, yr):
+        assert np.array_equal(yr, y[rows])
+        fitted_on.append(set(rows.tolist()))
+        return len(fitted_on) - 1
+
+    def predict(k, rows):
+        assert not fitted_on[k] & set(rows.tolist()), "a row scored by a fit that saw its label"
+        return np.full(len(rows), float(k))
+
+    oof = out_of_fold(y, fit, predict, folds=5)
+    assert len(fitted_on) == 5 and sorted(set(oof)) == [0, 1, 2, 3, 4]
+    assert out_of_fold(np.array([0, 0, 0, 1]), fit, predict) is None  # one positive: nothing to cross-fit
+
+
+def test_stacking_weights_are_non_negative():
+    from purchase_intent.calibration import fit_stacking
+
+    rng = np.random.default_rng(1)
+    y = (rng.random(2000) < 0.3).astype(int)
+    p = np.clip(0.3 + 0.3 * (y - 0.3) + 0.1 * rng.standard_normal(2000), 0.01, 0.99)
+    against = -2.0 * y + rng.standard_normal(2000)  # a margin that ranks backwards
+    a, c, b = fit_stacking(y, p, against)
+    assert a > 0 and c == 0.0
+
+
+def test_choose_output_keeps_trees_that_help_and_drops_them_on_a_small_noisy_validation():
+    from purchase_intent.calibration import choose_output
+
+    rng = np.random.default_rng(2)
+    n = 3000
+    y = (rng.random(n) < 0.2).astype(int)
+    p = 1 / (1 + np.exp(-(-1.5 + 1.0 * y + rng.standard_normal(n))))  # a weak network
+    helpful = 2.0 * y + rng.standard_normal(n)  # trees that know more
+    info = choose_output(y, p, helpful)
+    assert info["method"] == "stack" and info["c"] > 0.5
+    assert info["cv"]["stack"]["roc_auc"] > info["cv"]["platt"]["roc_auc"]
+    # 300 validation rows, 18 buyers, a margin of noise: the network alone, Platt-scaled, is kept.
+    small = np.r_[np.ones(18, int), np.zeros(282, int)]
+    p_small = 1 / (1 + np.exp(-(-2.5 + 1.5 * small + rng.standard_normal(300))))
+    info = choose_output(small, p_small, 3.0 * rng.standard_normal(300))
+    assert info["method"] == "platt" and "c" not in info
+    assert info["cv"]["stack"]["log_loss"] >= info["cv"]["platt"]["log_loss"] - 1e-4
