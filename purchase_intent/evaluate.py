@@ -171,19 +171,12 @@ def beside_baselines(data, p_val: np.ndarray, p_test: np.ndarray, seed: int = 0,
             "sample": sample, "y_test": y_test, "p_test": pt}
 
 
-# -- plots ---------------------------------------------------------------
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
+# -- plots (the backend: purchase_intent.plots._pyplot) ------------------
 def plot_calibration(y: np.ndarray, probs: dict[str, np.ndarray], path: str | Path,
                      bins: int = 10) -> Path:
     """Reliability diagram (observed rate per predicted-probability bin) with each model's ECE."""
+    from purchase_intent.plots import _pyplot
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
@@ -210,6 +203,8 @@ def plot_calibration(y: np.ndarray, probs: dict[str, np.ndarray], path: str | Pa
 def plot_curves(y: np.ndarray, probs: dict[str, np.ndarray], path: str | Path) -> Path:
     """ROC and precision-recall curves of every model, side by side."""
     from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    from purchase_intent.plots import _pyplot
 
     plt = _pyplot()
     fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(11, 4.8))

@@ -210,7 +210,7 @@ def plot_importance(table: pd.DataFrame, path: str | Path | None = None, *, colu
     Returns:
         The path written, or the figure when ``path`` is None.
     """
-    from purchase_intent.report import plot_bars
+    from purchase_intent.plots import plot_bars
 
     if column is None:
         column = "importance" if "importance" in table else "mean_abs_contribution"

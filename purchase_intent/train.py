@@ -108,8 +108,8 @@ def run(cfg, run_dir: Path, data, callbacks=()) -> dict:
     import keras
     import numpy as np
 
-    from purchase_intent import evaluate, report, rundir, task
-    from purchase_intent.data.split_checks import split_checks  # leakage and shift across the splits
+    from purchase_intent import evaluate, report, rundir, targeting, task
+    from purchase_intent.data.split_checks import split_checks, split_warnings  # leakage, shift, small splits
     from purchase_intent.distribute import make_strategy
 
     rundir.start(run_dir, cfg, data.schema)  # config.json, schema.json; a rerun's FAILED.txt removed
@@ -162,8 +162,8 @@ def run(cfg, run_dir: Path, data, callbacks=()) -> dict:
                      "dtype_policy": keras.mixed_precision.dtype_policy().name},
         "splits": data.summary(),
         # Whom to contact: top 5-50 % by probability -> share of buyers reached, precision, lift.
-        "targeting": report.targeting_summary(y_test, p_test, "purchase_intent", threshold),
-        "warnings": split_checks(data.frames(), schema, cfg.data) + report.split_warnings(data.summary()),
+        "targeting": targeting.targeting_summary(y_test, p_test, "purchase_intent", threshold),
+        "warnings": split_checks(data.frames(), schema, cfg.data) + split_warnings(data.summary()),
     }
     for warning in metrics["warnings"]:
         logger.warning("%s", warning)

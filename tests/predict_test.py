@@ -121,9 +121,9 @@ def test_predict_and_score_share_output_options():
 
 
 def report_label_column() -> str:
-    from purchase_intent import report
+    from purchase_intent.report import files
 
-    return report.TRUE_LABEL_COLUMN
+    return files.TRUE_LABEL_COLUMN
 
 
 def test_predict_writes_ids_first_with_threshold_json(user_csv_run, tmp_path):

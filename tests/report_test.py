@@ -1,4 +1,4 @@
-"""report.py: the figures of a tiny run are real images, the report links them, the CLI rebuilds it."""
+"""report/: the figures of a tiny run are real images, the report links them, the CLI rebuilds it."""
 
 import shutil
 import subprocess
@@ -9,26 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from purchase_intent import report
+from plots_test import assert_real_image
+from purchase_intent import report, targeting
+from purchase_intent.report import narrative
+from targeting_test import P10, Y10
 
 PNGS = ["learning_curves.png", "curves.png", "calibration.png", "lift.png"]
 REPO = Path(__file__).resolve().parents[1]
-
-
-def assert_real_image(path: Path, min_height: int = 250, min_width: int = 350) -> None:
-    """A PNG of reasonable size that is not blank: spread-out pixels and many distinct colours."""
-    import matplotlib.image as mpimg
-
-    img = mpimg.imread(path)
-    assert img.ndim == 3 and img.shape[2] in (3, 4), (path, img.shape)
-    height, width = img.shape[:2]
-    assert height >= min_height and width >= min_width, (path, img.shape)
-    rgb = img[..., :3]
-    assert float(rgb.std()) > 0.05, f"{path}: almost uniform (pixel std {rgb.std():.4f})"
-    colours = np.unique((rgb * 255).round().astype(np.uint8).reshape(-1, 3), axis=0)
-    assert len(colours) > 30, f"{path}: only {len(colours)} distinct colours"
-    not_white = np.mean(rgb.min(axis=2) < 0.9)
-    assert not_white > 0.02, f"{path}: {not_white:.1%} of pixels are drawn"
 
 
 def test_tiny_run_writes_real_figures_and_report(tiny_run):
@@ -51,11 +38,11 @@ def test_tiny_run_writes_real_figures_and_report(tiny_run):
 
 def test_calibration_sentence_names_the_final_step():
     stack = {"training": {"calibration": {"method": "stack", "a": 0.85, "c": 0.14, "b": 0.0, "trees": 1211}}}
-    text = report.calibration_sentence(stack)
+    text = narrative.calibration_sentence(stack)
     assert "1,211 boosted trees" in text and "network 0.85, trees 0.14" in text and "calibrates" in text
-    assert "Platt" in report.calibration_sentence({"training": {"calibration": {"method": "platt", "a": 1, "b": 0}}})
-    assert "not recalibrated" in report.calibration_sentence({"training": {"calibration": {"method": "none"}}})
-    assert report.calibration_sentence({"training": {}}) == ""
+    assert "Platt" in narrative.calibration_sentence({"training": {"calibration": {"method": "platt", "a": 1, "b": 0}}})
+    assert "not recalibrated" in narrative.calibration_sentence({"training": {"calibration": {"method": "none"}}})
+    assert narrative.calibration_sentence({"training": {}}) == ""
 
 
 def test_predictions_file_matches_metrics(tiny_run):
@@ -99,92 +86,16 @@ def test_run_summary_names_model_report_export_and_commands(tiny_run):
     assert "PurchaseIntentClient" in text
 
 
-def test_lift_table_and_gain():
-    y = np.array([1] * 30 + [0] * 70)
-    p = np.linspace(1, 0, 100)  # perfect ranking
-    table = report.lift_table(y, p)
-    assert list(table["buyers"][:3]) == [10, 10, 10] and table["buyers"][3:].sum() == 0
-    assert table["lift"].iloc[0] == pytest.approx(1 / 0.3)
-    assert table["cumulative_gain"].iloc[2] == pytest.approx(1.0)
-    assert table["cumulative_share_contacted"].iloc[-1] == pytest.approx(1.0)
-    random = report.lift_table(y, np.full(100, 0.5))
-    assert random["cumulative_gain"].iloc[-1] == pytest.approx(1.0)
-
-
-def test_data_overview_and_summary(tmp_path):
-    from purchase_intent.data.synthetic import SCHEMA, make_synthetic
-
-    df = SCHEMA.validate(make_synthetic(300))
-    splits = {"train": df.iloc[:200], "validation": df.iloc[200:250], "test": df.iloc[250:]}
-    summary = report.data_summary(splits, SCHEMA)
-    assert list(summary.index) == ["train", "validation", "test"]
-    assert summary.loc["train", "examples"] == 200
-    assert_real_image(report.plot_data_overview(splits, SCHEMA, tmp_path / "overview.png"))
-
-
-def test_time_split_check_catches_a_leak():
-    from purchase_intent.config import DataConfig
-    from purchase_intent.data.online_retail import clean_events, load_online_retail
-
-    sample = REPO / "tests" / "data" / "online_retail_sample.csv.gz"
-    from purchase_intent.data.readers import read_raw
-
-    cfg = DataConfig(horizon_days=60, cutoff_step_days=30, max_train_cutoffs=2)
-    frames = load_online_retail(cfg, path=sample)
-    events = clean_events(read_raw(sample, string_columns=["InvoiceNo", "StockCode", "Description",
-                                                           "InvoiceDate", "Country"]))
-    checks = report.check_time_split(frames, events, cfg.horizon_days)
-    assert (checks["checks"] == "passed").all() and len(checks) == 4
-    leaky = {k: v.copy() for k, v in frames.items()}
-    leaky["test"]["n_lines"] = leaky["test"]["n_lines"] + 1  # as if a line at/after T were counted
-    with pytest.raises(AssertionError, match="n_lines"):
-        report.check_time_split(leaky, events, cfg.horizon_days)
-
-
 # -- the analyst's report: targeting, threshold, label meaning, warnings, epochs, ids ------------
-# 10 customers, 4 buyers; probabilities in a known order (ties at 0.5 keep the file order).
-Y10 = np.array([0, 1, 0, 1, 1, 0, 0, 1, 0, 0])
-P10 = np.array([0.10, 0.90, 0.50, 0.80, 0.50, 0.20, 0.30, 0.40, 0.05, 0.60])
-# ranked: rows 1 (0.9, buyer), 3 (0.8, buyer), 9 (0.6), 2 (0.5), 4 (0.5, buyer), 7 (0.4, buyer), ...
-
-
-def test_targeting_table_equals_a_hand_computation():
-    t = report.targeting_table(Y10, P10)
-    assert list(t["share_contacted"]) == [0.05, 0.10, 0.20, 0.30, 0.50]
-    # top 5 % of 10 rounds to 1 customer (at least one is contacted); 10 % -> 1; 20 % -> 2; 30 % -> 3; 50 % -> 5
-    assert list(t["customers_contacted"]) == [1, 1, 2, 3, 5]
-    assert list(t["buyers_reached"]) == [1, 1, 2, 2, 3]
-    np.testing.assert_allclose(t["share_of_buyers_reached"], [1 / 4, 1 / 4, 2 / 4, 2 / 4, 3 / 4])
-    np.testing.assert_allclose(t["precision"], [1, 1, 1, 2 / 3, 3 / 5])
-    np.testing.assert_allclose(t["lift"], [2.5, 2.5, 2.5, (2 / 3) / 0.4, 1.5])  # buy rate 4 / 10
-    np.testing.assert_allclose(t["min_probability"], [0.9, 0.9, 0.8, 0.6, 0.5])
-    at = report.threshold_reach(Y10, P10, 0.45)  # 0.9, 0.8, 0.6, 0.5, 0.5 -> 5 customers, 3 buyers
-    assert at["customers_contacted"] == 5 and at["buyers_reached"] == 3
-    assert at["share_contacted"] == pytest.approx(0.5)
-    assert at["share_of_buyers_reached"] == pytest.approx(0.75)
-    assert at["precision"] == pytest.approx(0.6) and at["lift"] == pytest.approx(1.5)
-    with pytest.raises(ValueError, match="share contacted"):
-        report.targeting_table(Y10, P10, shares=[0.0])
-
-
-def test_split_warnings_name_small_splits_only():
-    ok = {"validation": {"examples": 5000, "positive_rate": 0.3}, "test": {"examples": 800, "positive_rate": 0.1}}
-    assert report.split_warnings(ok) == []
-    small = {"train": {"examples": 50, "positive_rate": 0.5},  # train is not checked
-             "validation": {"examples": 150, "positive_rate": 0.5},  # < 200 rows
-             "test": {"examples": 1000, "positive_rate": 0.02}}  # 20 buyers < 30
-    warnings = report.split_warnings(small)
-    assert len(warnings) == 2
-    assert warnings[0].startswith("The validation split is small (150 rows, 75 buyers")
-    assert warnings[1].startswith("The test split is small (1,000 rows, 20 buyers")
+# Y10, P10: the 10 customers of targeting_test.py (4 buyers, probabilities in a known order).
 
 
 def test_label_sentence_and_epochs_run_versus_kept():
-    assert "buys within 60 days of the cut-off date" in report.label_sentence(
+    assert "buys within 60 days of the cut-off date" in narrative.label_sentence(
         {"label": "label", "description": "buys within 60 days of the cut-off date."})
-    assert "the column `bought` is 1" in report.label_sentence({"label": "bought"})
+    assert "the column `bought` is 1" in narrative.label_sentence({"label": "bought"})
     history = {"loss": [0.7, 0.6, 0.5, 0.45, 0.4, 0.38], "val_auc": [0.60, 0.65, 0.70, 0.69, 0.68, 0.67]}
-    text = report.epochs_sentence(history, {"training": {"epochs_run": 6}}, {"train": {"epochs": 15}})
+    text = narrative.epochs_sentence(history, {"training": {"epochs_run": 6}}, {"train": {"epochs": 15}})
     assert text.startswith("Epochs: 6 run (at most 15); the weights of epoch 3 are kept")
     assert "early stopping" in text and "15 epochs" not in text
 
@@ -265,20 +176,12 @@ def test_user_csv_run_passes_ids_and_reports_label_and_small_split(user_csv_run)
     assert (pred["label"].to_numpy() == truth.loc[pred["customer_id"]].to_numpy()).all()
     table = metrics["targeting"]["table"]
     assert [r["share_contacted"] for r in table] == [0.05, 0.1, 0.2, 0.3, 0.5]
-    expected = report.targeting_table(pred["label"], pred["purchase_intent"])
+    expected = targeting.targeting_table(pred["label"], pred["purchase_intent"])
     np.testing.assert_allclose([r["share_of_buyers_reached"] for r in table], expected["share_of_buyers_reached"])
     assert any("test split is small (60 rows" in w for w in metrics["warnings"])
     md = (run_dir / "report.md").read_text()
     assert "Label 1 means: buys during the session (column `label`)" in md
     assert "Targeting table" in md and "Warning:** The test split is small" in md
-
-
-def test_targeting_table_renders_as_an_image(tmp_path):
-    targeting = report.targeting_summary(Y10, {"purchase_intent": P10}, "purchase_intent", 0.45)
-    header, rows = report.targeting_rows(targeting)
-    assert rows[2] == ["20%", "2", "2", "50%", "100%", "2.50", "0.800"] and rows[-1][0] == "above threshold (50%)"
-    path = report.plot_table(header, rows, tmp_path / "targeting.png", title="Targeting table", note="a note")
-    assert_real_image(path, min_height=200, min_width=600)
 
 
 def test_report_opens_with_the_runs_warnings(tmp_path):

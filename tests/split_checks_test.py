@@ -6,7 +6,7 @@ import pytest
 
 from purchase_intent.config import DataConfig
 from purchase_intent.data.split_checks import (leakage_warnings, psi, rate_shifted, shift_warnings,
-                                               split_checks, time_ordered)
+                                               split_checks, split_warnings, time_ordered)
 from purchase_intent.schema import FeatureSchema
 
 SCHEMA = FeatureSchema(label="y", numeric=["x", "z"], categorical=["c"], sequences=["items"], id=["customer"])
@@ -91,3 +91,15 @@ def test_split_checks_know_which_splits_are_by_time():
     train, val, test = _frame(400), _frame(100, seed=1), _frame(100, seed=2)  # ids c0.. in all three
     assert len(split_checks(_splits(train, val, test), SCHEMA, DataConfig(name="t.csv"))) == 2
     assert split_checks(_splits(train, val, test), SCHEMA, DataConfig(name="t.csv", split_time_column="m")) == []
+
+
+def test_split_warnings_name_small_splits_only():
+    ok = {"validation": {"examples": 5000, "positive_rate": 0.3}, "test": {"examples": 800, "positive_rate": 0.1}}
+    assert split_warnings(ok) == []
+    small = {"train": {"examples": 50, "positive_rate": 0.5},  # train is not checked
+             "validation": {"examples": 150, "positive_rate": 0.5},  # < 200 rows
+             "test": {"examples": 1000, "positive_rate": 0.02}}  # 20 buyers < 30
+    warnings = split_warnings(small)
+    assert len(warnings) == 2
+    assert warnings[0].startswith("The validation split is small (150 rows, 75 buyers")
+    assert warnings[1].startswith("The test split is small (1,000 rows, 20 buyers")

@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from purchase_intent import evaluate, report
+from purchase_intent import evaluate, plots, report, targeting
+from purchase_intent.report import narrative
 
 
 def main(run_dir: str, out: str) -> Path:
@@ -22,14 +23,14 @@ def main(run_dir: str, out: str) -> Path:
     schema = json.loads((run_dir / "schema.json").read_text()) if (run_dir / "schema.json").exists() else {}
     y, probs = report.load_predictions(run_dir / report.PREDICTIONS_FILE, schema.get("id", []))
     model = evaluate.MODEL_NAME if evaluate.MODEL_NAME in probs else next(iter(probs))
-    targeting = report.targeting_summary(y, probs, model, metrics["test"][model]["threshold"])
-    header, rows = report.targeting_rows(targeting)
-    title = (f"Targeting table: {model}, test split ({targeting['examples']:,} customers, "
-             f"{targeting['buyers']:,} buyers)")
+    summary = targeting.targeting_summary(y, probs, model, metrics["test"][model]["threshold"])
+    header, rows = narrative.targeting_rows(summary)
+    title = (f"Targeting table: {model}, test split ({summary['examples']:,} customers, "
+             f"{summary['buyers']:,} buyers)")
     note = ("Customers sorted by predicted probability; contact the top share. "
             "Lift = buy rate of the contacted / overall buy rate (1.0 = random). "
-            + report.label_sentence(schema).split(". ")[0].replace("`", "") + ".")
-    return report.plot_table(header, rows, out, title=title, note=note)
+            + narrative.label_sentence(schema).split(". ")[0].replace("`", "") + ".")
+    return plots.plot_table(header, rows, out, title=title, note=note)
 
 
 if __name__ == "__main__":

@@ -236,3 +236,35 @@ def warn_few_positives(positives: int, examples: int, train_cfg) -> None:
                        "largely chance. Give it more (--set data.validation_fraction=0.25, or more rows "
                        "labelled validation in data.split_column).", positives, examples,
                        train_cfg.early_stopping_patience)
+
+
+SMALL_SPLIT_ROWS = 200
+SMALL_SPLIT_POSITIVES = 30
+
+
+def split_warnings(splits: dict[str, dict[str, float]], min_rows: int = SMALL_SPLIT_ROWS,
+                   min_positives: int = SMALL_SPLIT_POSITIVES) -> list[str]:
+    """Plain warnings for a validation or test split too small to trust its figures.
+
+    Args:
+        splits: ``metrics.json``'s ``splits``: name -> ``{"examples", "positive_rate"}``.
+
+    Returns:
+        One sentence per small split (empty when all are large enough).
+    """
+    out = []
+    for name in ("validation", "test"):
+        s = splits.get(name)
+        if not s:
+            continue
+        n = int(s["examples"])
+        pos = int(round(n * float(s["positive_rate"])))
+        if n < min_rows or pos < min_positives:
+            use = ("the decision threshold and the kept epoch are chosen on it, so both can change "
+                   "from one sample to another" if name == "validation"
+                   else "every test figure in this report can move by several points from one "
+                        "sample to another")
+            out.append(f"The {name} split is small ({n:,} rows, {pos:,} buyers; fewer than "
+                       f"{min_rows} rows or {min_positives} buyers): {use}. Treat differences between "
+                       "models of a few hundredths as noise; use more data for a decision.")
+    return out

@@ -1,0 +1,125 @@
+"""Targeting: whom to contact, and what contacting the top of the list by probability achieves.
+
+Metrics of a contact list, computed from labels and predicted probabilities
+beside those of :mod:`purchase_intent.evaluate` (numpy and pandas only, no
+matplotlib):
+
+* :func:`targeting_table`: contacting the top 5-50 % of customers
+  (:data:`TARGET_SHARES`) -> share of buyers reached, precision, lift;
+* :func:`threshold_reach`: the same for everyone above the decision threshold;
+* :func:`targeting_summary`: the ``targeting`` entry of ``metrics.json``
+  (written by ``train``, shown by the report);
+* :func:`lift_table`: customers cut into deciles by probability, the table of
+  the lift and gain chart (:func:`purchase_intent.plots.plot_lift_gain`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+TARGET_SHARES = (0.05, 0.10, 0.20, 0.30, 0.50)
+
+
+def targeting_table(y: np.ndarray, p: np.ndarray, shares=TARGET_SHARES) -> pd.DataFrame:
+    """What contacting the top X % of customers by predicted probability achieves.
+
+    The top ``k = max(1, floor(X * n + 0.5))`` rows by probability are
+    contacted (ties keep the file order). Per share:
+
+    * ``customers_contacted``: ``k``; ``buyers_reached``: labels 1 among them;
+    * ``share_of_buyers_reached``: ``buyers_reached`` / all labels 1;
+    * ``precision``: ``buyers_reached / k``, the buy rate of the contacted;
+    * ``lift``: ``precision`` / the overall buy rate (1 = random targeting);
+    * ``min_probability``: the lowest probability contacted (the cut-off).
+
+    Args:
+        y: 0/1 labels.
+        p: predicted probabilities, as long as ``y``.
+        shares: shares of customers contacted, each in (0, 1].
+
+    Returns:
+        One row per share, in the order given.
+    """
+    y = np.asarray(y, np.float64).reshape(-1)
+    p = np.asarray(p, np.float64).reshape(-1)
+    if len(y) != len(p) or len(y) == 0:
+        raise ValueError(f"{len(p)} probabilities for {len(y)} labels")
+    order = np.argsort(-p, kind="stable")
+    hits = np.cumsum(y[order])
+    total, base = float(y.sum()), float(y.mean())
+    rows = []
+    for share in shares:
+        if not 0 < share <= 1:
+            raise ValueError(f"share contacted must be in (0, 1], got {share}")
+        k = max(1, int(np.floor(share * len(y) + 0.5)))
+        reached = float(hits[k - 1])
+        precision = reached / k
+        rows.append({"share_contacted": float(share), "customers_contacted": k,
+                     "buyers_reached": int(reached),
+                     "share_of_buyers_reached": reached / total if total else float("nan"),
+                     "precision": precision, "lift": precision / base if base else float("nan"),
+                     "min_probability": float(p[order[k - 1]])})
+    return pd.DataFrame(rows)
+
+
+def threshold_reach(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+    """What contacting everyone with probability >= ``threshold`` means, as in :func:`targeting_table`."""
+    y = np.asarray(y, np.float64).reshape(-1)
+    p = np.asarray(p, np.float64).reshape(-1)
+    chosen = p >= threshold
+    k = int(chosen.sum())
+    reached = float(y[chosen].sum())
+    total, base = float(y.sum()), float(y.mean())
+    precision = reached / k if k else float("nan")
+    return {"threshold": float(threshold), "share_contacted": k / len(y), "customers_contacted": k,
+            "buyers_reached": int(reached),
+            "share_of_buyers_reached": reached / total if total else float("nan"),
+            "precision": precision, "lift": precision / base if base and k else float("nan")}
+
+
+def targeting_summary(y: np.ndarray, probs: dict[str, np.ndarray], model: str,
+                      threshold: float | None = None, split: str = "test") -> dict[str, Any]:
+    """The ``targeting`` entry of ``metrics.json``: ``model``'s table and every model's top-share reach."""
+    out: dict[str, Any] = {
+        "split": split, "model": model, "examples": int(len(y)), "buyers": int(np.sum(y)),
+        "table": targeting_table(y, probs[model]).to_dict(orient="records"),
+        "share_of_buyers_reached_by_model": {
+            name: {f"top_{round(100 * s)}%": r for s, r in zip(
+                TARGET_SHARES, targeting_table(y, p)["share_of_buyers_reached"])}
+            for name, p in probs.items()},
+    }
+    if threshold is not None:
+        out["at_threshold"] = threshold_reach(y, probs[model], threshold)
+    return out
+
+
+def lift_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    """Customers ranked by probability, cut into ``bins`` equal groups (deciles by default).
+
+    Returns:
+        One row per group, most likely buyers first: ``group`` (1 = top),
+        ``customers``, ``buyers``, ``buy_rate``, ``lift`` (buy rate / overall
+        rate), ``cumulative_share_contacted`` and ``cumulative_gain`` (share of
+        all buyers found when contacting the groups down to this one).
+    """
+    y = np.asarray(y, np.float64).reshape(-1)
+    p = np.asarray(p, np.float64).reshape(-1)
+    order = np.argsort(-p, kind="stable")
+    groups = np.array_split(order, bins)
+    base = y.mean() if len(y) else float("nan")
+    rows, found, seen = [], 0.0, 0
+    for i, idx in enumerate(groups, start=1):
+        buyers = float(y[idx].sum())
+        found += buyers
+        seen += len(idx)
+        rate = buyers / max(len(idx), 1)
+        rows.append({"group": i, "customers": len(idx), "buyers": int(buyers), "buy_rate": rate,
+                     "min_probability": float(p[idx].min()) if len(idx) else float("nan"),
+                     "lift": rate / base if base > 0 else float("nan"),
+                     "cumulative_share_contacted": seen / len(y),
+                     "cumulative_gain": found / max(y.sum(), 1.0)})
+    return pd.DataFrame(rows)
