@@ -120,8 +120,9 @@ def linear_tabular_parts(nums: list[str], cats: list[str]) -> list[tuple]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-    signed_log = FunctionTransformer(lambda x: np.sign(x) * np.log1p(np.abs(x)),
-                                     feature_names_out="one-to-one")
+    from purchase_intent.features import transform
+
+    signed_log = FunctionTransformer(transform, kw_args={"name": "log1p"}, feature_names_out="one-to-one")
     parts = []
     if nums:
         parts.append(("num", make_pipeline(SimpleImputer(add_indicator=True), signed_log,

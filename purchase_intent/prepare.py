@@ -67,11 +67,10 @@ import numpy as np
 from purchase_intent.data.prepared import FORMAT, MANIFEST, STATS, encode_examples, file_crc32
 from purchase_intent import cli
 from purchase_intent.data import split_values
-from purchase_intent.schema import FeatureSchema, SchemaError
+from purchase_intent.schema import SPLITS, FeatureSchema, SchemaError
 
 logger = logging.getLogger("purchase_intent.prepare")
 
-SPLITS = ("train", "validation", "test")
 PARTIALS = "partials"
 
 

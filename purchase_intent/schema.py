@@ -40,6 +40,8 @@ import numpy as np
 import pandas as pd
 
 # What TensorFlow accepts as a signature input (and op) name: TF Serving callers send features by it.
+SPLITS = ("train", "validation", "test")  # the splits of every run, in this order
+
 INPUT_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\-]*")
 
 

@@ -11,11 +11,11 @@ import pandas as pd
 from purchase_intent.config import DataConfig
 from purchase_intent.data.builtin import (DATA_ENV, DATA_FILES, default_data_root,  # noqa: F401 (re-exported)
                                           resolve_data_file, stratified_split, stratified_split_frames)
-from purchase_intent.schema import FeatureSchema, SchemaError, check_delimiters, label_mapping, row_ref
+from purchase_intent.schema import (SPLITS, FeatureSchema, SchemaError, check_delimiters,  # noqa: F401
+                                    label_mapping, row_ref)
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation", "test")
 
 
 def load_splits(cfg: DataConfig, seed: int = 0) -> tuple[FeatureSchema, dict[str, pd.DataFrame]]:

@@ -42,11 +42,10 @@ import pandas as pd
 from purchase_intent.config import DataConfig
 from purchase_intent.data.readers import (event_order, group_boundaries, is_missing_key, parse_times,
                                           read_raw)
-from purchase_intent.schema import FeatureSchema, SchemaError, _as_float_column, row_ref
+from purchase_intent.schema import SPLITS, FeatureSchema, SchemaError, _as_float_column, row_ref
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "validation", "test")
 SESSION_START = "session_start"  # extra column of the prefix frame: the session's first event time
 
 # Derived numeric features of a prefix, from the events up to the cut event only.

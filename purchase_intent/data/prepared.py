@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from purchase_intent.data import SPLITS
-from purchase_intent.schema import FeatureSchema, SchemaError
+from purchase_intent.schema import SPLITS, FeatureSchema, SchemaError
 
 MANIFEST = "manifest.json"
 STATS = "stats.json"

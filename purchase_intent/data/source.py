@@ -34,9 +34,8 @@ import numpy as np
 import pandas as pd
 
 from purchase_intent import contract
-from purchase_intent.data import SPLITS
 from purchase_intent.data.prepared import Prepared, distinct_values, label_counts, read_columns, read_frame
-from purchase_intent.schema import FeatureSchema
+from purchase_intent.schema import SPLITS, FeatureSchema
 
 logger = logging.getLogger(__name__)
 
