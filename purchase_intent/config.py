@@ -76,7 +76,7 @@ class DataConfig:
     # >0: keep a seeded random sample of this many examples (before the split), 0 keeps all.
     max_examples: int = 0
     # Layout of a user file: "table" (one row per example) or "events" (a raw clickstream,
-    # one row per event, turned into in-session prefix examples; README "Your own clickstream").
+    # one row per event, turned into in-session prefix examples; docs/clickstream.md).
     format: str = "table"
     session_column: str = "session_id"  # format=events: the column of the session id
     time_column: str = "timestamp"  # date-time strings, or Unix epoch seconds / milliseconds

@@ -21,7 +21,7 @@ pipeline runs again and a second merge writes the manifest
 Beam is not installed with the project: apache-beam 2.77 requires
 ``protobuf<7`` (the project pins 7.36.2) and ``pyarrow<26``. Use a separate
 environment for this step: ``pip install -r requirements-beam.txt`` then the
-package with ``--no-deps`` (README "Your data at scale").
+package with ``--no-deps`` (docs/data-at-scale.md).
 """
 
 from __future__ import annotations

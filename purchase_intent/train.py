@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
     from purchase_intent.data.source import open_splits  # pandas: after the config is known to be valid
 
     given = {o.split("=", 1)[0].strip() for o in overrides} | set(load_config_file(args.config) if args.config else ())
-    # In memory, or streamed from a prepared directory (README "Your data at scale"): the same run.
+    # In memory, or streamed from a prepared directory (docs/data-at-scale.md): the same run.
     data = open_splits(cfg.data, seed=cfg.train.seed, given=given)
     cfg.validate()  # a prepared event log's settings are now the run's
     from purchase_intent.data.split_checks import warn_few_positives

@@ -56,7 +56,7 @@ def test_event_log_time_split_runs_the_second_round(tmp_path):
     """split_by=time over 3 partitions: the first merge computes the cut, a second round writes the shards."""
     manifest = run([*_time_split_argv(tmp_path / "fanned"), "--partitions", "3"], map_partitions=_in_process)
     plain = []
-    for _ in range(2):  # plain prepare: every partition, then merge; twice (README "An event log")
+    for _ in range(2):  # plain prepare: every partition, then merge; twice (docs/data-at-scale.md "An event log")
         for i in range(3):
             prepare.main([*_time_split_argv(tmp_path / "plain"), "--partition", f"{i}/3"])
         plain.append(prepare.main(["merge", "--output", str(tmp_path / "plain")]))

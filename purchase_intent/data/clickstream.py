@@ -667,7 +667,7 @@ def load_clickstream(cfg: DataConfig, seed: int = 0) -> tuple[FeatureSchema, dic
     else:
         if not cfg.schema:
             raise SchemaError(f"data.name={cfg.name!r} is an event log: give its schema file with "
-                              "--set data.schema=PATH (JSON or YAML; README 'Your own clickstream')")
+                              "--set data.schema=PATH (JSON or YAML; docs/clickstream.md)")
         schema, where = FeatureSchema.load(cfg.schema), str(cfg.name)
         events = read_clickstream(cfg.name, schema, cfg)
     examples = build_prefixes(events, schema, cfg, seed=seed, where=where)
