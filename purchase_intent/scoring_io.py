@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -98,22 +98,10 @@ def write_scored_csv(input_path: str | Path, output_path: str | Path, schema: Fe
     output_path = Path(output_path)
     partial = output_path.with_name(output_path.name + ".partial")
     rows = 0
-    # The training reader: ids, text, categories and sequences as the strings in the file (an id
-    # column with a blank stays "900000", not 900000.0), duplicate headers and mislabelled files refused.
-    reader = iter_table(input_path, schema, chunk_rows=batch_size)
     try:
         with tqdm(unit=" rows", desc="scoring", file=sys.stderr,
                   disable=None if progress is None else not progress) as bar:
-            for _, chunk in reader:
-                if keep_columns is not None:
-                    missing = [c for c in keep_columns if c not in chunk.columns]
-                    if missing:
-                        raise SchemaError(f"{input_path}: --keep-columns {missing} are not in the "
-                                          f"file; it has {list(chunk.columns)}")
-                if rows == 0 and all(c in chunk.columns for c in schema.feature_names):
-                    # Before validate: another delimiter would otherwise surface as a row's event counts.
-                    check_delimiters(chunk, schema, str(input_path), scoring=True)
-                valid = schema.validate(chunk, require_label=False, where=str(input_path))
+            for chunk, valid in validated_chunks(input_path, schema, batch_size, keep_columns):
                 probs = score(valid)
                 out = output_columns(chunk, schema, keep_columns)
                 out = out.assign(**{contract.PROBABILITY_COLUMN: probs})
@@ -125,14 +113,53 @@ def write_scored_csv(input_path: str | Path, output_path: str | Path, schema: Fe
         if rows == 0:
             raise SchemaError(f"{input_path}: no rows to score")
         os.replace(partial, output_path)
-    except (UnicodeError, pd.errors.ParserError) as e:
-        partial.unlink(missing_ok=True)
-        raise SchemaError(f"{input_path}: cannot read the CSV ({type(e).__name__}: {e}); "
-                          "re-save it as \"CSV UTF-8\"") from e
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     return rows
+
+
+def validated_chunks(input_path: str | Path, schema: FeatureSchema, chunk_rows: int,
+                     keep_columns: list[str] | None = None) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """The rows of a scoring table, chunk by chunk, as read and validated for scoring.
+
+    The training reader (ids, text, categories and sequences as the strings
+    in the file: an id ``"007"`` stays ``"007"``; duplicate headers and
+    mislabelled files refused), the delimiter check on the first chunk, then
+    ``schema.validate`` without a label. What :func:`write_scored_csv` and
+    ``python -m purchase_intent.campaign`` read.
+
+    Args:
+        input_path: CSV or Parquet table of raw examples.
+        schema: the export's feature schema.
+        chunk_rows: int. Rows per chunk.
+        keep_columns: optional columns each chunk must hold (``--keep-columns``).
+
+    Yields:
+        ``(raw chunk, validated chunk)``; the raw chunk keeps the file's strings.
+
+    Raises:
+        SchemaError: a chunk fails validation, a kept column is missing, or the CSV cannot be decoded.
+    """
+    # The training reader: ids, text, categories and sequences as the strings in the file (an id
+    # column with a blank stays "900000", not 900000.0), duplicate headers and mislabelled files refused.
+    reader = iter_table(input_path, schema, chunk_rows=chunk_rows)
+    first = True
+    try:
+        for _, chunk in reader:
+            if keep_columns is not None:
+                missing = [c for c in keep_columns if c not in chunk.columns]
+                if missing:
+                    raise SchemaError(f"{input_path}: --keep-columns {missing} are not in the "
+                                      f"file; it has {list(chunk.columns)}")
+            if first and all(c in chunk.columns for c in schema.feature_names):
+                # Before validate: another delimiter would otherwise surface as a row's event counts.
+                check_delimiters(chunk, schema, str(input_path), scoring=True)
+            first = False
+            yield chunk, schema.validate(chunk, require_label=False, where=str(input_path))
+    except (UnicodeError, pd.errors.ParserError) as e:
+        raise SchemaError(f"{input_path}: cannot read the CSV ({type(e).__name__}: {e}); "
+                          "re-save it as \"CSV UTF-8\"") from e
 
 
 def output_columns(chunk: pd.DataFrame, schema: FeatureSchema,
