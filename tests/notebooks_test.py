@@ -43,10 +43,10 @@ def kernel_name(tmp_path_factory):
             os.environ[k] = v
 
 
-def test_four_notebooks_exist():
+def test_five_notebooks_exist():
     assert [p.name for p in NOTEBOOKS] == [
         "01_explore_data.ipynb", "02_train_and_evaluate.ipynb", "03_serve_and_score.ipynb",
-        "04_your_own_csv.ipynb"]
+        "04_your_own_csv.ipynb", "05_production_loop.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
