@@ -119,6 +119,12 @@ def calibration_sentence(metrics: dict) -> str:
         return (f"Final step: {info.get('trees', 0):,} boosted trees on the numbers, categories and event "
                 f"counts, blended with the network by weights fitted on the validation split (network "
                 f"{info['a']:.2f}, trees {info['c']:.2f}), which also calibrates the probabilities.")
+    if method == "platt" and info.get("cv"):  # boosted trees fitted, then left out
+        cv = info["cv"]
+        return (f"Final step: the probabilities are recalibrated on the validation split (Platt scaling). "
+                f"The {info.get('trees', 0):,} boosted trees were left out: blended with the network they did "
+                f"not beat it on validation out of fold (log loss {cv['stack']['log_loss']:.4f} against "
+                f"{cv['platt']['log_loss']:.4f}), which happens when the validation split has few buyers.")
     if method == "platt":
         return "Final step: the probabilities are recalibrated on the validation split (Platt scaling)."
     return "Final step: none (the network's probabilities as trained, not recalibrated)." if method else ""
