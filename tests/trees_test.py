@@ -113,7 +113,9 @@ def test_stacked_trees_beat_the_network_alone_and_are_exported(tmp_path):
     schema = FeatureSchema(label="y", numeric=["x1", "x2", "x3"], categorical=["device"])
     df = schema.validate(_banded(5000, 0))
     splits = {"train": df.iloc[:3000], "validation": df.iloc[3000:4000], "test": df.iloc[4000:]}
-    cfg = get_config("tiny", overrides=["train.epochs=3", "data.batch_size=128"])
+    # The default trees (the tiny preset's 40 small ones are for wiring tests).
+    cfg = get_config("tiny", overrides=["train.epochs=3", "data.batch_size=128", "train.boosted_trees_max_iter=300",
+                                        "train.boosted_trees_max_leaf_nodes=31"])
     keras.utils.set_random_seed(0)
     pre, model = task.build(cfg, schema, splits)
     train_ds, val_ds = task.datasets(cfg, schema, pre, splits)
