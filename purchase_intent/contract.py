@@ -230,3 +230,11 @@ def read_contract(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     if missing:
         raise ValueError(f"the contract lacks {missing}")
     return contract
+
+
+def existing_versions(model_dir: str | Path) -> list[int]:
+    """Version numbers present under a TF Serving model folder (TF Serving ignores other names); no TensorFlow."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())

@@ -26,20 +26,12 @@ import keras
 import tensorflow as tf
 
 from purchase_intent import contract
-from purchase_intent.contract import OUTPUT_KEY, SIGNATURE
+from purchase_intent.contract import OUTPUT_KEY, SIGNATURE, existing_versions  # noqa: F401 (re-exported)
 from purchase_intent.preprocessing import Preprocessor
 
 logger = logging.getLogger(__name__)
 
 VERSION_DIR_MODE = 0o755  # TF Serving often runs as another (non-root) user than the trainer
-
-
-def existing_versions(model_dir: str | Path) -> list[int]:
-    """Version numbers present under ``model_dir`` (TF Serving ignores other names)."""
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
 def serving_fn(model: keras.Model, preprocessor: Preprocessor):

@@ -405,7 +405,7 @@ def version_folder(path: str | Path) -> Path:
     """
     path = Path(path)
     if not (path / "assets.extra").is_dir() and path.is_dir():
-        versions = sorted((int(p.name) for p in path.iterdir() if p.is_dir() and p.name.isdigit()))
+        versions = contract.existing_versions(path)
         if versions:
             path = path / str(versions[-1])
     if not (path / "assets.extra").is_dir():

@@ -62,7 +62,7 @@ class Predictor:
     """
 
     def __init__(self, version_dir: str | Path, threshold: float | str | None = None):
-        from purchase_intent.export import existing_versions
+        from purchase_intent.contract import existing_versions
         from purchase_intent.serving.session import SessionModel
 
         path = Path(version_dir)

@@ -60,7 +60,7 @@ import numpy as np
 import pandas as pd
 
 from purchase_intent import cli, contract
-from purchase_intent.contract import OUTPUT_KEY, SIGNATURE
+from purchase_intent.contract import OUTPUT_KEY, SIGNATURE, existing_versions
 
 logger = logging.getLogger(__name__)
 
@@ -72,13 +72,6 @@ EXACT = 1e-6  # the largest difference between TF Serving's path and tf.saved_mo
 
 
 # -- the source version --------------------------------------------------------
-def existing_versions(model_dir: Path) -> list[int]:
-    """:func:`purchase_intent.export.existing_versions` without importing Keras (input errors come back fast)."""
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
-
-
 def resolve_source(model: str | Path) -> Path:
     """The version folder of ``--model``: itself, or the highest version of a model folder.
 
