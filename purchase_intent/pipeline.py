@@ -69,17 +69,57 @@ def make_dataset(data, schema: FeatureSchema, preprocessor: Preprocessor, cfg: D
     Returns:
         A dataset of ``(inputs, label)`` or ``(inputs, label, weight)``.
     """
-    blocks = as_splits(data, schema, split).raw_blocks(split, block=_BLOCK, training=training, seed=seed,
-                                                       ctx=ctx)
+    source = as_splits(data, schema, split)
+    reusable = source is data and not training and weights is None and ctx is None
+    if reusable and (ds := _built(source, preprocessor, split, cfg)) is not None:
+        return ds
+    blocks = source.raw_blocks(split, block=_BLOCK, training=training, seed=seed, ctx=ctx)
     ds = preprocess_blocks(blocks.dataset, schema, preprocessor, cfg)
     if training:
         ds = on_service(ds, cfg)
     # A streamed split is cached only when the shuffle buffer would hold it anyway (a small table
     # prepared into shards trains as fast as in memory); a larger one is read again each epoch.
-    return batch_examples(ds, cfg, training=training, seed=seed, weights=weights, ctx=ctx,
-                          examples_here=blocks.examples, smallest_pipeline=blocks.smallest,
-                          cache=cfg.cache and (blocks.in_memory or blocks.examples <= cfg.shuffle_buffer),
-                          shuffle_limit=blocks.shuffle_limit)
+    ds = batch_examples(ds, cfg, training=training, seed=seed, weights=weights, ctx=ctx,
+                        examples_here=blocks.examples, smallest_pipeline=blocks.smallest,
+                        cache=cfg.cache and (blocks.in_memory or blocks.examples <= cfg.shuffle_buffer),
+                        shuffle_limit=blocks.shuffle_limit)
+    if reusable:
+        _keep(source, preprocessor, split, cfg, ds)
+    return ds
+
+
+# Evaluation datasets already built, per data source: {id(source): (preprocessor, {(split, cfg): dataset})}.
+# Building one traces the Preprocessor into a tf.data function (seconds per split); a run
+# evaluates the same split of the same source several times (validation during the fit, the
+# output stage, the metrics), and a dataset can be iterated again. Only the latest
+# preprocessor's datasets are kept per source, and a source's entry goes with it.
+_EVAL_DATASETS: dict[int, tuple[Preprocessor, dict]] = {}
+
+
+def _cfg_key(split: str, cfg: DataConfig) -> tuple[str, str]:
+    import dataclasses
+    import json
+
+    return split, json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str)
+
+
+def _built(source, preprocessor: Preprocessor, split: str, cfg: DataConfig) -> tf.data.Dataset | None:
+    kept = _EVAL_DATASETS.get(id(source))
+    if kept is None or kept[0] is not preprocessor:
+        return None
+    return kept[1].get(_cfg_key(split, cfg))
+
+
+def _keep(source, preprocessor: Preprocessor, split: str, cfg: DataConfig, ds: tf.data.Dataset) -> None:
+    import weakref
+
+    key = id(source)
+    kept = _EVAL_DATASETS.get(key)
+    if kept is None:
+        weakref.finalize(source, _EVAL_DATASETS.pop, key, None)
+    if kept is None or kept[0] is not preprocessor:
+        kept = _EVAL_DATASETS[key] = (preprocessor, {})
+    kept[1][_cfg_key(split, cfg)] = ds
 
 
 def preprocess_blocks(blocks: tf.data.Dataset, schema: FeatureSchema, preprocessor: Preprocessor,

@@ -60,6 +60,32 @@ def test_evaluation_batches_have_the_batch_size_input_names_and_labels_in_order(
     np.testing.assert_array_equal(labels, frame["label"].to_numpy(np.float32))
 
 
+def test_an_evaluation_dataset_of_a_source_is_built_once_per_preprocessor(frame, cfg, pre):
+    import gc
+
+    from purchase_intent import pipeline
+    from purchase_intent.data.source import FrameSplits
+
+    source = FrameSplits({"validation": frame}, SUB)
+    first = make_dataset(source, SUB, pre, cfg, training=False, split="validation")
+    assert make_dataset(source, SUB, pre, cfg, training=False, split="validation") is first
+    again = batches(first), batches(first)  # iterated twice: the same batches
+    np.testing.assert_array_equal(np.concatenate([y for _, y in again[0]]), np.concatenate([y for _, y in again[1]]))
+    # Not reused: a training dataset, another batch size, another preprocessor, a frame (a new source each call).
+    assert make_dataset(source, SUB, pre, cfg, training=True, split="validation") is not first
+    other_cfg = get_config("tiny", overrides=["data.batch_size=16"]).data
+    assert make_dataset(source, SUB, pre, other_cfg, training=False, split="validation") is not first
+    other_pre = Preprocessor.adapt(SUB, frame, max_sequence_length=cfg.max_sequence_length,
+                                   history_length=cfg.max_history_length)
+    assert make_dataset(source, SUB, other_pre, cfg, training=False, split="validation") is not first
+    assert make_dataset(frame, SUB, pre, cfg, training=False) is not make_dataset(frame, SUB, pre, cfg, training=False)
+    key = id(source)
+    assert key in pipeline._EVAL_DATASETS
+    del source, first, again
+    gc.collect()
+    assert key not in pipeline._EVAL_DATASETS  # the source's datasets go with it
+
+
 def test_examples_equal_the_preprocessor_on_the_frame(frame, cfg, pre):
     """Block-wise truncation/padding and unbatching change nothing: as the serving path computes them."""
     parts = batches(make_dataset(frame, SUB, pre, cfg, training=False))
