@@ -23,11 +23,20 @@ def test_default_preset_is_the_dataclass_defaults_and_tiny_is_small():
     tiny = get_config("tiny")
     assert tiny.data.name == "synthetic" and tiny.model.text_encoder == "tiny"
     assert tiny.model.lstm_units < Config().model.lstm_units and tiny.data.batch_size < Config().data.batch_size
-    assert sorted(PRESETS) == ["default", "tiny"]
+    assert sorted(PRESETS) == ["default", "quick", "tiny"]
+
+
+def test_quick_preset_is_the_built_in_data_with_a_small_model():
+    quick, default = get_config("quick"), Config()
+    assert quick.data.name == default.data.name == "online_retail"
+    assert quick.data.max_train_cutoffs == 1 < default.data.max_train_cutoffs
+    assert quick.data.batch_size == default.data.batch_size  # the data's own batch size, not tiny's
+    assert quick.model.text_encoder == "tiny" and quick.model.lstm_units < default.model.lstm_units
+    assert quick.train.boosted_trees_max_iter < default.train.boosted_trees_max_iter
 
 
 def test_unknown_preset_names_it_and_the_choices():
-    with pytest.raises(ConfigError, match=r"Unknown preset 'huge'; choose from \['default', 'tiny'\]"):
+    with pytest.raises(ConfigError, match=r"Unknown preset 'huge'; choose from \['default', 'quick', 'tiny'\]"):
         get_config("huge")
 
 
