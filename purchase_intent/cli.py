@@ -7,6 +7,9 @@ Each ``python -m purchase_intent.<tool>`` runs its ``main`` through :func:`run`:
   with status 2, no traceback; ``--debug`` shows the traceback instead;
 * TensorFlow's C++ log lines are off unless ``--verbose``
   (``TF_CPP_MIN_LOG_LEVEL`` is set before TensorFlow is imported);
+* :func:`setup_logging`: INFO log lines on stderr; for ``train``, one line
+  per stage on the terminal and everything else (config, history, library
+  warnings) in the run folder's log file, on the terminal too with ``--verbose``;
 * :class:`HelpFormatter` shows each default once, and ``--help-config``
   (:func:`add_config_flags`) lists every ``--set`` key.
 
@@ -26,11 +29,13 @@ import argparse
 import contextlib
 import importlib.abc
 import importlib.util
+import logging
 import os
 import re
 import sys
 import tempfile
 import warnings
+from pathlib import Path
 from typing import Any, Callable
 
 EXIT_USER_ERROR = 2
@@ -181,21 +186,149 @@ def fail(err: BaseException | str) -> int:
     return EXIT_USER_ERROR
 
 
-def setup_logging() -> None:
-    """INFO log lines ``time LEVEL logger: message`` on stderr; absl/TensorFlow/h5py's own at WARNING and up."""
-    import logging
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    for noisy in ("absl", "tensorflow", "h5py"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+# ``extra=`` of a log line the terminal shows without --verbose: one line per stage of a training run.
+STAGE = {"stage": True}
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_LIBRARIES = ("absl", "tensorflow", "h5py")
 
 
-def add_common_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def setup_logging(verbose: bool | None = None, log_file: str | os.PathLike | None = None) -> None:
+    """Sets up the log lines of a command.
+
+    With the defaults (every tool but ``train``): INFO lines ``time LEVEL logger: message``
+    on stderr; absl/TensorFlow/h5py's own at WARNING and up.
+
+    With ``verbose`` True or False (``train``), a run log: everything goes to a
+    file at DEBUG (the package's DEBUG lines such as the full config and the
+    history, the libraries' INFO lines, Python warnings through
+    ``logging.captureWarnings``): ``log_file``, or, until :func:`log_to_file`
+    names it, memory (the run folder is made once the inputs are checked).
+    The terminal (stderr) shows the :data:`STAGE` lines (``HH:MM:SS message``),
+    the package's warnings and every error; with ``verbose`` True, all the file
+    gets. :func:`close_run_log` undoes it. TensorFlow's C++ log lines are
+    :func:`quiet_tensorflow`'s (off unless ``--verbose``; never in the file).
+    """
+    close_run_log()
+    if verbose is None and log_file is None:
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+        for noisy in _LIBRARIES:
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        return
+    terminal = _Stderr()
+    if verbose:
+        terminal.setFormatter(_Formatter())
+    else:
+        terminal.setFormatter(_TerminalFormatter())
+        terminal.addFilter(_on_terminal)
+    levels = {"": logging.INFO, "purchase_intent": logging.DEBUG, "absl": logging.INFO,
+              "tensorflow": logging.INFO, "h5py": logging.WARNING}
+    _RunLog.current = _RunLog(terminal, {name: logging.getLogger(name).level for name in levels})
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    logging.getLogger().addHandler(terminal)
+    logging.getLogger().addHandler(_RunLog.current)
+    logging.captureWarnings(True)
+    if log_file is not None:
+        log_to_file(log_file)
+
+
+def log_to_file(path: str | os.PathLike) -> Path | None:
+    """Writes the run log to ``path`` (appended to), the lines logged so far first; None without a run log."""
+    if _RunLog.current is None:
+        return None
+    return _RunLog.current.open(Path(path))
+
+
+def close_run_log() -> None:
+    """Ends the run log of :func:`setup_logging`: handlers removed, file closed, levels and warnings as before."""
+    run_log, _RunLog.current = _RunLog.current, None
+    if run_log is None:
+        return
+    root = logging.getLogger()
+    for handler in (run_log.terminal, run_log):
+        root.removeHandler(handler)
+        handler.close()
+    for name, level in run_log.saved_levels.items():
+        logging.getLogger(name).setLevel(level)
+    logging.captureWarnings(False)
+
+
+def _on_terminal(record: logging.LogRecord) -> bool:
+    """Without --verbose the terminal shows stage lines, the package's warnings and every error."""
+    return bool(getattr(record, "stage", False)) or record.levelno >= logging.ERROR or (
+        record.levelno >= logging.WARNING and record.name.startswith("purchase_intent"))
+
+
+class _Formatter(logging.Formatter):
+    """:data:`LOG_FORMAT` without trailing blank lines (a captured Python warning ends with one)."""
+
+    def __init__(self):
+        super().__init__(LOG_FORMAT)
+
+    def format(self, record):
+        return super().format(record).rstrip()
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to the ``sys.stderr`` of the moment (a test's capture, a later redirect)."""
+
+    def emit(self, record):
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+class _TerminalFormatter(logging.Formatter):
+    """``HH:MM:SS message``, or ``HH:MM:SS warning: message`` (``error:``, ...) above INFO."""
+
+    def __init__(self):
+        super().__init__("%(asctime)s %(message)s", "%H:%M:%S")
+
+    def formatMessage(self, record):
+        if record.levelno > logging.INFO:
+            return f"{record.asctime} {record.levelname.lower()}: {record.message}"
+        return super().formatMessage(record)
+
+
+class _RunLog(logging.Handler):
+    """The run log file at DEBUG; the records logged before :meth:`open` are kept and written first."""
+
+    current: "_RunLog | None" = None
+
+    def __init__(self, terminal: logging.Handler, saved_levels: dict[str, int]):
+        super().__init__(logging.DEBUG)
+        self.setFormatter(_Formatter())
+        self.terminal, self.saved_levels = terminal, saved_levels
+        self.pending: list[logging.LogRecord] = []
+        self.file: logging.FileHandler | None = None
+
+    def open(self, path: Path) -> Path:
+        if self.file is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = logging.FileHandler(path, mode="a", encoding="utf-8")
+            self.file.setFormatter(self.formatter)
+            for record in self.pending:
+                self.file.handle(record)
+            self.pending.clear()
+        return Path(self.file.baseFilename)
+
+    def emit(self, record):
+        if self.file is not None:
+            self.file.handle(record)
+        elif len(self.pending) < 100_000:
+            self.pending.append(record)
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()
+        super().close()
+
+
+def add_common_flags(parser: argparse.ArgumentParser,
+                     verbose_help: str = "show TensorFlow's own log lines") -> argparse.ArgumentParser:
     """Adds ``--debug`` and ``--verbose`` (both acted on by :func:`run`)."""
     parser.add_argument("--debug", action="store_true",
                         help="on an input error, show the Python traceback instead of one line")
-    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
+    parser.add_argument("--verbose", action="store_true", help=verbose_help)
     return parser
 
 

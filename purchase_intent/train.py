@@ -3,6 +3,8 @@
 Reads top to bottom: config -> data -> strategy -> task (text encoder, preprocessor, model) -> fit ->
 output stage -> evaluation beside baselines -> report files -> export. With no arguments it trains
 the default model on the built-in Online Retail task (MiniLM text included) and exports it for TF Serving.
+The terminal shows one line per stage and the results; the run folder's ``train.log`` holds every log
+line (the full config, the history, library warnings); ``--verbose`` shows those on the terminal too.
 
 This module is the command line only. The data is a :mod:`purchase_intent.data.source`
 (in memory or prepared shards, one path); building, fitting and scoring the
@@ -53,7 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hash-ids", action="store_true",
                    help="replace customer ids by a SHA-256 pseudonym at ingestion (data.hash_ids=true)")
     cli.add_config_flags(p)
-    cli.add_common_flags(p)
+    cli.add_common_flags(p, verbose_help="also show on the terminal what goes to the run folder's train.log: "
+                                         "every module's log lines, the full config, the history, library "
+                                         "warnings, and TensorFlow's own log lines")
     return p.parse_args(argv)
 
 
@@ -66,7 +70,15 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
     every fit (e.g. a test's slow steps), after the run's own.
     """
     args = parse_args(argv)
-    cli.setup_logging()
+    cli.setup_logging(verbose=args.verbose)  # the run log: kept until the run folder exists (rundir.start)
+    logger.debug("Arguments: %s", sys.argv[1:] if argv is None else list(argv))
+    try:
+        return _main(args, callbacks)
+    finally:
+        cli.close_run_log()
+
+
+def _main(args, callbacks) -> dict:
     from purchase_intent.config import get_config, load_config_file
 
     overrides = cli.config_overrides(args)
@@ -80,6 +92,10 @@ def main(argv: list[str] | None = None, callbacks=()) -> dict:
     from purchase_intent.data.split_checks import warn_few_positives
 
     warn_few_positives(*data.label_counts("validation"), cfg.train)
+    summary = data.summary()
+    logger.info("Data: %s: %s examples; %s %% positive", cfg.data.name,
+                ", ".join(f"{v['examples']:,} {s}" for s, v in summary.items()),
+                " / ".join(f"{100 * v['positive_rate']:.1f}" for v in summary.values()), extra=cli.STAGE)
 
     run_dir = Path(args.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     from purchase_intent import distribute, task
@@ -115,11 +131,16 @@ def run(cfg, run_dir: Path, data, callbacks=()) -> dict:
     rundir.start(run_dir, cfg, data.schema)  # config.json, schema.json; a rerun's FAILED.txt removed
     keras.utils.set_random_seed(cfg.train.seed)
     strategy = make_strategy(cfg.train.strategy, cfg.train.cpu_replicas)
-    logger.info("Strategy %s with %d replica(s); global batch size %d; dtype policy %s",
-                type(strategy).__name__, strategy.num_replicas_in_sync, cfg.data.batch_size,
-                keras.mixed_precision.dtype_policy().name)
     schema = data.schema
     model = task.PurchaseIntentTask(cfg, data, strategy=strategy)
+    net = model.members[0]
+    logger.info("Preprocessor adapted on %s training examples; model: %s parameters (%s trainable)%s",
+                f"{data.examples('train'):,}", f"{net.count_params():,}",
+                f"{sum(int(np.prod(w.shape)) for w in net.trainable_weights):,}",
+                f", {len(model.members)} ensemble members" if len(model.members) > 1 else "", extra=cli.STAGE)
+    logger.info("Training: up to %d epochs; %s with %d replica(s); global batch size %d; dtype policy %s",
+                cfg.train.epochs, type(strategy).__name__.lstrip("_"), strategy.num_replicas_in_sync,
+                cfg.data.batch_size, keras.mixed_precision.dtype_policy().name, extra=cli.STAGE)
 
     # Fit: each ensemble member with its own shuffle seed and files (member 0 in the run directory).
     timer, resumed_from = task.EpochTimer.make(), []
@@ -135,18 +156,26 @@ def run(cfg, run_dir: Path, data, callbacks=()) -> dict:
     logger.debug("Train history: %s", histories)
     n_train = data.examples("train")
     epoch_s = float(np.median(timer.train_seconds)) if timer.train_seconds else float("nan")
-    logger.info("Training: %.1f s in fit, median %.2f s per epoch (training part), %.0f examples/s",
-                fit_seconds, epoch_s, n_train / epoch_s)
+    best = [(max(h["val_auc"]), int(np.argmax(h["val_auc"])) + 1) for h in histories if h.get("val_auc")]
+    logger.info("Trained: %d epoch(s) in %.1f s (median %.2f s of training per epoch, %.0f examples/s); "
+                "best validation ROC-AUC %s", len(histories[0].get("loss", [])), fit_seconds, epoch_s,
+                n_train / epoch_s, ", ".join(f"{auc:.4f} (epoch {e})" for auc, e in best) or "none",
+                extra=cli.STAGE)
 
     # The output stage on validation (trees + stacking, or Platt), then the test split beside the
     # baselines. Scored as fitted (a frozen encoder's texts are cached: BERT does not run again).
     calibration = model.fit_output()
+    logger.info("Output stage (fitted on validation): %s", output_stage_line(calibration), extra=cli.STAGE)
     p_val = model.predict("validation")
     ev = evaluate.beside_baselines(data, p_val, model.predict("test"), seed=cfg.train.seed)
     results, y_test, p_test = ev["results"], ev["y_test"], ev["p_test"]
+    logger.info("Evaluation on test (%s examples): ROC-AUC %.4f%s; threshold %.4f chosen on validation",
+                f"{len(y_test):,}", results["purchase_intent"]["roc_auc"],
+                "".join(f", {name} {r['roc_auc']:.4f}" for name, r in results.items() if name != "purchase_intent"),
+                results["purchase_intent"]["threshold"], extra=cli.STAGE)
     evaluate.save_figures(y_test, p_test, run_dir)  # calibration.png, curves.png
     served = model.exportable_model()  # around the real text encoder: raw strings in
-    logger.info("Final weights sha256: %s", weights_sha256 := task.weights_digest(served))
+    weights_sha256 = task.weights_digest(served)
     threshold = results["purchase_intent"]["threshold"]
     metrics = {
         "test": results, "skipped_baselines": ev["skipped"],
@@ -157,7 +186,7 @@ def run(cfg, run_dir: Path, data, callbacks=()) -> dict:
                      "fit_seconds": fit_seconds, "median_epoch_seconds": epoch_s,
                      "examples_per_second": n_train / epoch_s, "calibration": calibration,
                      "ensemble_members": len(histories),
-                     "best_epochs": [int(np.argmax(h["val_auc"])) + 1 for h in histories if h.get("val_auc")],
+                     "best_epochs": [e for _, e in best],
                      "replicas": strategy.num_replicas_in_sync, "weights_sha256": weights_sha256,
                      "dtype_policy": keras.mixed_precision.dtype_policy().name},
         "splits": data.summary(),
@@ -173,7 +202,6 @@ def run(cfg, run_dir: Path, data, callbacks=()) -> dict:
                             threshold=threshold, model="purchase_intent")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     (run_dir / "metrics.txt").write_text(ev["table"] + "\n")
-    print(f"\nTest metrics ({cfg.data.name}, threshold chosen on validation):\n{ev['table']}\n", flush=True)
 
     if cfg.export.enabled:  # checked against the model through tf.saved_model.load and TF Serving's path
         from purchase_intent.exactness import export_and_check
@@ -189,10 +217,30 @@ def run(cfg, run_dir: Path, data, callbacks=()) -> dict:
                                              sample=data.frame("test").head(64),
                                              expected=p_test["purchase_intent"], trees=model.trees)
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-        print(f"SavedModel: {metrics['export']['path']}\nRun directory: {run_dir}", flush=True)
-    logger.info("Report: %s", report.build_report(run_dir))
+        checked = metrics["export"]
+        logger.info("Export: SavedModel: %s (served = in-memory within %.1e; TF Serving's path %.1e). "
+                    "Final weights sha256: %s", checked["path"], checked["max_abs_diff"],
+                    checked["max_abs_diff_serving"], weights_sha256, extra=cli.STAGE)
+    else:
+        logger.info("Export: off (export.enabled=false). Final weights sha256: %s", weights_sha256, extra=cli.STAGE)
+    logger.info("Report: %s", report.build_report(run_dir), extra=cli.STAGE)
+    print(f"\nTest metrics ({cfg.data.name}, threshold chosen on validation):\n{ev['table']}", flush=True)
     print(report.run_summary(run_dir), flush=True)
     return metrics
+
+
+def output_stage_line(info: dict) -> str:
+    """The output stage of ``info`` (``metrics.json``'s ``training.calibration``) in a few words."""
+    cv = info.get("cv")
+    if info["method"] == "stack":
+        return (f"the network stacked with {info['trees']} boosted trees"
+                + (f" (out-of-fold log loss {cv['stack']['log_loss']:.4f} vs {cv['platt']['log_loss']:.4f} "
+                   f"for the network alone)" if cv else ""))
+    if info["method"] == "platt":
+        return "Platt scaling of the network" + (
+            f"; the {info['trees']} boosted trees left out, no better out of fold (log loss "
+            f"{cv['stack']['log_loss']:.4f} stacked vs {cv['platt']['log_loss']:.4f})" if cv and "trees" in info else "")
+    return "none (train.calibration=none)"
 
 
 if __name__ == "__main__":

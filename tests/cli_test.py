@@ -344,6 +344,7 @@ def test_failed_run_folder_is_removed_or_marked(tmp_path):
     bare = tmp_path / "bare"
     bare.mkdir()
     (bare / "config.json").write_text("{}")
+    (bare / "train.log").write_text("INFO ...\n")  # the run log alone is not a result either
     mark_failed(bare, RuntimeError("boom"))
     assert not bare.exists()
     kept = tmp_path / "kept"
@@ -429,3 +430,56 @@ def test_tensorflow_import_writes_no_cpp_log_lines():
     proc = _python(["-c", code], cwd=REPO, timeout=300)
     assert proc.stdout.strip() == "2", proc.stderr[-2000:]
     assert proc.stderr.strip() == "kept", proc.stderr[-2000:]
+
+
+def _log_a_run(tag: str):
+    """What a training run logs: a module's detail and config (DEBUG), a stage line, warnings of its own and of libraries."""
+    import warnings
+
+    log = logging.getLogger("purchase_intent.somewhere")
+    log.debug("Resolved config: {%s}", tag)
+    log.info("a module's detail %s", tag)
+    log.info("Stage line %s", tag, extra=cli.STAGE)
+    log.warning("the data's warning %s", tag)
+    logging.getLogger("tensorflow").warning("5 out of the last 5 calls triggered tf.function retracing %s", tag)
+    warnings.warn(f"a library's warning {tag}", UserWarning)
+
+
+LOGGED = ("Resolved config: {", "a module's detail", "Stage line", "the data's warning", "retracing",
+          "UserWarning: a library's warning")
+
+
+def test_run_log_terminal_shows_stage_lines_and_the_file_everything(tmp_path, capsys):
+    """train's logging: the terminal gets the stage lines and the package's warnings; the run log, kept
+    in memory until the run folder exists, everything; close_run_log restores what was there."""
+    import warnings
+
+    before = (logging.getLogger().level, logging.getLogger("purchase_intent").level, warnings.showwarning)
+    cli.setup_logging(verbose=False)
+    try:
+        _log_a_run("before the folder")
+        assert cli.log_to_file(tmp_path / "run" / "train.log") == tmp_path / "run" / "train.log"
+        _log_a_run("after")
+    finally:
+        cli.close_run_log()
+    terminal = [line[9:] for line in capsys.readouterr().err.splitlines()]
+    assert terminal == ["Stage line before the folder", "warning: the data's warning before the folder",
+                        "Stage line after", "warning: the data's warning after"]
+    log = (tmp_path / "run" / "train.log").read_text()
+    for part in LOGGED:
+        assert log.count(part) == 2, (part, log)
+    assert "\n\n" not in log  # a captured warning's own newline dropped
+    assert (logging.getLogger().level, logging.getLogger("purchase_intent").level, warnings.showwarning) == before
+    assert cli.log_to_file(tmp_path / "x.log") is None  # no run log any more
+
+
+def test_run_log_verbose_shows_everything_on_the_terminal_too(tmp_path, capsys):
+    cli.setup_logging(verbose=True, log_file=tmp_path / "train.log")
+    try:
+        _log_a_run("verbose")
+    finally:
+        cli.close_run_log()
+    terminal, log = capsys.readouterr().err, (tmp_path / "train.log").read_text()
+    for part in LOGGED:
+        assert part in terminal and part in log, part
+    assert "DEBUG purchase_intent.somewhere: Resolved config: {verbose}" in terminal

@@ -1,4 +1,8 @@
-"""End to end: `train.main` on the tiny preset, and MirroredStrategy on 2 logical CPUs."""
+"""End to end: `train.main` on the tiny preset, and MirroredStrategy on 2 logical CPUs.
+
+What a run shows: one line per stage on the terminal, everything else in ``RUN_DIR/train.log``
+(``--verbose``: on the terminal too).
+"""
 
 import json
 import os
@@ -7,10 +11,32 @@ import sys
 
 import pytest
 
+from purchase_intent.rundir import LOG_FILE
 from purchase_intent.schema import SchemaError
 
 # The tiny model must learn the synthetic task: planted signal gives the baselines ~0.85.
 AUC_BAR = 0.75
+# The terminal lines of a run, one per stage (train.py, rundir.py), in this order.
+STAGES = ("Data: ", "Run directory: ", "Preprocessor adapted on ", "Training: up to ", "Trained: ",
+          "Output stage (fitted on validation): ", "Evaluation on test ", "Export: SavedModel: ", "Report: ")
+
+
+def assert_quiet_terminal(stderr: str):
+    """A run's stderr without --verbose: the stage lines in order, short lines, no library noise or config."""
+    lines = stderr.splitlines()
+    assert max(map(len, lines)) < 320, max(lines, key=len)
+    for noise in ("Traceback", "retracing", "Warning", "Resolved config", "Train history", "tensorflow:"):
+        assert noise not in stderr, (noise, stderr[-3000:])
+    where = [next((i for i, line in enumerate(lines) if line[9:].startswith(stage)), None) for stage in STAGES]
+    assert None not in where and where == sorted(where), (dict(zip(STAGES, where)), stderr[-3000:])
+
+
+def assert_full_log(log: str):
+    """``train.log``: every module's lines, the full config (one JSON line) and the history."""
+    config = next(line for line in log.splitlines() if "DEBUG purchase_intent.train: Resolved config: {" in line)
+    assert json.loads(config.split("Resolved config: ", 1)[1])["train"]["seed"] == 42
+    assert "DEBUG purchase_intent.train: Train history: [{" in log and "'val_auc': [" in log
+    assert "INFO purchase_intent.task: Model: " in log and "INFO purchase_intent.export: Exported " in log
 
 
 def test_tiny_run_learns_and_writes_run_directory(tiny_run):
@@ -20,6 +46,7 @@ def test_tiny_run_learns_and_writes_run_directory(tiny_run):
     for name in ("config.json", "schema.json", "history.json", "metrics.json", "metrics.txt",
                  "best.weights.h5", "calibration.png", "curves.png"):
         assert (run_dir / name).exists(), name
+    assert_full_log((run_dir / LOG_FILE).read_text())
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert set(saved["test"]) >= {"purchase_intent", "logistic_regression", "hist_gradient_boosting"}
     assert saved["skipped_baselines"] == {}
@@ -35,7 +62,8 @@ def test_tiny_run_learns_and_writes_run_directory(tiny_run):
 def test_frozen_text_with_mirrored_strategy_ensemble_pretraining_and_calibration(tmp_path):
     """train.main on frozen text, 2 logical CPUs, 2 members: fits on cached embeddings, exports BERT.
 
-    (Trainable text under MirroredStrategy: distributed_test.)
+    Its terminal shows the stage lines only; its train.log every module's lines, the config, the
+    history. (Trainable text under MirroredStrategy: distributed_test.)
     """
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "purchase_intent.train", "--preset", "tiny", "--epochs", "2",
@@ -45,9 +73,13 @@ def test_frozen_text_with_mirrored_strategy_ensemble_pretraining_and_calibration
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "MirroredStrategy with 2 replica(s)" in proc.stderr
-    assert "scalar text through cached embeddings of the frozen encoder" in proc.stderr
-    assert "distinct scalar texts (12 tokens)" in proc.stderr and "Pretrained the behaviour branch" in proc.stderr
+    assert "MirroredStrategy with 2 replica(s)" in proc.stderr and ", 2 ensemble members" in proc.stderr
+    assert_quiet_terminal(proc.stderr)
+    assert "Test metrics (synthetic" in proc.stdout and "Epoch 2/2" in proc.stdout
+    log = (out / LOG_FILE).read_text()
+    assert_full_log(log)
+    assert "scalar text through cached embeddings of the frozen encoder" in log
+    assert "distinct scalar texts (12 tokens)" in log and "Pretrained the behaviour branch" in log
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["training"]["replicas"] == 2 and metrics["training"]["epochs_run"] == 2
     # Two members, each with its own files; the export serves their calibrated mean.
@@ -87,8 +119,11 @@ def _graph_has_bfloat16(version_dir):
     return any(a.type == types_pb2.DT_BFLOAT16 for n in nodes for a in n.attr.values())
 
 
-def test_mixed_bfloat16_trains_exports_float32_and_restores_the_policy(tmp_path):
-    """train.mixed_precision=mixed_bfloat16 on CPU: two training steps, float32 output, policy restored."""
+def test_mixed_bfloat16_trains_exports_float32_and_restores_the_policy(tmp_path, capsys):
+    """train.mixed_precision=mixed_bfloat16 on CPU: two training steps, float32 output, policy restored.
+
+    Run with --verbose: the terminal gets what train.log gets (config, history, every module's lines).
+    """
     from pathlib import Path
 
     import keras
@@ -101,8 +136,11 @@ def test_mixed_bfloat16_trains_exports_float32_and_restores_the_policy(tmp_path)
     from purchase_intent.preprocessing import raw_batch
 
     overrides = ["data.synthetic_examples=150", "data.batch_size=64", "train.mixed_precision=mixed_bfloat16"]
-    metrics = train.main(["--preset", "tiny", "--epochs", "1", "--output-dir", str(tmp_path / "run"),
+    metrics = train.main(["--preset", "tiny", "--epochs", "1", "--output-dir", str(tmp_path / "run"), "--verbose",
                           *[a for o in overrides for a in ("--set", o)]])
+    terminal = capsys.readouterr().err
+    assert_full_log(terminal)
+    assert "Resolved config: {" in (tmp_path / "run" / LOG_FILE).read_text()
     assert keras.mixed_precision.dtype_policy().name == "float32"  # restored for whatever runs next
     assert metrics["training"]["dtype_policy"] == "mixed_bfloat16"
     assert -(-metrics["training"]["examples"] // 64) == 2  # two training steps
