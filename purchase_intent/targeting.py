@@ -1,7 +1,7 @@
 """Targeting: whom to contact, and what contacting the top of the list by probability achieves.
 
 Metrics of a contact list, computed from labels and predicted probabilities
-beside those of :mod:`purchase_intent.evaluate` (numpy and pandas only, no
+beside those of :mod:`purchase_intent.evaluate` (numpy and pandas; no
 matplotlib):
 
 * :func:`targeting_table`: contacting the top 5-50 % of customers
@@ -10,7 +10,11 @@ matplotlib):
 * :func:`targeting_summary`: the ``targeting`` entry of ``metrics.json``
   (written by ``train``, shown by the report);
 * :func:`lift_table`: customers cut into deciles by probability, the table of
-  the lift and gain chart (:func:`purchase_intent.plots.plot_lift_gain`).
+  the lift and gain chart (:func:`purchase_intent.plots.plot_lift_gain`);
+* :func:`expected_buyers`: the buyers the probabilities promise among the top
+  10, 20, 30 % (:data:`DECISION_SHARES`), with a Poisson-binomial interval;
+* :func:`auc_difference`: a model's ROC-AUC minus a baseline's, with a paired
+  bootstrap interval (the report's decision block).
 """
 
 from __future__ import annotations
@@ -123,3 +127,74 @@ def lift_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
                      "cumulative_share_contacted": seen / len(y),
                      "cumulative_gain": found / max(y.sum(), 1.0)})
     return pd.DataFrame(rows)
+
+
+DECISION_SHARES = (0.10, 0.20, 0.30)  # the report's decision block: contact the top 10, 20, 30 %
+
+
+def expected_buyers(p: np.ndarray, shares=DECISION_SHARES, confidence: float = 0.95) -> pd.DataFrame:
+    """Buyers expected among the top X % by probability, with an interval, if the probabilities are right.
+
+    The top ``k`` rows are those of :func:`targeting_table` (same ``k``, same
+    order). With calibrated probabilities the buyers among them are a sum of
+    independent Bernoulli(p_i): a Poisson-binomial law of mean ``sum p_i``.
+    The interval holds its central ``confidence`` quantiles, exact up to
+    :data:`purchase_intent.campaign.EXACT_MAX` rows and by the normal
+    approximation beyond (:func:`purchase_intent.campaign.buyers_interval`,
+    the campaign tool's interval). It is the chance in who buys; an error of
+    calibration comes on top.
+
+    Returns:
+        One row per share: ``share_contacted``, ``customers_contacted``,
+        ``expected_buyers`` (``sum p_i``), ``low``, ``high`` and ``method``
+        (``"exact"`` or ``"normal"``).
+    """
+    from purchase_intent.campaign import buyers_interval
+
+    p = np.asarray(p, np.float64).reshape(-1)
+    if len(p) == 0:
+        raise ValueError("no probabilities")
+    top = p[np.argsort(-p, kind="stable")]
+    rows = []
+    for share in shares:
+        if not 0 < share <= 1:
+            raise ValueError(f"share contacted must be in (0, 1], got {share}")
+        k = max(1, int(np.floor(share * len(p) + 0.5)))
+        low, high, method = buyers_interval(top[:k], confidence)
+        rows.append({"share_contacted": float(share), "customers_contacted": k,
+                     "expected_buyers": float(top[:k].sum()), "low": low, "high": high, "method": method})
+    return pd.DataFrame(rows)
+
+
+def auc_difference(y: np.ndarray, p_model: np.ndarray, p_baseline: np.ndarray, *, n: int = 1000,
+                   seed: int = 0) -> dict[str, float]:
+    """ROC-AUC of a model minus a baseline's on the same rows, with a 95 % paired bootstrap interval.
+
+    The resampling is :func:`purchase_intent.compare.bootstrap_auc`'s (the same
+    resamples of the rows for both models). Rows where either probability is
+    missing are left out.
+
+    Returns:
+        ``{"difference"`` (on all rows), ``"low"``, ``"high"`` (2.5 and 97.5
+        percentiles of the resampled differences), ``"model_auc"``,
+        ``"baseline_auc"``, ``"rows"``, ``"resamples"}``.
+
+    Raises:
+        ValueError: fewer than two classes among the rows.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from purchase_intent.compare import bootstrap_auc
+
+    y = np.asarray(y).reshape(-1)
+    a = np.asarray(p_model, np.float64).reshape(-1)
+    b = np.asarray(p_baseline, np.float64).reshape(-1)
+    keep = np.isfinite(a) & np.isfinite(b)
+    y, a, b = y[keep], a[keep], b[keep]
+    if len(y) == 0 or y.min() == y.max():
+        raise ValueError("the ROC-AUC needs both classes among the rows")
+    boot = bootstrap_auc(y, {"model": a, "baseline": b}, n=n, seed=seed, pairs=[("model", "baseline")])
+    d = boot["differences"]["model - baseline"]
+    model_auc, baseline_auc = float(roc_auc_score(y, a)), float(roc_auc_score(y, b))
+    return {"difference": model_auc - baseline_auc, "low": d["low"], "high": d["high"], "model_auc": model_auc,
+            "baseline_auc": baseline_auc, "rows": int(len(y)), "resamples": n}

@@ -12,6 +12,15 @@
 and writes ``report.md`` and ``report.html`` beside them, both linking the
 PNGs by relative path (the run directory can be moved or zipped).
 
+The page leads with the decision: when it was built and when the data is
+from; the buyers expected among the top 10, 20, 30 % (with a 95 %
+Poisson-binomial interval); the model against the best baseline with a
+paired bootstrap interval, in words; the campaign command that scores the
+current customers with the run's export. Then the warnings, the drivers
+(when ``python -m purchase_intent.explain`` wrote its tables into
+``RUN_DIR/explain/``) and a technical appendix (metrics, glossary, training,
+figures, configuration, serving). An event-log run speaks of sessions.
+
 The package: :mod:`~purchase_intent.report.files` (the predictions file and
 the run folder), :mod:`~purchase_intent.report.narrative` (names, glossary
 and sentences), :mod:`~purchase_intent.report.page` (the page, the run

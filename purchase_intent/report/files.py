@@ -4,6 +4,11 @@
   (:data:`PREDICTIONS_FILE`: ids, labels, each model's probabilities and the
   ``purchase_label`` decision), written by ``train``, read by the report,
   the tools and the notebooks;
+* :func:`load_ids`: the id columns of that file, as written, and
+  :func:`date_span`: the first and last date of a date id column (when the
+  test data is from);
+* :func:`load_drivers`: the tables ``python -m purchase_intent.explain``
+  wrote into ``RUN_DIR/explain/`` (:data:`EXPLAIN_DIR`), if any;
 * :func:`check_run_dir`: the folder of a training run (it holds one of
   :data:`RUN_FILES`), or an error that says what the folder is instead;
 * :func:`_read_json`: a run file's JSON, None when the file is absent.
@@ -89,6 +94,50 @@ def load_predictions(path: str | Path, id_columns: list[str] | tuple[str, ...] =
     skip = {TRUE_LABEL_COLUMN, PREDICTED_LABEL_COLUMN, *id_columns}
     return y, {c: df[c].to_numpy(np.float64) for c in df.columns
                if c not in skip and pd.api.types.is_float_dtype(df[c])}
+
+
+def load_ids(path: str | Path, id_columns: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+    """The id columns of a file of :func:`save_predictions` that it has, as strings as written."""
+    header = pd.read_csv(path, nrows=0).columns
+    names = [c for c in id_columns if c in header]
+    return pd.read_csv(path, usecols=names, dtype=str) if names else pd.DataFrame(index=[])
+
+
+_ISO_DATE = r"^\d{4}-\d{2}-\d{2}"
+
+
+def date_span(ids: pd.DataFrame) -> tuple[str, str, str] | None:
+    """``(column, first, last)`` of the first column whose every value is an ISO date
+    (``YYYY-MM-DD``, a time may follow), else None."""
+    for column in ids.columns:
+        values = ids[column].dropna().astype(str)
+        if len(values) and values.str.match(_ISO_DATE).all():
+            return column, str(values.min()), str(values.max())
+    return None
+
+
+EXPLAIN_DIR = "explain"  # python -m purchase_intent.explain ... --output-dir RUN_DIR/explain
+
+
+def load_drivers(run_dir: str | Path) -> dict[str, Any] | None:
+    """What ``python -m purchase_intent.explain --output-dir RUN_DIR/explain`` wrote, or None.
+
+    Returns:
+        ``{"folder", "importance"`` (``importance.csv``: feature -> ``importance``,
+        ``std``; None if absent), ``"modalities"`` (``occlusion_summary.csv``; None if
+        absent), ``"rows"`` (rows of ``occlusion.csv``: the examples explained; None if absent)}``.
+    """
+    folder = Path(run_dir) / EXPLAIN_DIR
+    tables = {name: pd.read_csv(folder / f"{name}.csv", index_col=0) if (folder / f"{name}.csv").exists() else None
+              for name in ("importance", "occlusion_summary")}
+    if all(t is None for t in tables.values()):
+        return None
+    rows = None
+    if (folder / "occlusion.csv").exists():
+        with open(folder / "occlusion.csv") as f:
+            rows = max(sum(1 for _ in f) - 1, 0)
+    return {"folder": folder, "importance": tables["importance"], "modalities": tables["occlusion_summary"],
+            "rows": rows}
 
 
 RUN_FILES = ("metrics.json", "history.json", PREDICTIONS_FILE)  # a run folder has at least one
