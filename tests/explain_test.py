@@ -1,5 +1,7 @@
-"""explain.py: occlusion changes predictions; permutation importance ranks a planted feature first."""
+"""explain.py: occlusion changes predictions; permutation importance ranks a planted feature first;
+text columns are ranked; progress goes to stderr; the batched path gives the per-frame path's numbers."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -87,5 +89,101 @@ def test_explain_command_writes_occlusion_and_importance(tiny_run, tmp_path, cap
     out = tmp_path / "t.csv.explain"
     assert len(pd.read_csv(out / "occlusion.csv")) == 100
     assert set(pd.read_csv(out / "occlusion_summary.csv")["modality"]) >= {"text", "numeric", "all"}
-    assert "sequence" in set(pd.read_csv(out / "importance.csv")["feature"])
-    assert "Drop in ROC-AUC" in capsys.readouterr().out
+    ranked = set(pd.read_csv(out / "importance.csv")["feature"])
+    assert "sequence" in ranked
+    assert {"query", "item_title"} <= ranked, "the scalar and per-event text columns are ranked"
+    assert set(SCHEMA.numeric + SCHEMA.categorical) <= ranked
+    captured = capsys.readouterr()
+    assert "Drop in ROC-AUC" in captured.out
+    assert "per-event text (item_title)" in captured.out and "Not shuffled" not in captured.out
+    # Progress: stderr is not a terminal here, so one line per stage there, none on stdout.
+    assert "occlusion: 6 frames x 100 rows" in captured.err
+    assert "permutation importance: " in captured.err
+    assert "occlusion:" not in captured.out and "permutation importance:" not in captured.out
+    timings = json.loads((out / explain.TIMINGS_FILE).read_text())
+    assert timings["rows"] == 100 and timings["serving_arrays"] is True
+    assert 0 < timings["rows_scored"] < timings["rows_requested"]
+
+
+def test_progress_bar_goes_to_stderr(tiny_run, capsys):
+    from purchase_intent.predict import Predictor
+
+    _, metrics = tiny_run
+    predictor = Predictor(metrics["export"]["path"])
+    df = SCHEMA.validate(make_synthetic(60, seed=4))
+    explain.permutation_importance(predictor, df, SCHEMA, features=["query"], n_repeats=1, progress=True)
+    captured = capsys.readouterr()
+    assert "permutation importance (2 frames)" in captured.err and "rows" in captured.err
+    assert captured.out == ""
+    explain.occlusion(predictor, df, SCHEMA, batched=False, progress=True)
+    captured = capsys.readouterr()
+    assert "occlusion" in captured.err and "frames" in captured.err and captured.out == ""
+    explain.occlusion(predictor, df, SCHEMA)  # the library is quiet by default
+    assert capsys.readouterr().err == ""
+
+
+def test_batched_scoring_matches_one_call_per_frame(tiny_run):
+    """The fast path (serving arrays built once, distinct rows scored together) against the
+    straightforward one (each perturbed frame through Predictor.predict), on the tiny export."""
+    from purchase_intent.predict import Predictor
+
+    _, metrics = tiny_run
+    predictor = Predictor(metrics["export"]["path"])
+    df = SCHEMA.validate(make_synthetic(150, seed=5))
+    df.loc[::3, "device"] = df["device"].iloc[0]  # repeated values: shuffles leave rows as they were
+    slow = lambda d: predictor.predict(d, validate=False)  # noqa: E731
+    scorer = explain.PerturbationScorer(predictor, df, SCHEMA, batch_size=64)
+    assert scorer.exact_arrays and scorer.text_embeddings  # "query" encoded once per distinct text
+    pe_fast, sum_fast = explain.occlusion(scorer, df, SCHEMA)
+    pe_slow, sum_slow = explain.occlusion(slow, df, SCHEMA, batched=False)
+    np.testing.assert_allclose(pe_fast.to_numpy(), pe_slow.to_numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(sum_fast.to_numpy(), sum_slow.to_numpy(), rtol=0, atol=1e-6)
+    # A fully occluded frame is one distinct row.
+    assert scorer.rows_scored <= len(df) * len(sum_fast) + 1
+    imp_fast = explain.permutation_importance(scorer, df, SCHEMA, n_repeats=2, seed=3)
+    imp_slow = explain.permutation_importance(slow, df, SCHEMA, n_repeats=2, seed=3, batched=False)
+    assert list(imp_fast.index) == list(imp_slow.index)
+    np.testing.assert_allclose(imp_fast.to_numpy(), imp_slow.to_numpy(), rtol=0, atol=1e-6)
+    assert scorer.rows_scored < scorer.rows_requested  # unchanged rows were not scored again
+    # Any predict_fn goes through the frame path, with the same numbers.
+    imp_fn = explain.permutation_importance(slow, df, SCHEMA, n_repeats=2, seed=3)
+    np.testing.assert_allclose(imp_fn.to_numpy(), imp_slow.to_numpy(), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="another frame"):
+        explain.occlusion(scorer, df.head(10), SCHEMA)
+
+
+def test_shuffle_event_text_keeps_each_rows_events():
+    df = SCHEMA.validate(make_synthetic(40, seed=6))
+    shuffled = explain.shuffle_event_text(df["item_title"], np.random.default_rng(0))
+    assert [len(s) for s in shuffled] == [len(s) for s in df["item_title"]]
+    assert sorted(t for s in shuffled for t in s) == sorted(t for s in df["item_title"] for t in s)
+    assert shuffled.tolist() != df["item_title"].tolist()
+    frame = explain.apply_perturbation(df, SCHEMA, explain._permutation_plan(df, SCHEMA, ["item_title"], 1, 0)[0][1])
+    assert SCHEMA.validate(frame).shape == df.shape  # sequence columns still describe the same events
+    assert (frame["item_id"].tolist(), frame["query"].tolist()) == (df["item_id"].tolist(), df["query"].tolist())
+
+
+def test_describe_shuffles_names_what_is_left_out():
+    every = explain.default_features(SCHEMA)
+    assert set(every) == set(SCHEMA.text + SCHEMA.event_text + SCHEMA.numeric + SCHEMA.categorical) | {"sequence"}
+    assert "Not shuffled" not in explain.describe_shuffles(SCHEMA, every)
+    line = explain.describe_shuffles(SCHEMA, ["session_minutes", "device"])
+    assert "Not shuffled: query, item_title" in line and "\n" not in line
+
+
+def test_text_is_encoded_per_row_when_the_embeddings_cannot_be_fed(tiny_run, monkeypatch, caplog):
+    from purchase_intent.predict import Predictor
+
+    def no_cut(*args, **kwargs):
+        raise explain.TextCutError("no pooled embedding of text column 'query'")
+
+    _, metrics = tiny_run
+    predictor = Predictor(metrics["export"]["path"])  # a fresh Session: nothing inlined into it yet
+    df = SCHEMA.validate(make_synthetic(50, seed=7))
+    monkeypatch.setattr(explain, "InlinedText", no_cut)
+    with caplog.at_level("INFO", logger="purchase_intent.explain"):
+        scorer = explain.PerturbationScorer(predictor, df, SCHEMA)
+    assert not scorer.text_embeddings and "encoded again for every scored row" in caplog.text
+    per_row, _ = explain.occlusion(scorer, df, SCHEMA)
+    reference, _ = explain.occlusion(predictor, df, SCHEMA, batched=False)
+    np.testing.assert_allclose(per_row.to_numpy(), reference.to_numpy(), rtol=0, atol=1e-6)
