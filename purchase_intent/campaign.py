@@ -631,7 +631,7 @@ def _figure(curve: dict[str, np.ndarray], d: dict[str, Any]) -> str:
     left.fill_between(x, curve["buyers"] - band, curve["buyers"] + band, color="C0", alpha=0.2, lw=0)
     left.set_xlabel("customers contacted (most likely first)")
     left.set_ylabel("expected buyers")
-    value, cost = d["value_per_purchase"], d["cost_per_contact"]
+    value = d["value_per_purchase"]
     right.plot(x, curve["profit"], color="C2")
     right.fill_between(x, curve["profit"] - value * band, curve["profit"] + value * band, color="C2", alpha=0.2,
                        lw=0)
