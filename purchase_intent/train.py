@@ -1,7 +1,7 @@
 """Train, evaluate and export: ``python -m purchase_intent.train``.
 
 Reads top to bottom: config -> data -> strategy -> task (text encoder, preprocessor, model) -> fit ->
-output stage -> evaluation beside baselines -> report files -> export. With no arguments it trains
+output stage -> evaluation beside baselines -> report files -> export -> drivers. With no arguments it trains
 the default model on the built-in Online Retail task (MiniLM text included) and exports it for TF Serving.
 The terminal shows one line per stage and the results; the run folder's ``train.log`` holds every log
 line (the full config, the history, library warnings); ``--verbose`` shows those on the terminal too.
@@ -124,7 +124,7 @@ def run(cfg, run_dir: Path, data, callbacks=()) -> dict:
     import keras
     import numpy as np
 
-    from purchase_intent import evaluate, report, rundir, targeting, task
+    from purchase_intent import evaluate, explain, report, rundir, targeting, task
     from purchase_intent.data.split_checks import split_checks, split_warnings  # leakage, shift, small splits
     from purchase_intent.distribute import make_strategy
 
@@ -221,6 +221,7 @@ def run(cfg, run_dir: Path, data, callbacks=()) -> dict:
         logger.info("Export: SavedModel: %s (served = in-memory within %.1e; TF Serving's path %.1e). "
                     "Final weights sha256: %s", checked["path"], checked["max_abs_diff"],
                     checked["max_abs_diff_serving"], weights_sha256, extra=cli.STAGE)
+        explain.explain_run(cfg, checked["path"], data.frame("test"), run_dir)  # RUN_DIR/explain/: the drivers
     else:
         logger.info("Export: off (export.enabled=false). Final weights sha256: %s", weights_sha256, extra=cli.STAGE)
     logger.info("Report: %s", report.build_report(run_dir), extra=cli.STAGE)

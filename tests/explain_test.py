@@ -105,6 +105,30 @@ def test_explain_command_writes_occlusion_and_importance(tiny_run, tmp_path, cap
     assert 0 < timings["rows_scored"] < timings["rows_requested"]
 
 
+def test_explain_export_writes_the_tables_and_ranks_text(tiny_run, tmp_path, capsys):
+    """The function behind the command and the training run's drivers: validated frame in, tables out."""
+    from purchase_intent.predict import Predictor
+
+    _, metrics = tiny_run
+    predictor = Predictor(metrics["export"]["path"])  # or the folder: explain_export loads it
+    df = SCHEMA.validate(make_synthetic(60, seed=8))
+    out = explain.explain_export(predictor, df, tmp_path / "x", repeats=1, progress=False, max_rows=40)
+    assert out["rows"] == 40 and out["out_dir"] == tmp_path / "x"
+    assert pd.read_csv(tmp_path / "x" / "occlusion.csv")["row"].tolist() == list(
+        explain.sample_rows(df, 40).index), "a seeded sample, rows in their order"
+    assert set(pd.read_csv(tmp_path / "x" / "occlusion_summary.csv")["modality"]) >= {"text", "all"}
+    importance = pd.read_csv(tmp_path / "x" / "importance.csv", index_col=0)
+    assert list(importance.index) == list(out["importance"].index)
+    assert {"query", "item_title", "sequence"} <= set(importance.index), "text columns are ranked"
+    assert set(importance.index) == set(out["features"])
+    assert json.loads((tmp_path / "x" / explain.TIMINGS_FILE).read_text())["rows"] == 40
+    assert capsys.readouterr().err == "", "progress=False: quiet"
+    unlabelled = explain.explain_export(predictor, df.drop(columns=SCHEMA.label).head(10), tmp_path / "y",
+                                        progress=False)
+    assert unlabelled["importance"] is None and not (tmp_path / "y" / "importance.csv").exists()
+    assert len(pd.read_csv(tmp_path / "y" / "occlusion.csv")) == 10
+
+
 def test_progress_bar_goes_to_stderr(tiny_run, capsys):
     from purchase_intent.predict import Predictor
 

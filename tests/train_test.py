@@ -154,3 +154,49 @@ def test_mixed_bfloat16_trains_exports_float32_and_restores_the_policy(tmp_path,
     assert np.all(np.isfinite(p)) and np.all((p > 0) & (p < 1))
     # Same graph, other batching: equal within bfloat16 resolution (8 mantissa bits, 2^-8 = 0.004).
     assert metrics["export"]["max_abs_diff"] < 0.02
+
+
+def test_explain_rows_is_on_by_default_and_off_in_the_small_presets():
+    from purchase_intent.config import Config, ConfigError, get_config
+
+    assert Config().train.explain_rows == 1000
+    assert get_config("tiny").train.explain_rows == get_config("quick").train.explain_rows == 0
+    with pytest.raises(ConfigError, match=r"train.explain_rows must be >= 0 \(0: off\) \(got -1\)"):
+        get_config("tiny", overrides=["train.explain_rows=-1"])
+
+
+def test_drivers_after_the_export_reach_the_report(tiny_run, tmp_path, caplog):
+    """train's hook (explain.explain_run) on tiny_run's export and test frame, then the report of a copy of the run."""
+    import shutil
+
+    from purchase_intent import explain
+    from purchase_intent.config import get_config
+    from purchase_intent.data.source import open_splits
+    from purchase_intent.report import build_report
+
+    run_dir, metrics = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("export", "tensorboard", "*.h5", "backup"))
+    cfg = get_config("tiny", overrides=["train.explain_rows=200"])
+    data = open_splits(cfg.data, seed=cfg.train.seed)  # as train.run gets it
+    frame = data.frame("test")
+    assert frame[data.schema.label].nunique() == 2
+    with caplog.at_level("INFO", logger="purchase_intent.explain"):
+        out = explain.explain_run(cfg, metrics["export"]["path"], frame, copy)
+    assert out["rows"] == min(200, len(frame)) and out["out_dir"] == copy / "explain"
+    assert not (copy / "explain.partial").exists()
+    assert f"Drivers: permutation importance of {len(out['features'])} features (text included) on" in caplog.text
+    assert {"query", "item_title"} <= set(out["importance"].index)
+    build_report(copy, bootstrap=50)
+    md = (copy / "report.md").read_text()
+    drivers = md[md.index("## Drivers"):md.index("## Technical appendix")]
+    for feature in out["importance"].index:
+        assert f"| {feature} | " in drivers, (feature, drivers)
+    assert f"on {out['rows']:,} labelled rows" in drivers
+    # Off, not exported, or failing: no tables, and never the run's failure.
+    assert explain.explain_run(get_config("tiny"), metrics["export"]["path"], frame, tmp_path / "off") is None
+    assert explain.explain_run(cfg, None, frame, tmp_path / "off") is None
+    with caplog.at_level("WARNING", logger="purchase_intent.explain"):
+        assert explain.explain_run(cfg, tmp_path / "no_export", frame, tmp_path / "bad") is None
+    assert "Drivers not computed" in caplog.text
+    assert not (tmp_path / "off").exists() and not (tmp_path / "bad" / "explain").exists()
