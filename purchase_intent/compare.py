@@ -53,6 +53,7 @@ import pandas as pd
 from purchase_intent import cli
 from purchase_intent.baselines import PEERS, SEQUENCE_PEER, TFIDF_PEER, fit_peers, peer_names
 from purchase_intent.schema import FeatureSchema, SchemaError
+from purchase_intent.targeting import bootstrap_auc
 
 logger = logging.getLogger("purchase_intent.compare")
 
@@ -139,37 +140,6 @@ def _fit_fusion(cfg, schema, splits, *, seeds, text_cache, cache_dir):
         keras.backend.clear_session()
     return {"val": np.mean(p_val, axis=0), "test": np.mean(p_test, axis=0), "epochs": best_epochs,
             "val_per_seed": p_val, "seconds": time.perf_counter() - t0}
-
-
-# -- bootstrap -----------------------------------------------------------
-def bootstrap_auc(y: np.ndarray, probs: dict[str, np.ndarray], n: int = 1000, seed: int = 0,
-                  pairs: list[tuple[str, str]] = ()) -> dict[str, Any]:
-    """Paired bootstrap of the test ROC-AUC (the same resamples for every model).
-
-    Returns:
-        ``{"models": {name: [low, high]}, "differences": {"a - b": {"mean", "low", "high",
-        "p_le_0"}}, "resamples": n}`` with 95 % percentile intervals.
-    """
-    from sklearn.metrics import roc_auc_score
-
-    y = np.asarray(y)
-    rng = np.random.default_rng(seed)
-    samples = {k: [] for k in probs}
-    for _ in range(n):
-        idx = rng.integers(0, len(y), len(y))
-        if y[idx].min() == y[idx].max():
-            continue
-        for k, p in probs.items():
-            samples[k].append(roc_auc_score(y[idx], np.asarray(p)[idx]))
-    samples = {k: np.asarray(v) for k, v in samples.items()}
-    out = {"models": {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
-                      for k, v in samples.items()}, "differences": {}, "resamples": n}
-    for a, b in pairs:
-        d = samples[a] - samples[b]
-        out["differences"][f"{a} - {b}"] = {
-            "mean": float(d.mean()), "low": float(np.percentile(d, 2.5)),
-            "high": float(np.percentile(d, 97.5)), "p_le_0": float((d <= 0).mean())}
-    return out
 
 
 # -- one comparison ------------------------------------------------------

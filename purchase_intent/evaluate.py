@@ -226,6 +226,37 @@ def plot_curves(y: np.ndarray, probs: dict[str, np.ndarray], path: str | Path) -
     return Path(path)
 
 
+def fit_summary(histories: list[dict], epoch_seconds: list[float], fit_seconds: float, examples: int,
+                resumed_from: list[int]) -> dict:
+    """``metrics.json``'s figures of a fit: epochs run, timings, best validation ROC-AUC and epoch per member.
+
+    ``epoch_seconds``: the training part of each epoch (no validation); ``resumed_from``:
+    the epoch a resumed run started from, if any.
+    """
+    epoch_s = float(np.median(epoch_seconds)) if epoch_seconds else float("nan")
+    best = [(max(h["val_auc"]), int(np.argmax(h["val_auc"])) + 1) for h in histories if h.get("val_auc")]
+    return {"examples": examples, "epochs_run": len(histories[0].get("loss", [])),
+            "resumed_from_epoch": resumed_from[0] if resumed_from else None,
+            "fit_seconds": fit_seconds, "median_epoch_seconds": epoch_s, "examples_per_second": examples / epoch_s,
+            "ensemble_members": len(histories), "best_epochs": [e for _, e in best],
+            "best_val_auc": [float(a) for a, _ in best]}
+
+
+def describe_fit(training: dict) -> str:
+    """The stage line of a fit (:func:`fit_summary`)."""
+    best = ", ".join(f"{a:.4f} (epoch {e})" for a, e in zip(training["best_val_auc"], training["best_epochs"]))
+    return (f"Trained: {training['epochs_run']} epoch(s) in {training['fit_seconds']:.1f} s (median "
+            f"{training['median_epoch_seconds']:.2f} s of training per epoch, {training['examples_per_second']:.0f} "
+            f"examples/s); best validation ROC-AUC {best or 'none'}")
+
+
+def describe_results(results: dict[str, dict[str, float]], examples: int, name: str = "purchase_intent") -> str:
+    """The stage line of the test evaluation: the model's ROC-AUC beside each baseline's, and the threshold."""
+    others = "".join(f", {other} {r['roc_auc']:.4f}" for other, r in results.items() if other != name)
+    return (f"Evaluation on test ({examples:,} examples): ROC-AUC {results[name]['roc_auc']:.4f}{others}; "
+            f"threshold {results[name]['threshold']:.4f} chosen on validation")
+
+
 def reference_scores(p_val: np.ndarray, size: int = 5_000, seed: int = 0) -> dict:
     """The validation scores an export keeps as the reference of score drift: a sample and their mean.
 

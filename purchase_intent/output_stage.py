@@ -162,3 +162,17 @@ def apply_calibration(model, info: dict, trees=None, preprocessor=None):
     if info["method"] == "stack":
         return stacked_model(with_trees(model, preprocessor, trees), info["a"], info["c"], info["b"])
     return calibrated_model(model, info["a"], info["b"]) if info["method"] == "platt" else model
+
+
+def describe(info: dict) -> str:
+    """The output stage of ``info`` (``metrics.json``'s ``training.calibration``) in a few words."""
+    cv = info.get("cv")
+    if info["method"] == "stack":
+        return (f"the network stacked with {info['trees']} boosted trees"
+                + (f" (out-of-fold log loss {cv['stack']['log_loss']:.4f} vs {cv['platt']['log_loss']:.4f} "
+                   f"for the network alone)" if cv else ""))
+    if info["method"] == "platt":
+        return "Platt scaling of the network" + (
+            f"; the {info['trees']} boosted trees left out, no better out of fold (log loss "
+            f"{cv['stack']['log_loss']:.4f} stacked vs {cv['platt']['log_loss']:.4f})" if cv and "trees" in info else "")
+    return "none (train.calibration=none)"

@@ -170,7 +170,7 @@ def auc_difference(y: np.ndarray, p_model: np.ndarray, p_baseline: np.ndarray, *
                    seed: int = 0) -> dict[str, float]:
     """ROC-AUC of a model minus a baseline's on the same rows, with a 95 % paired bootstrap interval.
 
-    The resampling is :func:`purchase_intent.compare.bootstrap_auc`'s (the same
+    The resampling is :func:`bootstrap_auc`'s (the same
     resamples of the rows for both models). Rows where either probability is
     missing are left out.
 
@@ -184,8 +184,6 @@ def auc_difference(y: np.ndarray, p_model: np.ndarray, p_baseline: np.ndarray, *
     """
     from sklearn.metrics import roc_auc_score
 
-    from purchase_intent.compare import bootstrap_auc
-
     y = np.asarray(y).reshape(-1)
     a = np.asarray(p_model, np.float64).reshape(-1)
     b = np.asarray(p_baseline, np.float64).reshape(-1)
@@ -198,3 +196,33 @@ def auc_difference(y: np.ndarray, p_model: np.ndarray, p_baseline: np.ndarray, *
     model_auc, baseline_auc = float(roc_auc_score(y, a)), float(roc_auc_score(y, b))
     return {"difference": model_auc - baseline_auc, "low": d["low"], "high": d["high"], "model_auc": model_auc,
             "baseline_auc": baseline_auc, "rows": int(len(y)), "resamples": n}
+
+
+def bootstrap_auc(y: np.ndarray, probs: dict[str, np.ndarray], n: int = 1000, seed: int = 0,
+                  pairs: list[tuple[str, str]] = ()) -> dict[str, Any]:
+    """Paired bootstrap of the test ROC-AUC (the same resamples for every model).
+
+    Returns:
+        ``{"models": {name: [low, high]}, "differences": {"a - b": {"mean", "low", "high",
+        "p_le_0"}}, "resamples": n}`` with 95 % percentile intervals.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    samples = {k: [] for k in probs}
+    for _ in range(n):
+        idx = rng.integers(0, len(y), len(y))
+        if y[idx].min() == y[idx].max():
+            continue
+        for k, p in probs.items():
+            samples[k].append(roc_auc_score(y[idx], np.asarray(p)[idx]))
+    samples = {k: np.asarray(v) for k, v in samples.items()}
+    out = {"models": {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
+                      for k, v in samples.items()}, "differences": {}, "resamples": n}
+    for a, b in pairs:
+        d = samples[a] - samples[b]
+        out["differences"][f"{a} - {b}"] = {
+            "mean": float(d.mean()), "low": float(np.percentile(d, 2.5)),
+            "high": float(np.percentile(d, 97.5)), "p_le_0": float((d <= 0).mean())}
+    return out

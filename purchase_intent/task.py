@@ -644,6 +644,20 @@ class PurchaseIntentTask:
         return predict(model, self.cfg, self.schema, self.preprocessor,
                        self.data if data is None else data, split)
 
+    def describe(self) -> list[str]:
+        """Two lines: the adapted preprocessor and the model's size; the fit's strategy, batch and dtype policy."""
+        import keras
+        import numpy as np
+
+        net, cfg, strategy = self.members[0], self.cfg, self.strategy
+        trainable = sum(int(np.prod(w.shape)) for w in net.trainable_weights)
+        members = f", {len(self.members)} ensemble members" if len(self.members) > 1 else ""
+        return [f"Preprocessor adapted on {self.data.examples('train'):,} training examples; model: "
+                f"{net.count_params():,} parameters ({trainable:,} trainable){members}",
+                f"Training: up to {cfg.train.epochs} epochs; {type(strategy).__name__.lstrip('_')} with "
+                f"{strategy.num_replicas_in_sync} replica(s); global batch size {cfg.data.batch_size}; "
+                f"dtype policy {keras.mixed_precision.dtype_policy().name}"]
+
     def exportable_model(self):
         """The final model around the real text encoder (raw strings in), for export.
 

@@ -1,16 +1,10 @@
-"""Train, evaluate and export: ``python -m purchase_intent.train``.
+"""Train, evaluate and export: ``python -m purchase_intent.train`` (the command line only).
 
-Reads top to bottom: config -> data -> strategy -> task (text encoder, preprocessor, model) -> fit ->
-output stage -> evaluation beside baselines -> report files -> export -> drivers. With no arguments it trains
-the default model on the built-in Online Retail task (MiniLM text included) and exports it for TF Serving.
-The terminal shows one line per stage and the results; the run folder's ``train.log`` holds every log
-line (the full config, the history, library warnings); ``--verbose`` shows those on the terminal too.
-
-This module is the command line only. The data is a :mod:`purchase_intent.data.source`
-(in memory or prepared shards, one path); building, fitting and scoring the
-model is :class:`purchase_intent.task.PurchaseIntentTask`; the comparison with
-the baselines :func:`purchase_intent.evaluate.beside_baselines`; the export
-and its checks :func:`purchase_intent.exactness.export_and_check`.
+Reads top to bottom: config -> data (:mod:`purchase_intent.data.source`, in memory or prepared shards) ->
+strategy -> task (:class:`purchase_intent.task.PurchaseIntentTask`) -> fit -> output stage -> evaluation
+beside baselines -> report files -> export (:func:`purchase_intent.exactness.export_and_check`) -> drivers.
+With no arguments: the default model on the built-in Online Retail task, exported for TF Serving. One
+line per stage on the terminal; everything else in the run folder's ``train.log`` (``--verbose``: both).
 """
 
 from __future__ import annotations
@@ -35,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="Every config key, its default and meaning: --help-config. Input errors print one "
                "line 'error: ...' and exit with status 2 (--debug: the traceback).",
         formatter_class=cli.HelpFormatter)
-    p.add_argument("--preset", default="default", help="named configuration: default or tiny")
+    p.add_argument("--preset", default="default", help="named configuration: default, quick or tiny")
     p.add_argument("--data", default=None,
                    help="online_retail (built in), synthetic, or a CSV/Parquet path "
                         "(then also --set data.schema=SCHEMA.json); default: the preset's")
@@ -98,49 +92,37 @@ def _main(args, callbacks) -> dict:
                 " / ".join(f"{100 * v['positive_rate']:.1f}" for v in summary.values()), extra=cli.STAGE)
 
     run_dir = Path(args.output_dir or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
-    from purchase_intent import distribute, task
+    from purchase_intent import distribute, rundir, task
 
     if cfg.train.strategy == "multi_worker":
         run_dir = distribute.worker_dir(run_dir)  # only the chief writes the run directory
     if run_dir.exists() and not run_dir.is_dir():
         raise cli.UserError(f"--output-dir {run_dir} is a file, not a folder")
-    created = not run_dir.exists()
+    created = not run_dir.exists()  # a failed run leaves a folder it created only with results in it
     try:
         distribute.configure_cpu_replicas(cfg.train.cpu_replicas)
         with task.dtype_policy(cfg.train.mixed_precision):
             return run(cfg, run_dir, data, callbacks)
     except BaseException as err:
-        from purchase_intent.rundir import mark_failed
-
-        mark_failed(run_dir, err, created)
+        rundir.mark_failed(run_dir, err, created)
         raise
 
 
 def run(cfg, run_dir: Path, data, callbacks=()) -> dict:
-    """The training job of :func:`main` for a resolved config and its data (a ``Splits``), under its dtype policy.
-
-    From a prepared directory memory stays bounded: every split is streamed; the baselines score bounded frames.
-    """
+    """The training job of :func:`main` for a resolved config and its data (a ``Splits``), under its dtype policy."""
     import keras
-    import numpy as np
 
     from purchase_intent import evaluate, explain, report, rundir, targeting, task
     from purchase_intent.data.split_checks import split_checks, split_warnings  # leakage, shift, small splits
     from purchase_intent.distribute import make_strategy
+    from purchase_intent.output_stage import describe
 
-    rundir.start(run_dir, cfg, data.schema)  # config.json, schema.json; a rerun's FAILED.txt removed
+    rundir.start(run_dir, cfg, schema := data.schema)  # config.json, schema.json; a rerun's FAILED.txt removed
     keras.utils.set_random_seed(cfg.train.seed)
     strategy = make_strategy(cfg.train.strategy, cfg.train.cpu_replicas)
-    schema = data.schema
     model = task.PurchaseIntentTask(cfg, data, strategy=strategy)
-    net = model.members[0]
-    logger.info("Preprocessor adapted on %s training examples; model: %s parameters (%s trainable)%s",
-                f"{data.examples('train'):,}", f"{net.count_params():,}",
-                f"{sum(int(np.prod(w.shape)) for w in net.trainable_weights):,}",
-                f", {len(model.members)} ensemble members" if len(model.members) > 1 else "", extra=cli.STAGE)
-    logger.info("Training: up to %d epochs; %s with %d replica(s); global batch size %d; dtype policy %s",
-                cfg.train.epochs, type(strategy).__name__.lstrip("_"), strategy.num_replicas_in_sync,
-                cfg.data.batch_size, keras.mixed_precision.dtype_policy().name, extra=cli.STAGE)
+    for line in model.describe():  # the model's size; the strategy, batch and dtype policy
+        logger.info("%s", line, extra=cli.STAGE)
 
     # Fit: each ensemble member with its own shuffle seed and files (member 0 in the run directory).
     timer, resumed_from = task.EpochTimer.make(), []
@@ -151,46 +133,30 @@ def run(cfg, run_dir: Path, data, callbacks=()) -> dict:
 
     t0 = time.perf_counter()
     histories = model.fit(member_callbacks, verbose=1 if sys.stdout.isatty() else 2)
-    fit_seconds = time.perf_counter() - t0
     (run_dir / "history.json").write_text(json.dumps(histories[0], indent=2))
-    logger.debug("Train history: %s", histories)
-    n_train = data.examples("train")
-    epoch_s = float(np.median(timer.train_seconds)) if timer.train_seconds else float("nan")
-    best = [(max(h["val_auc"]), int(np.argmax(h["val_auc"])) + 1) for h in histories if h.get("val_auc")]
-    logger.info("Trained: %d epoch(s) in %.1f s (median %.2f s of training per epoch, %.0f examples/s); "
-                "best validation ROC-AUC %s", len(histories[0].get("loss", [])), fit_seconds, epoch_s,
-                n_train / epoch_s, ", ".join(f"{auc:.4f} (epoch {e})" for auc, e in best) or "none",
-                extra=cli.STAGE)
+    logger.debug("Train history: %s", histories)  # the run log only
+    training = evaluate.fit_summary(histories, timer.train_seconds, time.perf_counter() - t0,
+                                    data.examples("train"), resumed_from)
+    logger.info("%s", evaluate.describe_fit(training), extra=cli.STAGE)
 
     # The output stage on validation (trees + stacking, or Platt), then the test split beside the
     # baselines. Scored as fitted (a frozen encoder's texts are cached: BERT does not run again).
     calibration = model.fit_output()
-    logger.info("Output stage (fitted on validation): %s", output_stage_line(calibration), extra=cli.STAGE)
+    logger.info("Output stage (fitted on validation): %s", describe(calibration), extra=cli.STAGE)
     p_val = model.predict("validation")
     ev = evaluate.beside_baselines(data, p_val, model.predict("test"), seed=cfg.train.seed)
     results, y_test, p_test = ev["results"], ev["y_test"], ev["p_test"]
-    logger.info("Evaluation on test (%s examples): ROC-AUC %.4f%s; threshold %.4f chosen on validation",
-                f"{len(y_test):,}", results["purchase_intent"]["roc_auc"],
-                "".join(f", {name} {r['roc_auc']:.4f}" for name, r in results.items() if name != "purchase_intent"),
-                results["purchase_intent"]["threshold"], extra=cli.STAGE)
+    logger.info("%s", evaluate.describe_results(results, len(y_test)), extra=cli.STAGE)
     evaluate.save_figures(y_test, p_test, run_dir)  # calibration.png, curves.png
     served = model.exportable_model()  # around the real text encoder: raw strings in
-    weights_sha256 = task.weights_digest(served)
-    threshold = results["purchase_intent"]["threshold"]
+    weights_sha256, threshold = task.weights_digest(served), results["purchase_intent"]["threshold"]
     metrics = {
         "test": results, "skipped_baselines": ev["skipped"],
         **({"baseline_eval_examples": ev["sample"], "baseline_comparison": ev["comparison"]}
            if ev["comparison"] else {}),
-        "training": {"examples": n_train, "epochs_run": len(histories[0].get("loss", [])),
-                     "resumed_from_epoch": resumed_from[0] if resumed_from else None,
-                     "fit_seconds": fit_seconds, "median_epoch_seconds": epoch_s,
-                     "examples_per_second": n_train / epoch_s, "calibration": calibration,
-                     "ensemble_members": len(histories),
-                     "best_epochs": [e for _, e in best],
-                     "replicas": strategy.num_replicas_in_sync, "weights_sha256": weights_sha256,
-                     "dtype_policy": keras.mixed_precision.dtype_policy().name},
+        "training": {**training, "calibration": calibration, "replicas": strategy.num_replicas_in_sync,
+                     "weights_sha256": weights_sha256, "dtype_policy": keras.mixed_precision.dtype_policy().name},
         "splits": data.summary(),
-        # Whom to contact: top 5-50 % by probability -> share of buyers reached, precision, lift.
         "targeting": targeting.targeting_summary(y_test, p_test, "purchase_intent", threshold),
         "warnings": split_checks(data.frames(), schema, cfg.data) + split_warnings(data.summary()),
     }
@@ -207,8 +173,7 @@ def run(cfg, run_dir: Path, data, callbacks=()) -> dict:
         from purchase_intent.exactness import export_and_check
 
         assets = {"schema.json": schema.to_dict(), "threshold.json": {"threshold": threshold},
-                  "metrics.json": metrics, "config.json": cfg.to_dict(),
-                  # The reference python -m purchase_intent.monitor compares new data and scores with.
+                  "metrics.json": metrics, "config.json": cfg.to_dict(),  # then what monitor compares with:
                   "training_stats.json": model.train_stats.compact(seed=cfg.train.seed).to_dict(),
                   "reference_scores.json": evaluate.reference_scores(p_val, seed=cfg.train.seed)}
         metrics["export"] = export_and_check(served, model.preprocessor, cfg.export,
@@ -228,20 +193,6 @@ def run(cfg, run_dir: Path, data, callbacks=()) -> dict:
     print(f"\nTest metrics ({cfg.data.name}, threshold chosen on validation):\n{ev['table']}", flush=True)
     print(report.run_summary(run_dir), flush=True)
     return metrics
-
-
-def output_stage_line(info: dict) -> str:
-    """The output stage of ``info`` (``metrics.json``'s ``training.calibration``) in a few words."""
-    cv = info.get("cv")
-    if info["method"] == "stack":
-        return (f"the network stacked with {info['trees']} boosted trees"
-                + (f" (out-of-fold log loss {cv['stack']['log_loss']:.4f} vs {cv['platt']['log_loss']:.4f} "
-                   f"for the network alone)" if cv else ""))
-    if info["method"] == "platt":
-        return "Platt scaling of the network" + (
-            f"; the {info['trees']} boosted trees left out, no better out of fold (log loss "
-            f"{cv['stack']['log_loss']:.4f} stacked vs {cv['platt']['log_loss']:.4f})" if cv and "trees" in info else "")
-    return "none (train.calibration=none)"
 
 
 if __name__ == "__main__":

@@ -363,7 +363,8 @@ def drivers_blocks(drivers: dict[str, Any], unit: str = "customer", top: int = 8
     """The drivers section: ``(sentence, header, rows)`` per table of
     :func:`~purchase_intent.report.files.load_drivers`."""
     n = f"{drivers['rows']:,} " if drivers.get("rows") else ""
-    where = f"`{drivers['folder'].name}/`, written by `python -m purchase_intent.explain` on {n}labelled rows"
+    where = (f"`{drivers['folder'].name}/`, written after the export (`train.explain_rows`) or by "
+             f"`python -m purchase_intent.explain`, on {n}labelled rows")
     out = []
     imp = drivers.get("importance")
     if imp is not None and "importance" in imp:

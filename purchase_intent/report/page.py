@@ -64,8 +64,8 @@ def build_report(run_dir: str | Path, *, bootstrap: int = BOOTSTRAP_RESAMPLES) -
     4. the warnings (``metrics.json`` ``warnings``: leakage across the
        splits, base-rate and feature shift, small splits; a threshold that
        labels most rows buyers);
-    5. the drivers, when ``python -m purchase_intent.explain`` wrote its
-       tables into ``RUN_DIR/explain/``;
+    5. the drivers, when the training run (``train.explain_rows``) or
+       ``python -m purchase_intent.explain`` wrote their tables into ``RUN_DIR/explain/``;
     6. the technical appendix: the comparison and threshold in figures, the
        targeting table, the test metrics and glossary, training, figures,
        the lift table, the configuration, the predictions file and the export.
