@@ -93,10 +93,10 @@ import numpy as np
 import pandas as pd
 
 from purchase_intent import cli, contract
+from purchase_intent.targeting import EXACT_MAX, buyers_interval, poisson_binomial_pmf  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
-EXACT_MAX = 5_000  # contacts up to which the buyers' interval is the exact Poisson-binomial one
 MIN_REASON_DROP = 0.001  # a reason raises the probability by at least 0.1 points
 REASONS = 3
 TOP_ROWS = 25  # rows of the contact list shown on the page
@@ -131,41 +131,6 @@ def choose_contacts(p: np.ndarray, value: float, cost: float, *, budget: float |
     if budget is not None and cost > 0:
         profit = profit[:int(math.floor(budget / cost + 1e-9)) + 1]
     return int(np.argmax(profit))
-
-
-def poisson_binomial_pmf(p: np.ndarray) -> np.ndarray:
-    """Distribution of the number of successes of independent Bernoulli(p_i): ``pmf[k]``, k = 0..len(p)."""
-    pmf = np.ones(1)
-    for q in np.asarray(p, np.float64).reshape(-1):
-        nxt = np.zeros(len(pmf) + 1)
-        nxt[:-1] = pmf * (1.0 - q)
-        nxt[1:] += pmf * q
-        pmf = nxt
-    return pmf
-
-
-def buyers_interval(p: np.ndarray, confidence: float = 0.95) -> tuple[float, float, str]:
-    """Central ``confidence`` interval of the number of buyers among customers of probabilities ``p``.
-
-    Returns:
-        ``(low, high, method)``: exact quantiles of the Poisson-binomial law
-        ("exact") up to :data:`EXACT_MAX` customers, else the normal
-        approximation ``sum p +- z sqrt(sum p(1-p))`` clipped to [0, n] ("normal").
-    """
-    from scipy.stats import norm
-
-    p = np.asarray(p, np.float64).reshape(-1)
-    tail = (1.0 - confidence) / 2.0
-    if len(p) == 0:
-        return 0.0, 0.0, "exact"
-    if len(p) <= EXACT_MAX:
-        cdf = np.cumsum(poisson_binomial_pmf(p))
-        low = int(np.searchsorted(cdf, tail - 1e-12))
-        high = int(np.searchsorted(cdf, 1.0 - tail - 1e-12))
-        return float(low), float(min(high, len(p))), "exact"
-    mean, sd = float(p.sum()), float(math.sqrt(np.sum(p * (1 - p))))
-    z = float(norm.ppf(1.0 - tail))
-    return max(0.0, mean - z * sd), min(float(len(p)), mean + z * sd), "normal"
 
 
 def gain_curve(p_sorted: np.ndarray, value: float, cost: float) -> dict[str, np.ndarray]:

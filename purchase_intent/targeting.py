@@ -11,14 +11,17 @@ matplotlib):
   (written by ``train``, shown by the report);
 * :func:`lift_table`: customers cut into deciles by probability, the table of
   the lift and gain chart (:func:`purchase_intent.plots.plot_lift_gain`);
+* :func:`buyers_interval`: the interval of the number of buyers among
+  customers of given probabilities (Poisson-binomial; the campaign tool's too);
 * :func:`expected_buyers`: the buyers the probabilities promise among the top
-  10, 20, 30 % (:data:`DECISION_SHARES`), with a Poisson-binomial interval;
+  10, 20, 30 % (:data:`DECISION_SHARES`), with that interval;
 * :func:`auc_difference`: a model's ROC-AUC minus a baseline's, with a paired
   bootstrap interval (the report's decision block).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -129,6 +132,44 @@ def lift_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+EXACT_MAX = 5_000  # contacts up to which the buyers' interval is the exact Poisson-binomial one
+
+
+def poisson_binomial_pmf(p: np.ndarray) -> np.ndarray:
+    """Distribution of the number of successes of independent Bernoulli(p_i): ``pmf[k]``, k = 0..len(p)."""
+    pmf = np.ones(1)
+    for q in np.asarray(p, np.float64).reshape(-1):
+        nxt = np.zeros(len(pmf) + 1)
+        nxt[:-1] = pmf * (1.0 - q)
+        nxt[1:] += pmf * q
+        pmf = nxt
+    return pmf
+
+
+def buyers_interval(p: np.ndarray, confidence: float = 0.95) -> tuple[float, float, str]:
+    """Central ``confidence`` interval of the number of buyers among customers of probabilities ``p``.
+
+    Returns:
+        ``(low, high, method)``: exact quantiles of the Poisson-binomial law
+        ("exact") up to :data:`EXACT_MAX` customers, else the normal
+        approximation ``sum p +- z sqrt(sum p(1-p))`` clipped to [0, n] ("normal").
+    """
+    from scipy.stats import norm
+
+    p = np.asarray(p, np.float64).reshape(-1)
+    tail = (1.0 - confidence) / 2.0
+    if len(p) == 0:
+        return 0.0, 0.0, "exact"
+    if len(p) <= EXACT_MAX:
+        cdf = np.cumsum(poisson_binomial_pmf(p))
+        low = int(np.searchsorted(cdf, tail - 1e-12))
+        high = int(np.searchsorted(cdf, 1.0 - tail - 1e-12))
+        return float(low), float(min(high, len(p))), "exact"
+    mean, sd = float(p.sum()), float(math.sqrt(np.sum(p * (1 - p))))
+    z = float(norm.ppf(1.0 - tail))
+    return max(0.0, mean - z * sd), min(float(len(p)), mean + z * sd), "normal"
+
+
 DECISION_SHARES = (0.10, 0.20, 0.30)  # the report's decision block: contact the top 10, 20, 30 %
 
 
@@ -139,9 +180,9 @@ def expected_buyers(p: np.ndarray, shares=DECISION_SHARES, confidence: float = 0
     order). With calibrated probabilities the buyers among them are a sum of
     independent Bernoulli(p_i): a Poisson-binomial law of mean ``sum p_i``.
     The interval holds its central ``confidence`` quantiles, exact up to
-    :data:`purchase_intent.campaign.EXACT_MAX` rows and by the normal
-    approximation beyond (:func:`purchase_intent.campaign.buyers_interval`,
-    the campaign tool's interval). It is the chance in who buys; an error of
+    :data:`EXACT_MAX` rows and by the normal
+    approximation beyond (:func:`buyers_interval`, the campaign tool's
+    interval too). It is the chance in who buys; an error of
     calibration comes on top.
 
     Returns:
@@ -149,8 +190,6 @@ def expected_buyers(p: np.ndarray, shares=DECISION_SHARES, confidence: float = 0
         ``expected_buyers`` (``sum p_i``), ``low``, ``high`` and ``method``
         (``"exact"`` or ``"normal"``).
     """
-    from purchase_intent.campaign import buyers_interval
-
     p = np.asarray(p, np.float64).reshape(-1)
     if len(p) == 0:
         raise ValueError("no probabilities")
