@@ -470,9 +470,8 @@ class PerturbationScorer:
         total = sum(todo.values())
         if not total:
             return
-        if self.progress is None and not _stderr_is_terminal():
-            print(f"text embeddings: {total:,} distinct texts of {', '.join(self.schema.text)}, each encoded once",
-                  file=sys.stderr, flush=True)
+        _stage_line(self.progress,
+                    f"text embeddings: {total:,} distinct texts of {', '.join(self.schema.text)}, each encoded once")
         filler = {k: a[:1] for f in self.fields for k, a in self._arrays[f][0].items()}
         with tqdm(total=total, unit=" texts", desc="text embeddings", file=sys.stderr,
                   disable=not self._bar()) as bar:
@@ -591,9 +590,8 @@ class PerturbationScorer:
                 r = r_of[mask]
                 idx[mask] = v * n + (r if rows is None else rows[r])
             flat[field] = idx
-        if self.progress is None and not _stderr_is_terminal():  # a log file: one line per stage
-            print(f"{desc}: {count} frames x {n:,} rows = {count * n:,} rows, {len(todo):,} distinct "
-                  f"new ones to score", file=sys.stderr, flush=True)
+        _stage_line(self.progress, f"{desc}: {count} frames x {n:,} rows = {count * n:,} rows, {len(todo):,} "
+                                   "distinct new ones to score")
         probs = self._score_rows(flat, len(todo), desc, count)
         for i, prob in zip(todo.tolist(), probs.tolist()):
             self._cache[keys[i]] = prob
@@ -638,7 +636,7 @@ class PerturbationScorer:
         return np.concatenate(out) if out else np.zeros(0, np.float64)
 
     def _bar(self) -> bool:
-        return bool(self.progress) if self.progress is not None else _stderr_is_terminal()
+        return _shows_bar(self.progress)
 
 
 def _as_bytes(arr: np.ndarray) -> np.ndarray:
@@ -658,6 +656,17 @@ def _stderr_is_terminal() -> bool:
         return sys.stderr.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def _shows_bar(progress: bool | None) -> bool:
+    """A tqdm bar on stderr: as ``progress`` says, or (None) when stderr is a terminal."""
+    return bool(progress) if progress is not None else _stderr_is_terminal()
+
+
+def _stage_line(progress: bool | None, message: str) -> None:
+    """With ``progress`` None and stderr not a terminal (a log file), one line per stage instead of a bar."""
+    if progress is None and not _stderr_is_terminal():
+        print(message, file=sys.stderr, flush=True)
 
 
 def _session_of(model):
@@ -695,12 +704,10 @@ def _one_by_one(model, df: pd.DataFrame, schema: FeatureSchema, perturbations: l
     if isinstance(model, PerturbationScorer):
         raise TypeError("batched=False scores through a predict_fn or a Predictor, not a PerturbationScorer")
     predict_fn = _as_predict_fn(model)
-    bar = bool(progress) if progress is not None else _stderr_is_terminal()
-    if progress is None and not bar:  # a log file: one line per stage
-        print(f"{desc}: {len(perturbations)} frames x {len(df):,} rows, scored one frame at a time",
-              file=sys.stderr, flush=True)
+    _stage_line(progress, f"{desc}: {len(perturbations)} frames x {len(df):,} rows, scored one frame at a time")
     out = []
-    for perturbation in tqdm(perturbations, desc=desc, unit=" frames", file=sys.stderr, disable=not bar):
+    for perturbation in tqdm(perturbations, desc=desc, unit=" frames", file=sys.stderr,
+                             disable=not _shows_bar(progress)):
         frame = apply_perturbation(df, schema, perturbation) if perturbation else df
         out.append(np.asarray(predict_fn(frame), np.float64).reshape(-1))
     return np.stack(out)
