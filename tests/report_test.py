@@ -229,6 +229,12 @@ def test_report_opens_with_the_runs_warnings(tmp_path):
 # -- the decision block: expected buyers, the model against the best baseline, the next step, dates ----
 
 
+def _build_pages(run_dir):
+    """Builds the report of ``run_dir`` (200 bootstrap resamples); returns ``(report.md, report.html)`` texts."""
+    report.build_report(run_dir, bootstrap=200)
+    return (run_dir / "report.md").read_text(), (run_dir / "report.html").read_text()
+
+
 def _heading_order(text: str, headings: list[str]) -> list[int]:
     return [text.index(h) for h in headings]
 
@@ -236,9 +242,7 @@ def _heading_order(text: str, headings: list[str]) -> list[int]:
 def test_decision_block_comes_before_the_technical_appendix(tmp_path):
     export = "runs/fake/export/purchase_intent/1"
     run_dir = _fake_run(tmp_path / "run", export=export)
-    report.build_report(run_dir, bootstrap=200)
-    md = (run_dir / "report.md").read_text()
-    page = (run_dir / "report.html").read_text()
+    md, page = _build_pages(run_dir)
     # Markdown: decision, next step, warnings, appendix; every technical table under the appendix
     order = _heading_order(md, ["## Decision: whom to contact", "### What to do next", "## Warnings",
                                 "## Technical appendix", "### Targeting table", "### Test metrics", "Glossary:",
@@ -305,8 +309,7 @@ def test_report_decision_names_the_best_baseline_and_its_interval(tmp_path):
     report.save_predictions(run_dir / report.PREDICTIONS_FILE, y,
                             {"purchase_intent": model, "logistic_regression": rng.uniform(0, 1, len(y)),
                              "hist_gradient_boosting": np.clip(model + rng.normal(0, 0.3, len(y)), 0, 1)})
-    report.build_report(run_dir, bootstrap=200)
-    md = (run_dir / "report.md").read_text()
+    md, _ = _build_pages(run_dir)
     decision = md[md.index("## Decision"):md.index("### What to do next")]
     assert "the model is better than the best baseline (hist_gradient_boosting) by" in decision
     assert "95 % paired bootstrap over 400 test customers" in decision
@@ -346,9 +349,7 @@ def test_next_step_is_the_campaign_command_on_the_runs_export(tmp_path):
 
     export = "runs/20261201-101500/export/purchase_intent/1"
     run_dir = _fake_run(tmp_path / "run", export=export)
-    report.build_report(run_dir, bootstrap=200)
-    md = (run_dir / "report.md").read_text()
-    page = (run_dir / "report.html").read_text()
+    md, page = _build_pages(run_dir)
     command = ("python -m purchase_intent.campaign --model runs/20261201-101500/export/purchase_intent \\\n"
                "    --input customers.csv --output campaign \\\n"
                "    --cost-per-contact 1 --value-per-purchase 20")
@@ -374,9 +375,7 @@ def test_event_log_run_speaks_of_sessions_and_names_the_session_id(tmp_path):
     run_dir = _fake_run(tmp_path / "run", export="runs/ev/export/purchase_intent/1", schema=schema,
                         data={"name": "events.csv", "format": "events", "session_column": "session_id"},
                         id_column="session_id")
-    report.build_report(run_dir, bootstrap=200)
-    md = (run_dir / "report.md").read_text()
-    page = (run_dir / "report.html").read_text()
+    md, page = _build_pages(run_dir)
     assert "customer" not in md.lower() and "customer" not in page.lower()
     assert "This run is on an event log: each row is a session" in md
     assert "The model gives each session the probability of label 1" in md
@@ -408,8 +407,7 @@ def test_period_sentence_from_the_cutoff_date_and_online_retail_horizon(tmp_path
 
 def test_drivers_section_only_from_explains_files(tmp_path):
     run_dir = _fake_run(tmp_path / "run", export="runs/x/export/purchase_intent/1")
-    report.build_report(run_dir, bootstrap=200)
-    md = (run_dir / "report.md").read_text()
+    md, _ = _build_pages(run_dir)
     assert "## Drivers" not in md
     assert "python -m purchase_intent.explain --model runs/x/export/purchase_intent/1" in md  # how to get them
     explain_dir = run_dir / "explain"
@@ -419,8 +417,7 @@ def test_drivers_section_only_from_explains_files(tmp_path):
                                                                                     index=False)
     pd.DataFrame({"row": range(5), "probability": np.linspace(0.1, 0.5, 5)}).to_csv(explain_dir / "occlusion.csv",
                                                                                    index=False)
-    report.build_report(run_dir, bootstrap=200)
-    md = (run_dir / "report.md").read_text()
+    md, _ = _build_pages(run_dir)
     assert md.index("## Warnings") < md.index("## Drivers") < md.index("## Technical appendix")
     drivers = md[md.index("## Drivers"):md.index("## Technical appendix")]
     assert "on 5 labelled rows" in drivers
