@@ -245,18 +245,21 @@ def bootstrap_auc(y: np.ndarray, probs: dict[str, np.ndarray], n: int = 1000, se
         ``{"models": {name: [low, high]}, "differences": {"a - b": {"mean", "low", "high",
         "p_le_0"}}, "resamples": n}`` with 95 % percentile intervals.
     """
-    from sklearn.metrics import roc_auc_score
-
-    y = np.asarray(y)
+    pos = np.asarray(y).reshape(-1).astype(np.float64) > 0.5
+    probs = {k: np.asarray(p, np.float64).reshape(-1) for k, p in probs.items()}
     rng = np.random.default_rng(seed)
-    samples = {k: [] for k in probs}
-    for _ in range(n):
-        idx = rng.integers(0, len(y), len(y))
-        if y[idx].min() == y[idx].max():
-            continue
-        for k, p in probs.items():
-            samples[k].append(roc_auc_score(y[idx], np.asarray(p)[idx]))
-    samples = {k: np.asarray(v) for k, v in samples.items()}
+    rows = len(pos)
+    chunk = max(1, 10_000_000 // max(rows, 1))  # resamples scored together: about 80 MB of counts
+    samples, counts = {k: [] for k in probs}, []
+    for i in range(n):
+        idx = rng.integers(0, rows, rows)
+        if not (pos[idx].all() or not pos[idx].any()):  # a resample of one class has no ROC-AUC: skipped
+            counts.append(np.bincount(idx, minlength=rows))
+        if counts and (len(counts) == chunk or i == n - 1):
+            for k, p in probs.items():  # each resample as how many times it holds each row
+                samples[k].append(weighted_auc(pos, p, np.asarray(counts, np.float64)))
+            counts = []
+    samples = {k: np.concatenate(v) if v else np.zeros(0) for k, v in samples.items()}
     out = {"models": {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
                       for k, v in samples.items()}, "differences": {}, "resamples": n}
     for a, b in pairs:
@@ -265,3 +268,23 @@ def bootstrap_auc(y: np.ndarray, probs: dict[str, np.ndarray], n: int = 1000, se
             "mean": float(d.mean()), "low": float(np.percentile(d, 2.5)),
             "high": float(np.percentile(d, 97.5)), "p_le_0": float((d <= 0).mean())}
     return out
+
+
+def weighted_auc(pos: np.ndarray, p: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC-AUC of ``p`` for the labels ``pos`` under each row of ``weights``, at once.
+
+    ``weights[b, i]``: how many times resample ``b`` holds row ``i`` (a
+    bootstrap resample's counts), so row ``b`` of the result is
+    ``roc_auc_score`` of that resample: the share of (positive, negative)
+    pairs ranked right, ties counting half. One sort of ``p`` serves every
+    resample; each then costs a few passes over its counts.
+    """
+    order = np.argsort(p, kind="stable")
+    sorted_p = p[order]
+    starts = np.flatnonzero(np.r_[True, sorted_p[1:] != sorted_p[:-1]])  # groups of tied scores
+    w = weights[:, order]
+    positives = np.add.reduceat(w * pos[order], starts, axis=1)
+    negatives = np.add.reduceat(w * ~pos[order], starts, axis=1)
+    below = np.cumsum(negatives, axis=1) - negatives
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (positives * (below + 0.5 * negatives)).sum(1) / (positives.sum(1) * negatives.sum(1))

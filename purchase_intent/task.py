@@ -359,6 +359,18 @@ def compile_model(model, train_cfg, steps_per_epoch: int | None = None) -> None:
     model.compile(optimizer=optimizer, loss=loss,
                   metrics=[keras.metrics.AUC(name="auc"), keras.metrics.AUC(curve="PR", name="pr_auc")],
                   steps_per_execution=train_cfg.steps_per_execution, jit_compile=train_cfg.jit_compile)
+    build_optimizer(model)
+
+
+def build_optimizer(model) -> None:
+    """Creates the optimizer's slot variables of ``model`` now, in the current strategy's scope.
+
+    Keras defers them to the first training step when no strategy was set
+    explicitly; created there, they make TensorFlow trace the training step a
+    second time (the first trace only lifts the new variables out), which on 2
+    CPU cores costs as much as several epochs of a small run.
+    """
+    model.optimizer.build(model.trainable_variables)
 
 
 # -- fit -----------------------------------------------------------------
@@ -408,6 +420,7 @@ def warm_up_wide(model, train_cfg, train_ds, val_ds, steps_per_epoch: int, strat
             return []
         wide.compile(optimizer=keras.optimizers.Adam(train_cfg.wide_warmup_learning_rate),
                      loss=keras.losses.BinaryCrossentropy(), metrics=[keras.metrics.AUC(name="auc")])
+        build_optimizer(wide)
     history = wide.fit(train_ds, validation_data=val_ds, epochs=train_cfg.wide_warmup_epochs, verbose=0,
                        callbacks=[keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=2,
                                                                 restore_best_weights=True)])

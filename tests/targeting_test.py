@@ -40,3 +40,21 @@ def test_lift_table_and_gain():
     assert table["cumulative_share_contacted"].iloc[-1] == pytest.approx(1.0)
     random = targeting.lift_table(y, np.full(100, 0.5))
     assert random["cumulative_gain"].iloc[-1] == pytest.approx(1.0)
+
+
+def test_weighted_auc_is_roc_auc_of_each_bootstrap_resample():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    y = (rng.random(60) < 0.35).astype(int)
+    p = np.round(rng.random(60) + 0.3 * y, 1)  # many ties
+    draws = [rng.integers(0, 60, 60) for _ in range(25)]
+    counts = np.array([np.bincount(idx, minlength=60) for idx in draws], np.float64)
+    got = targeting.weighted_auc(y > 0, p, counts)
+    np.testing.assert_allclose(got, [roc_auc_score(y[idx], p[idx]) for idx in draws], rtol=0, atol=1e-12)
+    # bootstrap_auc draws the same resamples as a loop over roc_auc_score would (seeded)
+    r = np.random.default_rng(0)
+    loop = [roc_auc_score(y[i], p[i]) for i in (r.integers(0, 60, 60) for _ in range(200))
+            if y[i].min() != y[i].max()]
+    out = targeting.bootstrap_auc(y, {"p": p}, n=200, seed=0)
+    np.testing.assert_allclose(out["models"]["p"], np.percentile(loop, [2.5, 97.5]), rtol=0, atol=1e-12)
