@@ -24,13 +24,6 @@ from purchase_intent.data.source import as_splits
 logger = logging.getLogger(__name__)
 
 
-def _dataset(cfg, schema, preprocessor, data, split: str):
-    """The evaluation batches of ``split`` of ``data`` (a ``Splits``, frames, or one frame)."""
-    from purchase_intent.pipeline import make_dataset
-
-    return make_dataset(data, schema, preprocessor, cfg.data, training=False, split=split)
-
-
 def fit_trees(cfg, schema, preprocessor, data):
     """The boosted-tree branch (``train.boosted_trees``): a :class:`~purchase_intent.trees.TreeEnsemble`.
 
@@ -40,6 +33,7 @@ def fit_trees(cfg, schema, preprocessor, data):
     when larger). None when off, or when the schema has no numeric,
     categorical or sequence features.
     """
+    from purchase_intent.pipeline import eval_dataset, predict_batches
     from purchase_intent.trees import LAYER_NAME, TreeEnsemble, fit_trees as fit, tree_tables
 
     t = cfg.train
@@ -51,7 +45,7 @@ def fit_trees(cfg, schema, preprocessor, data):
     train_data = as_splits(data, schema).frame("train")
     if len(train_data) > t.boosted_trees_max_examples:
         train_data = train_data.sample(t.boosted_trees_max_examples, random_state=t.seed)
-    x = features.predict(_dataset(cfg, schema, preprocessor, train_data, "train"), verbose=0)
+    x = predict_batches(features, eval_dataset(cfg, schema, preprocessor, train_data, "train"))
     y = train_data[schema.label].to_numpy()
     clf = fit(x, y, seed=t.seed, learning_rate=t.boosted_trees_learning_rate,
               max_leaf_nodes=t.boosted_trees_max_leaf_nodes, max_iter=t.boosted_trees_max_iter)
@@ -73,9 +67,11 @@ def tree_margins(trees, cfg, schema, preprocessor, data, split: str):
     """The boosted margins of ``trees`` on ``split`` of ``data`` (a ``Splits`` or one frame), in order."""
     import keras
 
+    from purchase_intent.pipeline import eval_dataset, predict_batches
+
     features = tree_feature_model(preprocessor)
     margin = keras.Model(features.input, trees(features.output), name="tree_margin")
-    return margin.predict(_dataset(cfg, schema, preprocessor, data, split), verbose=0).reshape(-1)
+    return predict_batches(margin, eval_dataset(cfg, schema, preprocessor, data, split)).reshape(-1)
 
 
 def with_trees(model, preprocessor, trees):

@@ -459,7 +459,7 @@ def datasets(cfg, schema, preprocessor, data, *, seed: int | None = None, weight
     """
     import tensorflow as tf
 
-    from purchase_intent.pipeline import distributed_dataset
+    from purchase_intent.pipeline import distributed_dataset, eval_dataset
 
     data = as_splits(data, schema)
     strategy = strategy or tf.distribute.get_strategy()
@@ -470,16 +470,6 @@ def datasets(cfg, schema, preprocessor, data, *, seed: int | None = None, weight
     # the first batch across replicas to build, which fails on unequal shapes).
     val_ds = eval_dataset(cfg, schema, preprocessor, data, "validation")
     return train_ds, val_ds
-
-
-def eval_dataset(cfg, schema, preprocessor, data, split: str):
-    """The batches of one split to evaluate or predict, in its order: ``(inputs, label)``.
-
-    ``data``: a ``Splits``, frames, or one validated frame (read as ``split``).
-    """
-    from purchase_intent.pipeline import make_dataset
-
-    return make_dataset(data, schema, preprocessor, cfg.data, training=False, split=split)
 
 
 def fit(model, cfg, train_ds, val_ds, *, steps_per_epoch: int, callbacks=(), strategy=None,
@@ -553,7 +543,9 @@ def predict(model, cfg, schema, preprocessor, df, split: str = "test"):
     ``df``: a ``Splits`` (in the order of its ``columns(split)``), frames, or one
     validated frame (its rows).
     """
-    return model.predict(eval_dataset(cfg, schema, preprocessor, df, split), verbose=0).reshape(-1)
+    from purchase_intent.pipeline import eval_dataset, predict_batches
+
+    return predict_batches(model, eval_dataset(cfg, schema, preprocessor, df, split)).reshape(-1)
 
 
 def weights_digest(model) -> str:
