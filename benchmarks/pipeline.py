@@ -42,7 +42,6 @@ def setup(overrides: list[str] | None = None):
     from purchase_intent import task
     from purchase_intent.config import get_config
     from purchase_intent.data import load_splits
-    from purchase_intent.pipeline import class_weights
 
     cfg = get_config("default", overrides=overrides or [])
     keras.utils.set_random_seed(cfg.train.seed)
@@ -50,11 +49,9 @@ def setup(overrides: list[str] | None = None):
     schema, splits = load_splits(cfg.data, seed=cfg.train.seed)
     t_data = time.perf_counter() - t0
     t0 = time.perf_counter()
-    preprocessor, model = task.build(cfg, schema, splits)
+    t = task.PurchaseIntentTask(cfg, splits, schema, members=1, text_cache=False)
     t_build = time.perf_counter() - t0
-    labels = splits["train"][schema.label].to_numpy()
-    weights = class_weights(labels, cfg.train.class_weight)
-    return cfg, schema, splits, preprocessor, model, weights, {"data": t_data, "build": t_build}
+    return cfg, schema, splits, t.preprocessor, t.members[0], t.class_weights, {"data": t_data, "build": t_build}
 
 
 def in_memory_batches(ds, drop_partial: bool = True):

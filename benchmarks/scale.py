@@ -99,8 +99,9 @@ def run_epoch(source: str, mode: str, batch_size: int) -> dict:
     prepared = Prepared.load(source)
     t0 = time.perf_counter()
     if mode == "shards":
-        pre, models, _ = task.build_members(cfg, SCHEMA, PreparedSplits(prepared), members=1)
-        ds = make_shard_dataset(prepared, "train", pre, cfg.data, training=True)
+        t = task.PurchaseIntentTask(cfg, PreparedSplits(prepared), members=1, text_cache=False)
+        # The training pipeline alone (task.datasets would also build, inside the timed setup, a validation one)
+        ds = make_shard_dataset(prepared, "train", t.preprocessor, cfg.data, training=True)
         examples = prepared.examples("train")
     else:  # the same training split, whole, as a frame
         files = sorted(Path(prepared.manifest["inputs"][0]).parent.glob("*.parquet"))
@@ -113,16 +114,18 @@ def run_epoch(source: str, mode: str, batch_size: int) -> dict:
             frames.append(SCHEMA.validate(df[split_of(df, f, cfg.data, cfg.train.seed) == "train"]))
         train_df = pd.concat(frames, ignore_index=True)
         del frames
-        pre, models, _ = task.build_members(cfg, SCHEMA, {"train": train_df}, members=1)
-        ds = make_dataset(train_df, SCHEMA, pre, cfg.data, training=True)
+        t = task.PurchaseIntentTask(cfg, {"train": train_df}, SCHEMA, members=1, text_cache=False)
+        # Not task.datasets: it also builds the validation pipeline, which this train-only frame dict lacks
+        ds = make_dataset(train_df, SCHEMA, t.preprocessor, cfg.data, training=True)
         examples = len(train_df)
     setup = time.perf_counter() - t0
     t0 = time.perf_counter()
-    models[0].fit(ds, epochs=1, verbose=0)
+    model = t.members[0]
+    model.fit(ds, epochs=1, verbose=0)
     seconds = time.perf_counter() - t0
     return {"examples": examples, "setup_seconds": setup, "epoch_seconds": seconds,
             "examples_per_second": examples / seconds, "peak_rss_mb": peak_rss_mb(),
-            "parameters": models[0].count_params()}
+            "parameters": model.count_params()}
 
 
 def run_evaluate(source: str, batch_size: int) -> dict:
@@ -133,7 +136,6 @@ def run_evaluate(source: str, batch_size: int) -> dict:
     from purchase_intent.config import get_config
     from purchase_intent.data.prepared import Prepared, read_columns
     from purchase_intent.data.source import PreparedSplits
-    from purchase_intent.data.synthetic import SCHEMA
 
     cfg = get_config("tiny", overrides=OVERRIDES + [f"data.batch_size={batch_size}"])
     keras.utils.set_random_seed(0)
@@ -141,10 +143,10 @@ def run_evaluate(source: str, batch_size: int) -> dict:
     t0 = time.perf_counter()
     data = PreparedSplits(prepared)
     data.frames()  # what a run keeps as frames: bounded samples
-    pre, models, _ = task.build_members(cfg, SCHEMA, data, members=1)
+    t = task.PurchaseIntentTask(cfg, data, members=1, text_cache=False)
     setup = time.perf_counter() - t0
     t0 = time.perf_counter()
-    p = task.predict(models[0], cfg, SCHEMA, pre, prepared, "test")
+    p = t.predict("test")  # the one network (no output stage fitted) on the whole test split, from the shards
     columns = read_columns(prepared, "test")
     seconds = time.perf_counter() - t0
     if len(p) != len(columns) or len(p) != prepared.examples("test"):

@@ -76,19 +76,15 @@ def _fit_variant(cfg, schema, splits) -> dict:
 
     keras.utils.set_random_seed(cfg.train.seed)
     t0 = time.perf_counter()
-    preprocessor, (model,), exportable = task.build_members(cfg, schema, splits, members=1,
-                                                           text_cache=True, cache_dir="")
+    t = task.PurchaseIntentTask(cfg, splits, schema, members=1, text_cache=True, cache_dir="")
     setup_s = time.perf_counter() - t0
-    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    train_ds, val_ds = task.datasets(cfg, schema, preprocessor, splits)
+    trainable = sum(int(np.prod(w.shape)) for w in t.members[0].trainable_weights)
     timer = task.EpochTimer.make()
     t0 = time.perf_counter()
-    history = task.fit(model, cfg, train_ds, val_ds, callbacks=[timer],
-                       steps_per_epoch=-(-len(splits["train"]) // cfg.data.batch_size))
+    (history,) = t.fit(lambda member: [timer])
     fit_s = time.perf_counter() - t0
-    (model,) = exportable([model])
     test = splits["test"]
-    p = task.predict(model, cfg, schema, preprocessor, test)
+    p = t.predict("test", model=t.exportable_model())  # the real encoder in the graph, no output stage
     epoch_s = statistics.median(timer.train_seconds[1:] or timer.train_seconds)  # the first one traces
     return {
         "test_roc_auc": round(float(roc_auc_score(test[schema.label], p)), 4),

@@ -130,10 +130,8 @@ def main(argv: list[str] | None = None) -> dict:
     from purchase_intent import task, text
     from purchase_intent.config import get_config
     from purchase_intent.data.source import FrameSplits, PreparedSplits
-    import tensorflow as tf
 
     from purchase_intent.data import load_splits
-    from purchase_intent.pipeline import distributed_dataset
     from purchase_intent.schema import FeatureSchema
 
     t_start = time.perf_counter()
@@ -158,12 +156,10 @@ def main(argv: list[str] | None = None) -> dict:
         """As ``train`` builds it: from the frames, or (``prepared``) the training split streamed from shards."""
         keras.utils.set_random_seed(cfg.train.seed)
         data = PreparedSplits(prepared) if prepared else FrameSplits(splits, variant_schema)
-        preprocessor, (model,), _ = task.build_members(variant_cfg, variant_schema, data, members=1,
-                                                        text_cache=text_cache, cache_dir="",
-                                                        encoder=variant_encoder)
-        ds = distributed_dataset(tf.distribute.get_strategy(), data, variant_schema,
-                                 preprocessor, cfg.data, training=True, seed=cfg.train.seed)
-        return model, ds
+        t = task.PurchaseIntentTask(variant_cfg, data, members=1, text_cache=text_cache, cache_dir="",
+                                    encoder=variant_encoder)
+        ds, _ = task.datasets(t.cfg, t.schema, t.preprocessor, t.data, seed=cfg.train.seed)  # no class weights
+        return t.members[0], ds
 
     def steps_rate(model, ds, steps):
         """Examples/s of ``steps`` training batches (median of 2 passes, after one tracing batch)."""
