@@ -22,6 +22,26 @@ def tiny_run(tmp_path_factory):
     return run_dir, metrics
 
 
+@pytest.fixture(scope="session")
+def fresh_tiny_run(tmp_path_factory):
+    """``tiny_run``'s training (tiny preset, its 6 epochs, seed 42, one device) without the export, run by
+    ``python -m purchase_intent.train`` in a fresh process; returns ``(run_dir, metrics, stderr)``.
+
+    Shared by the determinism test (the same metrics as ``tiny_run``) and the MirroredStrategy test
+    (its one-device side).
+    """
+    import subprocess
+    import sys
+
+    run_dir = tmp_path_factory.mktemp("fresh_tiny_run") / "run"
+    cmd = [sys.executable, "-m", "purchase_intent.train", "--preset", "tiny", "--no-export",
+           "--strategy", "default", "--output-dir", str(run_dir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=420,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return run_dir, read_json(run_dir / "metrics.json"), proc.stderr
+
+
 def read_json(path):
     with open(path) as f:
         return json.load(f)

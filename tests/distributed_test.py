@@ -5,7 +5,6 @@ import os
 import re
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,19 +38,13 @@ def test_two_workers_on_loopback_finish_with_identical_weights(tmp_path):
     assert metrics["training"]["epochs_run"] == 2
 
 
-def _run(args, out):
-    cmd = [sys.executable, "-m", "purchase_intent.train", "--preset", "tiny", "--epochs", "4",
-           "--no-export", "--output-dir", str(out), *args]
+def test_mirrored_two_cpus_matches_one_device(tmp_path, fresh_tiny_run):
+    _, m1, log1 = fresh_tiny_run  # the tiny preset on one device, in a fresh process (conftest)
+    cmd = [sys.executable, "-m", "purchase_intent.train", "--preset", "tiny", "--no-export",
+           "--strategy", "mirrored", "--cpu-replicas", "2", "--output-dir", str(tmp_path / "two")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=420, cwd=ROOT, env=ENV)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc.stderr, json.loads((out / "metrics.json").read_text())
-
-
-def test_mirrored_two_cpus_matches_one_device(tmp_path):
-    with ThreadPoolExecutor(2) as pool:
-        one = pool.submit(_run, ["--strategy", "default"], tmp_path / "one")
-        two = pool.submit(_run, ["--strategy", "mirrored", "--cpu-replicas", "2"], tmp_path / "two")
-        (log1, m1), (log2, m2) = one.result(), two.result()
+    log2, m2 = proc.stderr, json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert "with 1 replica(s); global batch size 64" in log1
     assert "MirroredStrategy with 2 replica(s); global batch size 64" in log2
     assert m1["training"]["replicas"] == 1 and m2["training"]["replicas"] == 2

@@ -1,7 +1,8 @@
 """Crash and resume, determinism, and atomic export under SIGKILL.
 
-* Determinism: the same training (seed 42, CPU) in a fresh process and in the test
-  process (conftest ``tiny_run``) gives the same metrics to 1e-6.
+* Determinism: the same training (seed 42, CPU) in a fresh process (conftest
+  ``fresh_tiny_run``) and in the test process (conftest ``tiny_run``) gives the same
+  metrics to 1e-6.
 * Resume: a run killed with SIGKILL in the middle of an epoch, rerun with the same
   command and output directory, restarts from its last ``BackupAndRestore`` backup
   (the last completed epoch) and finishes. Its test ROC-AUC is within
@@ -49,12 +50,6 @@ sys.exit(cli.run(lambda args: train.main(args, callbacks=[slow]), argv))
 """
 
 
-def run(out: Path) -> dict:
-    proc = subprocess.run(train_cmd(out), capture_output=True, text=True, timeout=300, env=ENV)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads((out / "metrics.json").read_text())
-
-
 @pytest.fixture(scope="module")
 def reference(tiny_run):
     """The conftest's tiny run: ``train_cmd``'s training (tiny preset, its 6 epochs, seed 42) run by
@@ -63,8 +58,8 @@ def reference(tiny_run):
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def test_same_seed_same_metrics(reference, tmp_path):
-    again = run(tmp_path / "run")
+def test_same_seed_same_metrics(reference, fresh_tiny_run):
+    _, again, _ = fresh_tiny_run  # train_cmd's training, in a fresh process (conftest)
     for model, metrics in reference["test"].items():
         for key, value in metrics.items():
             assert again["test"][model][key] == pytest.approx(value, abs=1e-6), (model, key)
