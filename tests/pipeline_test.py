@@ -86,6 +86,25 @@ def test_an_evaluation_dataset_of_a_source_is_built_once_per_preprocessor(frame,
     assert key not in pipeline._EVAL_DATASETS  # the source's datasets go with it
 
 
+def test_predict_batches_is_model_predict_traced_once_per_model(frame, cfg, pre):
+    """Every batch scored in order, the last (shorter) one included, by one trace per model and input spec."""
+    import keras
+
+    from purchase_intent import pipeline
+    from purchase_intent.model import model_inputs
+
+    inputs = model_inputs(pre)
+    numbers = [keras.layers.Flatten()(keras.ops.cast(x, "float32")) for x in inputs.values()]
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Concatenate()(numbers)))
+    ds = make_dataset(frame, SUB, pre, cfg, training=False)  # 150 examples: 4 batches of 32, then 22
+    np.testing.assert_allclose(pipeline.predict_batches(model, ds), model.predict(ds, verbose=0), atol=1e-6)
+    shorter = make_dataset(frame.head(40), SUB, pre, cfg, training=False)  # another batch count, the same spec
+    assert pipeline.predict_batches(model, shorter).shape == (40, 1)
+    assert pipeline._PREDICT_FUNCTIONS[model][1].experimental_get_tracing_count() == 1
+    with pytest.raises(ValueError, match="no batch"):
+        pipeline.predict_batches(model, ds.take(0))
+
+
 def test_examples_equal_the_preprocessor_on_the_frame(frame, cfg, pre):
     """Block-wise truncation/padding and unbatching change nothing: as the serving path computes them."""
     parts = batches(make_dataset(frame, SUB, pre, cfg, training=False))
