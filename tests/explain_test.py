@@ -1,4 +1,4 @@
-"""explain.py: occlusion changes predictions; permutation importance ranks a planted feature first;
+"""explain (the package): occlusion changes predictions; permutation importance ranks a planted feature first;
 text columns are ranked; progress goes to stderr; the batched path gives the per-frame path's numbers."""
 
 import json
@@ -196,17 +196,22 @@ def test_describe_shuffles_names_what_is_left_out():
 
 
 def test_text_is_encoded_per_row_when_the_embeddings_cannot_be_fed(tiny_run, monkeypatch, caplog):
+    from purchase_intent.explain import scorer as scorer_module
     from purchase_intent.predict import Predictor
 
+    calls = []
+
     def no_cut(*args, **kwargs):
+        calls.append(args)
         raise explain.TextCutError("no pooled embedding of text column 'query'")
 
     _, metrics = tiny_run
     predictor = Predictor(metrics["export"]["path"])  # a fresh Session: nothing inlined into it yet
     df = SCHEMA.validate(make_synthetic(50, seed=7))
-    monkeypatch.setattr(explain, "InlinedText", no_cut)
+    monkeypatch.setattr(scorer_module, "InlinedText", no_cut)  # where PerturbationScorer looks it up
     with caplog.at_level("INFO", logger="purchase_intent.explain"):
         scorer = explain.PerturbationScorer(predictor, df, SCHEMA)
+    assert calls, "the scorer did not try InlinedText"
     assert not scorer.text_embeddings and "encoded again for every scored row" in caplog.text
     per_row, _ = explain.occlusion(scorer, df, SCHEMA)
     reference, _ = explain.occlusion(predictor, df, SCHEMA, batched=False)
