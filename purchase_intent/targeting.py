@@ -253,7 +253,7 @@ def bootstrap_auc(y: np.ndarray, probs: dict[str, np.ndarray], n: int = 1000, se
     samples, counts = {k: [] for k in probs}, []
     for i in range(n):
         idx = rng.integers(0, rows, rows)
-        if not (pos[idx].all() or not pos[idx].any()):  # a resample of one class has no ROC-AUC: skipped
+        if pos[idx].any() and not pos[idx].all():  # a resample of one class has no ROC-AUC: skipped
             counts.append(np.bincount(idx, minlength=rows))
         if counts and (len(counts) == chunk or i == n - 1):
             for k, p in probs.items():  # each resample as how many times it holds each row
