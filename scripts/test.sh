@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-exec .venv/bin/python -m pytest tests "$@"
+# Two pytest-xdist workers (PI_TEST_WORKERS to change); tests marked with one xdist_group run on one worker.
+exec .venv/bin/python -m pytest tests -n "${PI_TEST_WORKERS:-2}" --dist loadgroup "$@"

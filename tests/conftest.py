@@ -12,18 +12,44 @@ SERVING_MODEL = "purchase_intent"
 SERVING_WARMUP_RECORDS = 6
 
 
+def build_once(tmp_path_factory, worker_id, name, build):
+    """Runs ``build(folder)`` once per test session and returns the folder it filled.
+
+    With pytest-xdist every worker is a process of its own with its own session
+    fixtures; the first worker to ask builds in a folder all of them share (under a
+    file lock) and the others wait for it and read what it wrote. A build that raised
+    leaves no ``.built`` mark, so the next worker to ask tries again (and fails alike).
+    """
+    if worker_id == "master":  # not distributed
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent  # one per test session, shared by its workers
+    folder = root / name
+    with FileLock(str(root / f"{name}.lock")):
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
+def tiny_run(tmp_path_factory, worker_id):
     """Runs `train.main` on the tiny preset with synthetic data; returns (run_dir, metrics)."""
-    from purchase_intent import train
+    def build(folder):
+        from purchase_intent import train
+        train.main(["--preset", "tiny", "--output-dir", str(folder / "run")])
 
-    run_dir = tmp_path_factory.mktemp("tiny_run")
-    metrics = train.main(["--preset", "tiny", "--output-dir", str(run_dir)])
-    return run_dir, metrics
+    run_dir = build_once(tmp_path_factory, worker_id, "tiny_run", build) / "run"
+    return run_dir, read_json(run_dir / "metrics.json")
 
 
 @pytest.fixture(scope="session")
-def fresh_tiny_run(tmp_path_factory):
+def fresh_tiny_run(tmp_path_factory, worker_id):
     """``tiny_run``'s training (tiny preset, its 6 epochs, seed 42, one device) without the export, run by
     ``python -m purchase_intent.train`` in a fresh process; returns ``(run_dir, metrics, stderr)``.
 
@@ -33,13 +59,16 @@ def fresh_tiny_run(tmp_path_factory):
     import subprocess
     import sys
 
-    run_dir = tmp_path_factory.mktemp("fresh_tiny_run") / "run"
-    cmd = [sys.executable, "-m", "purchase_intent.train", "--preset", "tiny", "--no-export",
-           "--strategy", "default", "--output-dir", str(run_dir)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=420,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return run_dir, read_json(run_dir / "metrics.json"), proc.stderr
+    def build(folder):
+        cmd = [sys.executable, "-m", "purchase_intent.train", "--preset", "tiny", "--no-export",
+               "--strategy", "default", "--output-dir", str(folder / "run")]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        (folder / "stderr.txt").write_text(proc.stderr)
+
+    folder = build_once(tmp_path_factory, worker_id, "fresh_tiny_run", build)
+    return folder / "run", read_json(folder / "run" / "metrics.json"), (folder / "stderr.txt").read_text()
 
 
 def read_json(path):
@@ -107,7 +136,7 @@ def two_version_server(exported, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def user_csv_run(tmp_path_factory):
+def user_csv_run(tmp_path_factory, worker_id):
     """A tiny run on a user's own CSV whose schema names an id column and describes the label.
 
     400 synthetic sessions written as a CSV (sequences "|"-delimited) with a
@@ -115,20 +144,20 @@ def user_csv_run(tmp_path_factory):
     ``description``; 2 epochs of the tiny preset, exported. The random split
     leaves 60 test rows: a small split. Returns ``(run_dir, metrics, csv, schema_file)``.
     """
-    from purchase_intent import train
-    from purchase_intent.data.synthetic import SCHEMA, make_synthetic
+    def build(base):
+        from purchase_intent import train
+        from purchase_intent.data.synthetic import SCHEMA, make_synthetic
 
-    base = tmp_path_factory.mktemp("user_csv_run")
-    df = make_synthetic(400, seed=5)
-    for col in SCHEMA.sequence_like:
-        df[col] = df[col].map("|".join)
-    df.insert(0, "customer_id", [f"C{i:05d}" for i in range(len(df))])
-    csv = base / "customers.csv"
-    df.to_csv(csv, index=False)
-    schema_file = base / "schema.json"
-    schema_file.write_text(json.dumps({**SCHEMA.to_dict(), "id": ["customer_id"],
-                                       "description": "buys during the session"}))
-    run_dir = base / "run"
-    metrics = train.main(["--preset", "tiny", "--data", str(csv), "--set", f"data.schema={schema_file}",
-                          "--epochs", "2", "--output-dir", str(run_dir)])
-    return run_dir, metrics, csv, schema_file
+        df = make_synthetic(400, seed=5)
+        for col in SCHEMA.sequence_like:
+            df[col] = df[col].map("|".join)
+        df.insert(0, "customer_id", [f"C{i:05d}" for i in range(len(df))])
+        df.to_csv(base / "customers.csv", index=False)
+        (base / "schema.json").write_text(json.dumps({**SCHEMA.to_dict(), "id": ["customer_id"],
+                                                      "description": "buys during the session"}))
+        train.main(["--preset", "tiny", "--data", str(base / "customers.csv"),
+                    "--set", f"data.schema={base / 'schema.json'}", "--epochs", "2",
+                    "--output-dir", str(base / "run")])
+
+    base = build_once(tmp_path_factory, worker_id, "user_csv_run", build)
+    return base / "run", read_json(base / "run" / "metrics.json"), base / "customers.csv", base / "schema.json"

@@ -19,10 +19,10 @@ AUC_TOLERANCE = 0.05
 
 def test_two_workers_on_loopback_finish_with_identical_weights(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "purchase_intent.launch", "--workers", "2", "--timeout", "170", "--",
+    cmd = [sys.executable, "-m", "purchase_intent.launch", "--workers", "2", "--timeout", "400", "--",
            "--preset", "tiny", "--epochs", "2", "--no-export", "--set", "data.synthetic_examples=400",
            "--output-dir", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=ROOT, env=ENV)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=420, cwd=ROOT, env=ENV)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     assert "[launch] worker exit codes: [0, 0]" in log

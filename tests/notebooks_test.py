@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 KERNEL = "purchase-intent-test"
 CELL_TIMEOUT = 600  # seconds per cell
+# One pytest-xdist worker runs them all, in order: 02 trains the run that 03 and 05 reuse.
+pytestmark = pytest.mark.xdist_group("notebooks")
 MIN_FIGURES = {"01_explore_data": 1, "02_train_and_evaluate": 5, "03_serve_and_score": 0, "04_your_own_csv": 1}
 
 
