@@ -17,8 +17,6 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 KERNEL = "purchase-intent-test"
 CELL_TIMEOUT = 600  # seconds per cell
-# One pytest-xdist worker runs them all, in order: 02 trains the run that 03 and 05 reuse.
-pytestmark = pytest.mark.xdist_group("notebooks")
 MIN_FIGURES = {"01_explore_data": 1, "02_train_and_evaluate": 5, "03_serve_and_score": 0, "04_your_own_csv": 1}
 
 
@@ -35,7 +33,8 @@ def kernel_name(tmp_path_factory):
     os.environ["JUPYTER_PATH"] = os.pathsep.join(
         [str(spec_dir.parent.parent)] + ([old["JUPYTER_PATH"]] if old["JUPYTER_PATH"] else []))
     os.environ["PI_NOTEBOOK_SMALL"] = "1"
-    # The run notebooks 02, 03 and 05 share: trained by 02 here, never one left by an earlier session.
+    # The run notebooks 02, 03 and 05 share: trained by 02 here, never one left by an earlier session
+    # (scripts/test.sh runs each test file on one pytest-xdist worker, in order: --dist loadfile).
     os.environ["PI_NOTEBOOK_RUN"] = str(tmp_path_factory.mktemp("notebook_run") / "run")
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     os.environ.pop("MPLBACKEND", None)  # the inline backend of the kernel
