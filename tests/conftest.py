@@ -48,6 +48,25 @@ def tiny_run(tmp_path_factory, worker_id):
     return run_dir, read_json(run_dir / "metrics.json")
 
 
+def train_in_fresh_process(args, timeout=600):
+    """Runs ``python -m purchase_intent.train *args`` in a fresh process and asserts it exited 0;
+    returns ``(metrics, stderr)``: the metrics.json of its ``--output-dir`` and what it printed there."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.run([sys.executable, "-m", "purchase_intent.train", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return read_json(Path(args[args.index("--output-dir") + 1]) / "metrics.json"), proc.stderr
+
+
+@pytest.fixture(scope="session")
+def train_process():
+    """:func:`train_in_fresh_process`, for the test modules."""
+    return train_in_fresh_process
+
+
 @pytest.fixture(scope="session")
 def fresh_tiny_run(tmp_path_factory, worker_id):
     """``tiny_run``'s training (tiny preset, its 6 epochs, seed 42, one device) without the export, run by
@@ -56,16 +75,10 @@ def fresh_tiny_run(tmp_path_factory, worker_id):
     Shared by the determinism test (the same metrics as ``tiny_run``) and the MirroredStrategy test
     (its one-device side).
     """
-    import subprocess
-    import sys
-
     def build(folder):
-        cmd = [sys.executable, "-m", "purchase_intent.train", "--preset", "tiny", "--no-export",
-               "--strategy", "default", "--output-dir", str(folder / "run")]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-        assert proc.returncode == 0, proc.stderr[-4000:]
-        (folder / "stderr.txt").write_text(proc.stderr)
+        _, stderr = train_in_fresh_process(["--preset", "tiny", "--no-export", "--strategy", "default",
+                                            "--output-dir", str(folder / "run")])
+        (folder / "stderr.txt").write_text(stderr)
 
     folder = build_once(tmp_path_factory, worker_id, "fresh_tiny_run", build)
     return folder / "run", read_json(folder / "run" / "metrics.json"), (folder / "stderr.txt").read_text()

@@ -38,13 +38,10 @@ def test_two_workers_on_loopback_finish_with_identical_weights(tmp_path):
     assert metrics["training"]["epochs_run"] == 2
 
 
-def test_mirrored_two_cpus_matches_one_device(tmp_path, fresh_tiny_run):
+def test_mirrored_two_cpus_matches_one_device(tmp_path, fresh_tiny_run, train_process):
     _, m1, log1 = fresh_tiny_run  # the tiny preset on one device, in a fresh process (conftest)
-    cmd = [sys.executable, "-m", "purchase_intent.train", "--preset", "tiny", "--no-export",
-           "--strategy", "mirrored", "--cpu-replicas", "2", "--output-dir", str(tmp_path / "two")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=420, cwd=ROOT, env=ENV)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    log2, m2 = proc.stderr, json.loads((tmp_path / "two" / "metrics.json").read_text())
+    m2, log2 = train_process(["--preset", "tiny", "--no-export", "--strategy", "mirrored", "--cpu-replicas", "2",
+                              "--output-dir", str(tmp_path / "two")])
     assert "with 1 replica(s); global batch size 64" in log1
     assert "MirroredStrategy with 2 replica(s); global batch size 64" in log2
     assert m1["training"]["replicas"] == 1 and m2["training"]["replicas"] == 2

@@ -34,10 +34,6 @@ def train_args(out: Path) -> list[str]:
     return ["--preset", "tiny", "--epochs", str(EPOCHS), "--no-export", "--output-dir", str(out)]
 
 
-def train_cmd(out: Path) -> list[str]:
-    return [sys.executable, "-m", "purchase_intent.train", *train_args(out)]
-
-
 # The same command with slow steps (a callback passed to train.main), so the kill lands inside an epoch.
 SLOW_TRAIN = """
 import sys, time
@@ -52,21 +48,20 @@ sys.exit(cli.run(lambda args: train.main(args, callbacks=[slow]), argv))
 
 @pytest.fixture(scope="module")
 def reference(tiny_run):
-    """The conftest's tiny run: ``train_cmd``'s training (tiny preset, its 6 epochs, seed 42) run by
+    """The conftest's tiny run: ``train_args``' training (tiny preset, its 6 epochs, seed 42) run by
     ``train.main`` in the test process; the export it adds comes after the metrics."""
-    run_dir, _ = tiny_run
-    return json.loads((run_dir / "metrics.json").read_text())
+    return tiny_run[1]
 
 
 def test_same_seed_same_metrics(reference, fresh_tiny_run):
-    _, again, _ = fresh_tiny_run  # train_cmd's training, in a fresh process (conftest)
+    _, again, _ = fresh_tiny_run  # train_args' training, in a fresh process (conftest)
     for model, metrics in reference["test"].items():
         for key, value in metrics.items():
             assert again["test"][model][key] == pytest.approx(value, abs=1e-6), (model, key)
     assert again["training"]["epochs_run"] == reference["training"]["epochs_run"] == EPOCHS
 
 
-def test_sigkill_mid_epoch_then_resume(reference, tmp_path):
+def test_sigkill_mid_epoch_then_resume(reference, tmp_path, train_process):
     out = tmp_path / "run"
     meta = out / "backup" / "training_metadata.json"
     log = open(tmp_path / "killed.log", "w")
@@ -97,10 +92,8 @@ def test_sigkill_mid_epoch_then_resume(reference, tmp_path):
         f"Epoch {done + 2}/{EPOCHS}" not in killed_log
     assert not (out / "metrics.json").exists()
 
-    proc = subprocess.run(train_cmd(out), capture_output=True, text=True, timeout=300, env=ENV)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"Resuming from the backup in {out / 'backup'}: {done} epoch(s) already done" in proc.stderr
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics, stderr = train_process(train_args(out), timeout=300)  # the same command again
+    assert f"Resuming from the backup in {out / 'backup'}: {done} epoch(s) already done" in stderr
     assert metrics["training"]["resumed_from_epoch"] == done
     assert metrics["training"]["epochs_run"] == EPOCHS - done  # only the remaining epochs ran
     assert not (out / "backup").exists()  # removed once training completed
