@@ -1,5 +1,6 @@
 """The export: same probabilities in a fresh process, TF Serving layout, portable ops."""
 
+import functools
 import json
 import os
 import subprocess
@@ -138,18 +139,24 @@ def test_exported_ops_exist_in_tf_text_2_12(tiny_run):
     _assert_ops_portable(_version_dir(run_dir))
 
 
-def _assert_ops_portable(vdir):
-    allowed = {l.strip() for l in (DATA / "tf_text_2_12_ops.txt").read_text().splitlines()
-               if l.strip() and not l.startswith("#")}
-    # Registered ops of a process that imported TensorFlow only (no tensorflow_text).
+@functools.cache
+def _core_ops() -> frozenset:
+    """The ops registered in a process that imported TensorFlow only (no tensorflow_text); listed once."""
     probe = ("from tensorflow.core.framework import op_def_pb2\n"
              "from tensorflow.python.client import pywrap_tf_session as c\n"
              "l = op_def_pb2.OpList(); l.ParseFromString(c.TF_GetBuffer(c.TF_GetAllOpList()))\n"
              "print('\\n'.join(o.name for o in l.op))")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    core = set(proc.stdout.split())
+    core = frozenset(proc.stdout.split())
     assert len(core) > 1000, proc.stderr[-2000:]
+    return core
+
+
+def _assert_ops_portable(vdir):
+    allowed = {l.strip() for l in (DATA / "tf_text_2_12_ops.txt").read_text().splitlines()
+               if l.strip() and not l.startswith("#")}
+    core = _core_ops()
     ops = graph_op_types(vdir)
     non_core = ops - core
     assert non_core, "the tiny model has text: WordPiece ops were expected in the graph"

@@ -24,23 +24,12 @@ MODEL = "purchase_intent"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A tiny untrained model on synthetic data, exported and served on a free loopback port."""
-    import keras
-
-    from purchase_intent.export import export_model
+def tiny(exported):
+    """conftest's ``exported`` (a tiny untrained model on synthetic data), served on a free loopback port."""
     from purchase_intent.serving.local import start_server
-    from purchase_intent.task import build
 
-    cfg = get_config("tiny")
-    cfg.data.synthetic_examples = 200
-    keras.utils.set_random_seed(0)
-    schema, splits = load_splits(cfg.data, seed=0)
-    pre, model = build(cfg, schema, splits)
-    base = tmp_path_factory.mktemp("robust_models")
-    export_model(model, pre, base, MODEL, 1, extra_assets={"schema.json": schema.to_dict()})
-    server = start_server(base / MODEL, MODEL, port=0, poll_seconds=0, max_batch=32)
-    yield {"cfg": cfg, "schema": schema, "splits": splits, "pre": pre, "model": model, "server": server}
+    server = start_server(exported["vdir"].parent, MODEL, port=0, poll_seconds=0, max_batch=32)
+    yield {**exported, "cfg": get_config("tiny"), "server": server}
     server.stop()
 
 
