@@ -130,13 +130,14 @@ def exported(tmp_path_factory):
     sample.at[3, "item_id"] = long
     sample.at[3, "event_type"] = ["view"] * 250
     sample.at[3, "item_title"] = ["red mug sale"] * 250
-    expected = model(pre(raw_batch(sample, schema)), training=False).numpy().reshape(-1)
-    assert np.std(expected) > 1e-4, "the tiny model should not be constant"
     base = tmp_path_factory.mktemp("models")
-    # The exporter writes the warm-up records into the version before it becomes visible.
+    # The exporter writes the warm-up records into the version before it becomes visible. Exported before
+    # the preprocessor is first called: the exporter builds it (as for a model restored from weights).
     vdir = export_model(model, pre, base, SERVING_MODEL, 1,
                         extra_assets={"schema.json": schema.to_dict(), "threshold.json": {"threshold": 0.25}},
                         warmup_examples=splits["validation"].head(20), warmup_records=SERVING_WARMUP_RECORDS)
+    expected = model(pre(raw_batch(sample, schema)), training=False).numpy().reshape(-1)
+    assert np.std(expected) > 1e-4, "the tiny model should not be constant"
     return {"model": model, "pre": pre, "schema": schema, "sample": sample, "expected": expected,
             "base": base, "vdir": vdir, "splits": splits}
 
