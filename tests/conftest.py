@@ -31,13 +31,11 @@ def build_once(tmp_path_factory, worker_id, name, build):
     file lock) and the others wait for it and read what it wrote. A build that raised
     leaves no ``.built`` mark, so the next worker to ask tries again (and fails alike).
     """
-    if worker_id == "master":  # not distributed
-        folder = tmp_path_factory.mktemp(name)
-        build(folder)
-        return folder
     from filelock import FileLock
 
-    root = tmp_path_factory.getbasetemp().parent  # one per test session, shared by its workers
+    root = tmp_path_factory.getbasetemp()  # this process's folder of the test session
+    if worker_id != "master":
+        root = root.parent  # the session's folder, above the workers' own: shared by them
     folder = root / name
     with FileLock(str(root / f"{name}.lock")):
         if not (folder / ".built").exists():

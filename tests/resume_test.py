@@ -46,22 +46,19 @@ sys.exit(cli.run(lambda args: train.main(args, callbacks=[slow]), argv))
 """
 
 
-@pytest.fixture(scope="module")
-def reference(tiny_run):
-    """The conftest's tiny run: ``train_args``' training (tiny preset, its 6 epochs, seed 42) run by
-    ``train.main`` in the test process; the export it adds comes after the metrics."""
-    return tiny_run[1]
-
-
-def test_same_seed_same_metrics(reference, fresh_tiny_run):
-    _, again, _ = fresh_tiny_run  # train_args' training, in a fresh process (conftest)
+def test_same_seed_same_metrics(tiny_run, fresh_tiny_run):
+    # conftest's tiny_run is train_args' training (its 6 epochs, seed 42) run by train.main in the test
+    # process, with an export after the metrics; fresh_tiny_run the same in a fresh process.
+    _, reference = tiny_run
+    _, again, _ = fresh_tiny_run
     for model, metrics in reference["test"].items():
         for key, value in metrics.items():
             assert again["test"][model][key] == pytest.approx(value, abs=1e-6), (model, key)
     assert again["training"]["epochs_run"] == reference["training"]["epochs_run"] == EPOCHS
 
 
-def test_sigkill_mid_epoch_then_resume(reference, tmp_path, train_process):
+def test_sigkill_mid_epoch_then_resume(tiny_run, tmp_path, train_process):
+    _, reference = tiny_run
     out = tmp_path / "run"
     meta = out / "backup" / "training_metadata.json"
     log = open(tmp_path / "killed.log", "w")
