@@ -102,27 +102,37 @@ def test_fresh_process_matches_in_memory_model(tiny_run, tmp_path):
 
 
 def test_optional_parts_export_and_reload(tmp_path):
-    """The Transformer encoder, numeric bins and the wide bag of words export and reload alike."""
-    from purchase_intent import train
-    from purchase_intent.config import get_config
-    from purchase_intent.data import load_splits
+    """The Transformer encoder, numeric bins, the wide bag of words and the focal loss: one epoch through the
+    task, then the export checked as every run checks it (``tf.saved_model.load`` and TF Serving's path,
+    on awkward rows and an empty session through the Transformer). A wiring test: tiny_run learns."""
+    import keras
 
-    run_dir = tmp_path / "run"
-    metrics = train.main(["--preset", "tiny", "--output-dir", str(run_dir), "--epochs", "1",
-                          "--set", "model.sequence_encoder=lstm+cnn+transformer",
-                          "--set", "model.numeric_bins=4", "--set", "train.loss=focal",
-                          "--set", "model.text_bag_of_words=30", "--set", "data.synthetic_examples=400"])
-    assert metrics["export"]["max_abs_diff"] < 1e-5
-    assert metrics["export"]["max_abs_diff_serving"] <= 1e-6  # TF Serving's path, awkward rows
-    vdir = _version_dir(run_dir)
-    cfg = get_config("tiny")
-    schema, splits = load_splits(cfg.data, seed=cfg.train.seed)
-    df = splits["test"].head(16).copy()
+    from purchase_intent.config import get_config
+    from purchase_intent.data.source import open_splits
+    from purchase_intent.exactness import export_and_check
+    from purchase_intent.preprocessing import raw_batch
+    from purchase_intent.task import PurchaseIntentTask
+
+    cfg = get_config("tiny", overrides=["model.sequence_encoder=lstm+cnn+transformer", "model.numeric_bins=4",
+                                        "train.loss=focal", "model.text_bag_of_words=30",
+                                        "data.synthetic_examples=400"])
+    keras.utils.set_random_seed(0)
+    data = open_splits(cfg.data, seed=cfg.train.seed)
+    task = PurchaseIntentTask(cfg, data)
+    (history,) = task.fit(epochs=1)
+    assert np.isfinite(history["loss"][0])
+    df = data.frame("test").head(16).copy()
     df.at[df.index[0], "item_id"] = []  # an empty session through the Transformer
     df.at[df.index[0], "event_type"] = []
     df.at[df.index[0], "item_title"] = []
-    fresh = _score_in_fresh_process(vdir, df, tmp_path)
-    assert fresh.shape == (16,) and np.all(np.isfinite(fresh)) and np.all((fresh > 0) & (fresh < 1))
+    model, pre = task.exportable_model(), task.preprocessor
+    expected = model(pre(raw_batch(df, data.schema)), training=False).numpy().reshape(-1)
+    assert np.all(np.isfinite(expected)) and np.all((expected > 0) & (expected < 1))
+    checked = export_and_check(model, pre, cfg.export, tmp_path, {"schema.json": data.schema.to_dict()},
+                               warmup=df, sample=df, expected=expected)
+    assert checked["max_abs_diff"] < 1e-5
+    assert checked["max_abs_diff_serving"] <= 1e-6 and checked["serving_rows_checked"] > len(df)
+    vdir = Path(checked["path"])
     assert "StringNGrams" in graph_op_types(vdir)  # the bag of words is in the serving graph
     _assert_ops_portable(vdir)
 
