@@ -48,10 +48,20 @@ def build_once(tmp_path_factory, worker_id, name, build):
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, worker_id):
-    """Runs `train.main` on the tiny preset with synthetic data; returns (run_dir, metrics)."""
+    """Runs `train.main` on the tiny preset with synthetic data; returns (run_dir, metrics).
+
+    Beside the run folder, ``epochs/<k>.weights.h5`` holds the network's weights at the end of epoch k
+    (saved as ``BackupAndRestore`` saves them): ``resume_test`` compares a fresh process's backup with them.
+    """
     def build(folder):
+        import keras
+
         from purchase_intent import train
-        train.main(["--preset", "tiny", "--output-dir", str(folder / "run")])
+
+        (folder / "epochs").mkdir()
+        every_epoch = keras.callbacks.ModelCheckpoint(str(folder / "epochs" / "{epoch}.weights.h5"),
+                                                      save_weights_only=True)
+        train.main(["--preset", "tiny", "--output-dir", str(folder / "run")], callbacks=[every_epoch])
 
     run_dir = build_once(tmp_path_factory, worker_id, "tiny_run", build) / "run"
     return run_dir, read_json(run_dir / "metrics.json")
@@ -74,23 +84,6 @@ def train_in_fresh_process(args, timeout=600):
 def train_process():
     """:func:`train_in_fresh_process`, for the test modules."""
     return train_in_fresh_process
-
-
-@pytest.fixture(scope="session")
-def fresh_tiny_run(tmp_path_factory, worker_id):
-    """``tiny_run``'s training (tiny preset, its 6 epochs, seed 42, one device) without the export, run by
-    ``python -m purchase_intent.train`` in a fresh process; returns ``(run_dir, metrics, stderr)``.
-
-    Shared by the determinism test (the same metrics as ``tiny_run``) and the MirroredStrategy test
-    (its one-device side).
-    """
-    def build(folder):
-        _, stderr = train_in_fresh_process(["--preset", "tiny", "--no-export", "--strategy", "default",
-                                            "--output-dir", str(folder / "run")])
-        (folder / "stderr.txt").write_text(stderr)
-
-    folder = build_once(tmp_path_factory, worker_id, "fresh_tiny_run", build)
-    return folder / "run", read_json(folder / "run" / "metrics.json"), (folder / "stderr.txt").read_text()
 
 
 def read_json(path):
