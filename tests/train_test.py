@@ -108,54 +108,6 @@ def test_bad_inputs_give_clear_errors(tmp_path):
         train.main(["--data", str(table), "--set", f"data.schema={schema}", "--output-dir", str(tmp_path / "r")])
 
 
-def _graph_has_bfloat16(version_dir):
-    """True if any op of the SavedModel graph computes in bfloat16."""
-    from tensorflow.core.framework import types_pb2
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    sm = saved_model_pb2.SavedModel()
-    sm.ParseFromString((version_dir / "saved_model.pb").read_bytes())
-    nodes = [n for mg in sm.meta_graphs for f in mg.graph_def.library.function for n in f.node_def]
-    return any(a.type == types_pb2.DT_BFLOAT16 for n in nodes for a in n.attr.values())
-
-
-def test_mixed_bfloat16_trains_exports_float32_and_restores_the_policy(tmp_path, capsys):
-    """train.mixed_precision=mixed_bfloat16 on CPU: two training steps, float32 output, policy restored.
-
-    Run with --verbose: the terminal gets what train.log gets (config, history, every module's lines).
-    """
-    from pathlib import Path
-
-    import keras
-    import numpy as np
-
-    from purchase_intent import train
-    from purchase_intent.config import get_config
-    from purchase_intent.data import load_splits
-    from purchase_intent.export import load_serving_fn
-    from purchase_intent.preprocessing import raw_batch
-
-    overrides = ["data.synthetic_examples=150", "data.batch_size=64", "train.mixed_precision=mixed_bfloat16"]
-    metrics = train.main(["--preset", "tiny", "--epochs", "1", "--output-dir", str(tmp_path / "run"), "--verbose",
-                          *[a for o in overrides for a in ("--set", o)]])
-    terminal = capsys.readouterr().err
-    assert_full_log(terminal)
-    assert "Resolved config: {" in (tmp_path / "run" / LOG_FILE).read_text()
-    assert keras.mixed_precision.dtype_policy().name == "float32"  # restored for whatever runs next
-    assert metrics["training"]["dtype_policy"] == "mixed_bfloat16"
-    assert -(-metrics["training"]["examples"] // 64) == 2  # two training steps
-    vdir = Path(metrics["export"]["path"])
-    assert _graph_has_bfloat16(vdir)  # the body computes in bfloat16 ...
-    cfg = get_config("tiny", overrides=overrides)
-    schema, splits = load_splits(cfg.data, seed=cfg.train.seed)
-    served = load_serving_fn(vdir)(**raw_batch(splits["test"], schema))["purchase_probability"]
-    assert served.dtype.name == "float32"  # ... the served probability is float32
-    p = served.numpy()
-    assert np.all(np.isfinite(p)) and np.all((p > 0) & (p < 1))
-    # Same graph, other batching: equal within bfloat16 resolution (8 mantissa bits, 2^-8 = 0.004).
-    assert metrics["export"]["max_abs_diff"] < 0.02
-
-
 def test_explain_rows_is_on_by_default_and_off_in_the_small_presets():
     from purchase_intent.config import Config, ConfigError, get_config
 
