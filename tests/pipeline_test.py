@@ -120,6 +120,24 @@ def test_examples_equal_the_preprocessor_on_the_frame(frame, cfg, pre):
     assert [vocab[i] for i in ids] == frame["item_id"].iloc[longest][-cfg.max_history_length:]
 
 
+def test_every_pipeline_of_a_preprocessor_reuses_one_trace_of_it(frame, cfg):
+    """Training and evaluation pipelines (any split, any order) call one traced function of the preprocessor."""
+    from purchase_intent.pipeline import traced_preprocessor
+
+    fresh = Preprocessor.adapt(SUB, frame, max_sequence_length=cfg.max_sequence_length,
+                               history_length=cfg.max_history_length)
+    fn = traced_preprocessor(fresh)
+    assert traced_preprocessor(fresh) is fn
+    datasets = [make_dataset(frame.iloc[:100], SUB, fresh, cfg, training=True),
+                make_dataset(frame.iloc[100:], SUB, fresh, cfg, training=False)]
+    assert fn.experimental_get_tracing_count() == 1
+    parts = batches(datasets[1])
+    direct = fresh(raw_batch(frame.iloc[100:], SUB))
+    for name in direct:  # the traced call computes what the layer computes
+        np.testing.assert_array_equal(np.concatenate([x[name] for x, _ in parts]), direct[name].numpy(), name)
+    assert traced_preprocessor(Preprocessor.adapt(SUB, frame)) is not fn  # one per preprocessor
+
+
 def test_training_shuffles_every_epoch_and_keeps_every_example(frame, cfg, pre):
     ds = make_dataset(frame, SUB, pre, cfg, training=True, seed=1)
     first, second = numeric_rows(batches(ds)), numeric_rows(batches(ds))
