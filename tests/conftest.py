@@ -15,7 +15,8 @@ SERVING_WARMUP_RECORDS = 6
 # pytest-xdist workers in collection order (--dist loadfile), and one of them started last would run on
 # its own while the other worker idles. Stable: the order inside each file is kept.
 LONG_FILES_FIRST = ("notebooks_test.py", "distributed_test.py", "resume_test.py", "train_test.py",
-                    "train_shards_test.py", "export_test.py")
+                    "train_shards_test.py", "export_test.py", "report_test.py", "exactness_test.py",
+                    "compare_test.py")
 
 
 def pytest_collection_modifyitems(items):
