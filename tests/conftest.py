@@ -47,25 +47,60 @@ def build_once(tmp_path_factory, worker_id, name, build):
     return folder
 
 
+TINY_RUN_EXAMPLES = 1_200  # the tiny preset's data.synthetic_examples
+
+
+def write_user_csv(folder, n: int = TINY_RUN_EXAMPLES, seed: int = 42):
+    """Synthetic sessions as a user's CSV (sequences "|"-delimited) with a ``customer_id`` column, and a schema
+    file naming that id column and describing the label; returns ``(csv, schema_file)``."""
+    from purchase_intent.data.synthetic import SCHEMA, make_synthetic
+
+    df = make_synthetic(n, seed=seed)
+    for col in SCHEMA.sequence_like:
+        df[col] = df[col].map("|".join)
+    df.insert(0, "customer_id", [f"C{i:05d}" for i in range(len(df))])
+    df.to_csv(folder / "customers.csv", index=False)
+    (folder / "schema.json").write_text(json.dumps({**SCHEMA.to_dict(), "id": ["customer_id"],
+                                                    "description": "buys during the session"}))
+    return folder / "customers.csv", folder / "schema.json"
+
+
+def tiny_run_args(folder) -> list[str]:
+    """``train``'s arguments of conftest's ``tiny_run`` (its data in ``folder``), without ``--output-dir``."""
+    return ["--preset", "tiny", "--data", str(folder / "customers.csv"),
+            "--set", f"data.schema={folder / 'schema.json'}"]
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, worker_id):
-    """Runs `train.main` on the tiny preset with synthetic data; returns (run_dir, metrics).
+    """Runs `train.main` on the tiny preset with a user's CSV of synthetic sessions; returns (run_dir, metrics).
 
-    Beside the run folder, ``epochs/<k>.weights.h5`` holds the network's weights at the end of epoch k
-    (saved as ``BackupAndRestore`` saves them): ``resume_test`` compares a fresh process's backup with them.
+    The CSV (``write_user_csv``: 1,200 sessions, as the tiny preset's synthetic data) has a
+    ``customer_id`` column that its schema file names as the id, and a description of the label;
+    the random split leaves 180 test rows, a small split. Beside the run folder,
+    ``epochs/<k>.weights.h5`` holds the network's weights at the end of epoch k (saved as
+    ``BackupAndRestore`` saves them): ``resume_test`` compares a fresh process's backup with them.
     """
     def build(folder):
         import keras
 
         from purchase_intent import train
 
+        write_user_csv(folder)
         (folder / "epochs").mkdir()
         every_epoch = keras.callbacks.ModelCheckpoint(str(folder / "epochs" / "{epoch}.weights.h5"),
                                                       save_weights_only=True)
-        train.main(["--preset", "tiny", "--output-dir", str(folder / "run")], callbacks=[every_epoch])
+        train.main([*tiny_run_args(folder), "--output-dir", str(folder / "run")], callbacks=[every_epoch])
 
     run_dir = build_once(tmp_path_factory, worker_id, "tiny_run", build) / "run"
     return run_dir, read_json(run_dir / "metrics.json")
+
+
+@pytest.fixture(scope="session")
+def user_csv_run(tiny_run):
+    """``tiny_run`` with its input files: ``(run_dir, metrics, csv, schema_file)``."""
+    run_dir, metrics = tiny_run
+    return run_dir, metrics, run_dir.parent / "customers.csv", run_dir.parent / "schema.json"
 
 
 def train_in_fresh_process(args, timeout=600):
@@ -93,11 +128,14 @@ def read_json(path):
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory):
+def exported(tmp_path_factory, worker_id):
     """A tiny untrained model exported as version 1 (with warm-up records), and its expected outputs.
 
     ``sample`` holds an empty session (row 0), an unseen category (1), a
     missing number (2) and sessions longer than the client's 200 events (3).
+    The export is written once per test session (``build_once``); each worker
+    builds the same model and preprocessor in memory (same seed, no export) and
+    checks that they answer as the exported ones did.
     """
     import keras
     import numpy as np
@@ -108,30 +146,49 @@ def exported(tmp_path_factory):
     from purchase_intent.preprocessing import raw_batch
     from purchase_intent.task import build
 
-    cfg = get_config("tiny")
-    cfg.data.synthetic_examples = 300
-    keras.utils.set_random_seed(0)
-    schema, splits = load_splits(cfg.data, seed=0)
-    pre, model = build(cfg, schema, splits)
-    sample = splits["test"].head(24).copy().reset_index(drop=True)
-    for col in schema.sequence_like:  # an empty session
-        sample.at[0, col] = []
-    sample.at[1, "device"] = "smart-fridge"  # an unseen category
-    sample.at[2, "session_minutes"] = np.nan  # a missing number
-    long = [f"sku{i}" for i in range(250)]  # longer than the client's 200 events and the model's 12
-    sample.at[3, "item_id"] = long
-    sample.at[3, "event_type"] = ["view"] * 250
-    sample.at[3, "item_title"] = ["red mug sale"] * 250
-    base = tmp_path_factory.mktemp("models")
-    # The exporter writes the warm-up records into the version before it becomes visible. Exported before
-    # the preprocessor is first called: the exporter builds it (as for a model restored from weights).
-    vdir = export_model(model, pre, base, SERVING_MODEL, 1,
-                        extra_assets={"schema.json": schema.to_dict(), "threshold.json": {"threshold": 0.25}},
-                        warmup_examples=splits["validation"].head(20), warmup_records=SERVING_WARMUP_RECORDS)
-    expected = model(pre(raw_batch(sample, schema)), training=False).numpy().reshape(-1)
+    def model_and_data():
+        cfg = get_config("tiny")
+        cfg.data.synthetic_examples = 300
+        keras.utils.set_random_seed(0)
+        schema, splits = load_splits(cfg.data, seed=0)
+        pre, model = build(cfg, schema, splits)
+        return schema, splits, pre, model
+
+    def awkward_sample(schema, splits):
+        sample = splits["test"].head(24).copy().reset_index(drop=True)
+        for col in schema.sequence_like:  # an empty session
+            sample.at[0, col] = []
+        sample.at[1, "device"] = "smart-fridge"  # an unseen category
+        sample.at[2, "session_minutes"] = np.nan  # a missing number
+        long = [f"sku{i}" for i in range(250)]  # longer than the client's 200 events and the model's 12
+        sample.at[3, "item_id"] = long
+        sample.at[3, "event_type"] = ["view"] * 250
+        sample.at[3, "item_title"] = ["red mug sale"] * 250
+        return sample
+
+    here = {}  # the model and data of this worker, when it is the one that writes the export
+
+    def write(folder):
+        schema, splits, pre, model = here["built"] = model_and_data()
+        # The exporter writes the warm-up records into the version before it becomes visible. Exported before
+        # the preprocessor is first called: the exporter builds it (as for a model restored from weights).
+        export_model(model, pre, folder / "models", SERVING_MODEL, 1,
+                     extra_assets={"schema.json": schema.to_dict(), "threshold.json": {"threshold": 0.25}},
+                     warmup_examples=splits["validation"].head(20), warmup_records=SERVING_WARMUP_RECORDS)
+        sample = awkward_sample(schema, splits)
+        np.save(folder / "expected.npy", model(pre(raw_batch(sample, schema)), training=False).numpy().reshape(-1))
+
+    folder = build_once(tmp_path_factory, worker_id, "exported", write)
+    schema, splits, pre, model = here.get("built") or model_and_data()
+    sample = awkward_sample(schema, splits)
+    expected = np.load(folder / "expected.npy")
     assert np.std(expected) > 1e-4, "the tiny model should not be constant"
+    # This worker's model is the exported one: same seed, same weights, same answers.
+    np.testing.assert_allclose(model(pre(raw_batch(sample, schema)), training=False).numpy().reshape(-1),
+                               expected, atol=1e-6)
+    base = folder / "models"
     return {"model": model, "pre": pre, "schema": schema, "sample": sample, "expected": expected,
-            "base": base, "vdir": vdir, "splits": splits}
+            "base": base, "vdir": base / SERVING_MODEL / "1", "splits": splits}
 
 
 @pytest.fixture(scope="session")
@@ -150,31 +207,3 @@ def two_version_server(exported, tmp_path_factory):
                           version_labels={"stable": 1, "canary": 2})
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="session")
-def user_csv_run(tmp_path_factory, worker_id):
-    """A tiny run on a user's own CSV whose schema names an id column and describes the label.
-
-    400 synthetic sessions written as a CSV (sequences "|"-delimited) with a
-    ``customer_id`` column, a schema file with ``id: [customer_id]`` and a
-    ``description``; 2 epochs of the tiny preset, exported. The random split
-    leaves 60 test rows: a small split. Returns ``(run_dir, metrics, csv, schema_file)``.
-    """
-    def build(base):
-        from purchase_intent import train
-        from purchase_intent.data.synthetic import SCHEMA, make_synthetic
-
-        df = make_synthetic(400, seed=5)
-        for col in SCHEMA.sequence_like:
-            df[col] = df[col].map("|".join)
-        df.insert(0, "customer_id", [f"C{i:05d}" for i in range(len(df))])
-        df.to_csv(base / "customers.csv", index=False)
-        (base / "schema.json").write_text(json.dumps({**SCHEMA.to_dict(), "id": ["customer_id"],
-                                                      "description": "buys during the session"}))
-        train.main(["--preset", "tiny", "--data", str(base / "customers.csv"),
-                    "--set", f"data.schema={base / 'schema.json'}", "--epochs", "2",
-                    "--output-dir", str(base / "run")])
-
-    base = build_once(tmp_path_factory, worker_id, "user_csv_run", build)
-    return base / "run", read_json(base / "run" / "metrics.json"), base / "customers.csv", base / "schema.json"

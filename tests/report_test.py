@@ -188,7 +188,7 @@ def test_user_csv_run_passes_ids_and_reports_label_and_small_split(user_csv_run)
     source = pd.read_csv(csv)
     pred = pd.read_csv(run_dir / report.PREDICTIONS_FILE)
     assert pred.columns[0] == "customer_id" and "purchase_label" in pred.columns
-    assert len(pred) == metrics["splits"]["test"]["examples"] == 60
+    assert len(pred) == metrics["splits"]["test"]["examples"] == 180
     assert set(pred["customer_id"]) <= set(source["customer_id"])
     # the labels line up with the ids: each row's label is the source row's label
     truth = source.set_index("customer_id")["label"]
@@ -197,7 +197,7 @@ def test_user_csv_run_passes_ids_and_reports_label_and_small_split(user_csv_run)
     assert [r["share_contacted"] for r in table] == [0.05, 0.1, 0.2, 0.3, 0.5]
     expected = targeting.targeting_table(pred["label"], pred["purchase_intent"])
     np.testing.assert_allclose([r["share_of_buyers_reached"] for r in table], expected["share_of_buyers_reached"])
-    assert any("test split is small (60 rows" in w for w in metrics["warnings"])
+    assert any("test split is small (180 rows" in w for w in metrics["warnings"])
     md = (run_dir / "report.md").read_text()
     assert "Label 1 means: buys during the session (column `label`)" in md
     assert "Targeting table" in md and "Warning:** The test split is small" in md

@@ -32,9 +32,12 @@ RESUME_TOLERANCE = 0.05  # test ROC-AUC, 180 test examples of the tiny synthetic
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def train_args(out: Path) -> list[str]:
-    """conftest's ``tiny_run`` (run by ``train.main`` in the test process) without its export."""
-    return ["--preset", "tiny", "--epochs", str(EPOCHS), "--no-export", "--output-dir", str(out)]
+def train_args(out: Path, data: Path) -> list[str]:
+    """conftest's ``tiny_run`` (run by ``train.main`` in the test process, its data in ``data``) without its
+    export."""
+    from conftest import tiny_run_args
+
+    return [*tiny_run_args(data), "--epochs", str(EPOCHS), "--no-export", "--output-dir", str(out)]
 
 
 # The same command with slow steps (a callback passed to train.main), so the kill lands inside an epoch.
@@ -65,8 +68,8 @@ def test_sigkill_mid_epoch_then_resume(tiny_run, tmp_path, train_process):
     meta = out / "backup" / "training_metadata.json"
     log = open(tmp_path / "killed.log", "w")
     # Slow steps (60 ms each, 14 steps per epoch) so the kill lands inside an epoch.
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_TRAIN, "0.06", *train_args(out)], stdout=log,
-                            stderr=subprocess.STDOUT, text=True, env=ENV)
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_TRAIN, "0.06", *train_args(out, run_dir.parent)],
+                            stdout=log, stderr=subprocess.STDOUT, text=True, env=ENV)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
@@ -101,7 +104,7 @@ def test_sigkill_mid_epoch_then_resume(tiny_run, tmp_path, train_process):
     assert any(not np.array_equal(backup[k], first[k]) for k in backup)  # the weights moved between epochs:
     # the comparison can fail
 
-    metrics, stderr = train_process(train_args(out), timeout=300)  # the same command again
+    metrics, stderr = train_process(train_args(out, run_dir.parent), timeout=300)  # the same command again
     assert f"Resuming from the backup in {out / 'backup'}: {done} epoch(s) already done" in stderr
     assert metrics["training"]["resumed_from_epoch"] == done
     assert metrics["training"]["epochs_run"] == EPOCHS - done  # only the remaining epochs ran
