@@ -6,6 +6,7 @@ answer equals the in-memory prediction of the version that served it. (Latency a
 throughput figures worth quoting: benchmarks/serving_latency.py, 1 and 8 clients.)
 """
 
+import shutil
 import threading
 import time
 
@@ -21,41 +22,39 @@ SWAP_AFTER = CLIENTS * REQUESTS // 4
 
 
 @pytest.fixture(scope="module")
-def two_models(tmp_path_factory):
+def two_models(exported, tmp_path_factory):
+    """Version 1: conftest's ``exported``; version 2: another random model of the same data (its
+    outputs tell the versions apart), exported into a staging folder."""
     import keras
 
     from purchase_intent.config import get_config
-    from purchase_intent.data import load_splits
+    from purchase_intent.export import export_model
     from purchase_intent.preprocessing import raw_batch
     from purchase_intent.task import build
 
+    schema, sample = exported["schema"], exported["sample"].head(4)
+    base = tmp_path_factory.mktemp("load")
+    shutil.copytree(exported["vdir"], base / MODEL / "1")
     cfg = get_config("tiny")
-    cfg.data.synthetic_examples = 200
-    schema, splits = load_splits(cfg.data, seed=0)
-    sample = splits["test"].head(4).reset_index(drop=True)
-    models = []
-    for seed in (1, 2):  # two different random models: their outputs tell the versions apart
-        keras.utils.set_random_seed(seed)
-        pre, model = build(cfg, schema, splits)
-        expected = model(pre(raw_batch(sample, schema)), training=False).numpy().reshape(-1)
-        models.append((pre, model, expected))
-    assert np.max(np.abs(models[0][2] - models[1][2])) > 1e-3
-    return {"schema": schema, "sample": sample, "models": models, "base": tmp_path_factory.mktemp("load")}
+    keras.utils.set_random_seed(2)
+    pre, model = build(cfg, schema, exported["splits"])
+    expected = model(pre(raw_batch(sample, schema)), training=False).numpy().reshape(-1)
+    assert np.max(np.abs(expected - exported["expected"][:4])) > 1e-3
+    # Version 2 is written beforehand into a staging folder and published midway by the same
+    # atomic rename the exporter ends with: exporting in this process during the load would
+    # compete for the GIL with the 8 client threads and the server, and finish after the load.
+    staged = export_model(model, pre, base / "staging", MODEL, 2)
+    return {"schema": schema, "sample": sample, "base": base, "staged": staged,
+            "expected": (exported["expected"][:4], expected)}
 
 
 def test_eight_clients_300_requests_each_with_a_version_swap(two_models, capsys):
-    from purchase_intent.export import export_model
     from purchase_intent.serving import PurchaseIntentClient
     from purchase_intent.serving.local import start_server
     from purchase_intent.serving.client import frame_to_arrays
 
-    schema, sample, base = two_models["schema"], two_models["sample"], two_models["base"]
-    (pre1, m1, exp1), (pre2, m2, exp2) = two_models["models"]
-    export_model(m1, pre1, base, MODEL, 1)
-    # Version 2 is written beforehand into a staging folder and published midway by the same
-    # atomic rename the exporter ends with: exporting in this process during the load would
-    # compete for the GIL with the 8 client threads and the server, and finish after the load.
-    staged = export_model(m2, pre2, base / "staging", MODEL, 2)
+    schema, sample, base, staged = (two_models[k] for k in ("schema", "sample", "base", "staged"))
+    exp1, exp2 = two_models["expected"]
     arrays = frame_to_arrays(sample, schema)
     latencies, answers, errors = [], [], []
     lock = threading.Lock()
