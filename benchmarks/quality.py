@@ -121,8 +121,8 @@ SETTINGS: dict[str, Setting] = {
             "(event counts only) 0.7570. Earlier (before the wide bags and the counts, mean of 3 seeds): "
             "CNN + bag of words 0.7614, CNN 0.7572, LSTM+CNN 0.7560, Transformer 0.7557, "
             "DIN-style attention pooling 0.7509-0.7536. This run measured every ablation row; the previous "
-            "release, before the boosted trees, had test ROC-AUC 0.7287 on the sequences alone (now 0.7388: "
-            "the trees on the event counts) and 0.7422 with all features. Also measured "
+            "release, before the boosted trees, had test ROC-AUC 0.7287 on the sequences alone (0.7381-0.7388 in "
+            "the two runs since: the trees on the event counts) and 0.7422 with all features. Also measured "
             "for this release (validation, mean of 2 seeds, `benchmarks/sweep.py --data online_retail --seeds "
             "2 [--subset sequence]`): the tabular wide term (`model.wide_tabular=true`: the numeric inputs, "
             "the event counts and one-hot categoricals as a linear term beside the deep logit, so the fusion "
@@ -304,10 +304,12 @@ def _finite(x):
     return x
 
 
-def to_json(summaries: dict[str, dict]) -> str:
-    """The ``quality.json`` text: when and where, then dataset -> :func:`summarise`."""
+def to_json(summaries: dict[str, dict], previous: dict | None = None) -> str:
+    """The ``quality.json`` text: when and where, then dataset -> :func:`summarise`, then the sections other
+    benchmarks wrote into ``previous`` (the file's former content: ``small_data``, ``recalibration``), kept."""
     doc = {"generated": time.strftime("%Y-%m-%d"), "command": COMMAND, "machine": platform.machine(),
            "datasets": summaries}
+    doc.update({k: v for k, v in (previous or {}).items() if k not in doc})
     return json.dumps(_finite(doc), indent=2) + "\n"
 
 
@@ -433,7 +435,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.keep_others:
         reports, summaries = keep_others(reports, summaries, out.with_suffix(".json"))
     out.write_text(render(reports, summaries))
-    out.with_suffix(".json").write_text(to_json(summaries))
+    old = out.with_suffix(".json")
+    out.with_suffix(".json").write_text(to_json(summaries, json.loads(old.read_text()) if old.exists() else None))
     print(f"Wrote {out} and {out.with_suffix('.json')}")
 
 

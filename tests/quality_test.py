@@ -47,10 +47,13 @@ def test_render_only_writes_md_and_json(quality, compare_json, tmp_path, monkeyp
     # The dataset's own setting is not an "extra" override; the run's other --set values are.
     monkeypatch.setattr(quality.SETTINGS["online_retail"], "overrides", ["model.sequence_encoder=cnn"])
     md = tmp_path / "q.md"
+    # Sections other benchmarks wrote into the file (small_data.py, recalibration.py) are kept.
+    md.with_suffix(".json").write_text(json.dumps({"datasets": {}, "small_data": {"online_retail": {"rows": 1}}}))
     quality.main(["--datasets", "online_retail", "--work-dir", str(compare_json), "--out", str(md),
                   "--render-only"])
     doc = json.loads(md.with_suffix(".json").read_text(),
                      parse_constant=lambda c: pytest.fail(f"{c} in quality.json"))
+    assert doc["small_data"] == {"online_retail": {"rows": 1}}
     d = doc["datasets"]["online_retail"]
     rep = json.loads((compare_json / "online_retail" / "compare.json").read_text())
     res = rep["subsets"]["all"]["results"]
