@@ -211,8 +211,8 @@ CASES = {
 # The first case of each tool runs the real command in a fresh process (its `python -m` entry point,
 # as a user types it); the others call the same ``cli.run(main, argv)`` in this process, which is
 # what each tool's ``__main__`` does, without paying a Python start and the imports per case.
-IN_A_PROCESS = {name for tool in {args[0] for args, _ in CASES.values()}
-                for name in [next(n for n, (args, _) in CASES.items() if args[0] == tool)]}
+AS_COMMANDS = {next(name for name, (args, _) in CASES.items() if args[0] == tool)
+               for tool in {args[0] for args, _ in CASES.values()}}
 
 
 def _in_this_process(args, cwd):
@@ -244,8 +244,8 @@ def results(work):
         return name, _python(["-m", f"purchase_intent.{args[0]}", *args[1:]], cwd=work)
 
     with ThreadPoolExecutor(4) as pool:
-        processes = pool.map(one, [(n, c) for n, c in CASES.items() if n in IN_A_PROCESS])
-        here = {name: _in_this_process(args, work) for name, (args, _) in CASES.items() if name not in IN_A_PROCESS}
+        processes = pool.map(one, [(n, c) for n, c in CASES.items() if n in AS_COMMANDS])
+        here = {name: _in_this_process(args, work) for name, (args, _) in CASES.items() if name not in AS_COMMANDS}
         return {**dict(processes), **here}
 
 
