@@ -227,8 +227,8 @@ def test_lora_trains_only_the_adapters_and_exports_them(tmp_path):
 
 
 def test_default_save_signatures_are_hidden_only_while_writing():
-    """The writer does not trace a default signature per Keras model (benchmarks/export_speed.py: 16-17 % faster,
-    same answers); every model has its own back afterwards, after an error too."""
+    """The writer does not trace a default signature per Keras model (benchmarks/export_speed.py: Keras's
+    write_out 9-22 % faster, same answers); every model has its own back afterwards, after an error too."""
     import keras
     import pytest
 
