@@ -435,8 +435,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.keep_others:
         reports, summaries = keep_others(reports, summaries, out.with_suffix(".json"))
     out.write_text(render(reports, summaries))
-    old = out.with_suffix(".json")
-    out.with_suffix(".json").write_text(to_json(summaries, json.loads(old.read_text()) if old.exists() else None))
+    summary = out.with_suffix(".json")
+    summary.write_text(to_json(summaries, json.loads(summary.read_text()) if summary.exists() else None))
     print(f"Wrote {out} and {out.with_suffix('.json')}")
 
 

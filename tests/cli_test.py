@@ -26,6 +26,11 @@ TOOLS = ("train", "predict", "serving.score", "report", "explain", "compare", "s
 ROW = r"spreadsheet row {} (header = row 1)"
 
 
+def _main_module(tool: str) -> str:
+    """The module whose ``main`` is ``python -m purchase_intent.<tool>`` (a package's: its server module)."""
+    return "purchase_intent.serving.local.server" if tool == "serving.local" else f"purchase_intent.{tool}"
+
+
 def _python(args, cwd, timeout=120):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
@@ -221,8 +226,7 @@ def _in_this_process(args, cwd):
     import importlib
     import io
 
-    module = "purchase_intent.serving.local.server" if args[0] == "serving.local" else f"purchase_intent.{args[0]}"
-    main = importlib.import_module(module).main
+    main = importlib.import_module(_main_module(args[0])).main
     out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
     os.chdir(cwd)
     try:
@@ -276,8 +280,7 @@ def test_data_errors_come_before_tensorflow_is_imported(work):
 
 @pytest.mark.parametrize("tool", TOOLS)
 def test_help_prints_without_importing_tensorflow(tool):
-    module = f"purchase_intent.{tool}"
-    main = "purchase_intent.serving.local.server" if tool == "serving.local" else module
+    main = _main_module(tool)
     code = (f"import sys, contextlib, io; import {main} as m; out = io.StringIO()\n"
             "with contextlib.redirect_stdout(out):\n"
             "    try: m.main(['--help'])\n"

@@ -122,6 +122,13 @@ def train_process():
     return train_in_fresh_process
 
 
+def max_abs_diff(a, b) -> float:
+    """The largest absolute difference between paired arrays of two sequences (weights, say)."""
+    import numpy as np
+
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)), initial=0)) for x, y in zip(a, b, strict=True))
+
+
 def read_json(path):
     with open(path) as f:
         return json.load(f)

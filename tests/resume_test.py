@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import max_abs_diff, tiny_run_args
 from purchase_intent.export import existing_versions
 
 EPOCHS = 6
@@ -35,8 +36,6 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 def train_args(out: Path, data: Path) -> list[str]:
     """conftest's ``tiny_run`` (run by ``train.main`` in the test process, its data in ``data``) without its
     export."""
-    from conftest import tiny_run_args
-
     return [*tiny_run_args(data), "--epochs", str(EPOCHS), "--no-export", "--output-dir", str(out)]
 
 
@@ -99,7 +98,7 @@ def test_sigkill_mid_epoch_then_resume(tiny_run, tmp_path, train_process):
                                                             run_dir.parent / "epochs" / f"{done}.weights.h5",
                                                             run_dir.parent / "epochs" / "1.weights.h5"))
     assert backup.keys() == uninterrupted.keys() and len(backup) > 10
-    worst = max(float(np.max(np.abs(backup[k] - uninterrupted[k]), initial=0)) for k in backup)
+    worst = max_abs_diff(backup.values(), (uninterrupted[k] for k in backup))
     assert worst <= 1e-6, worst
     assert any(not np.array_equal(backup[k], first[k]) for k in backup)  # the weights moved between epochs:
     # the comparison can fail

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import max_abs_diff
 from purchase_intent import prepare, train
 from purchase_intent.data.source import PreparedSplits
 from purchase_intent.data.synthetic import SCHEMA, make_synthetic
@@ -47,16 +48,16 @@ def test_the_task_trains_alike_from_shards_and_in_memory(table, tmp_path):
         task = PurchaseIntentTask(cfg, data)
         before = task.members[0].get_weights()
         task.fit(epochs=1)
-        runs[name] = {"data": data, "task": task, "before": before, "after": task.members[0].get_weights(),
+        runs[name] = {"data": data, "before": before, "after": task.members[0].get_weights(),
                       "test": task.predict("test")}
     shards, memory = runs["shards"], runs["memory"]
     assert type(shards["data"]).__name__ == "PreparedSplits" and type(memory["data"]).__name__ == "FrameSplits"
+    summary = shards["data"].summary()
     for split, figures in memory["data"].summary().items():
-        assert shards["data"].summary()[split] == pytest.approx(figures), split
-    worst = lambda a, b: max(float(np.max(np.abs(x - y), initial=0)) for x, y in zip(a, b))
-    assert worst(shards["before"], memory["before"]) == 0.0  # the same seed, the same initial weights
-    assert worst(memory["before"], memory["after"]) > 1e-3  # one epoch moved them: the check can fail
-    assert worst(shards["after"], memory["after"]) <= 1e-6
+        assert summary[split] == pytest.approx(figures), split
+    assert max_abs_diff(shards["before"], memory["before"]) == 0.0  # the same seed, the same initial weights
+    assert max_abs_diff(memory["before"], memory["after"]) > 1e-3  # one epoch moved them: the check can fail
+    assert max_abs_diff(shards["after"], memory["after"]) <= 1e-6
     np.testing.assert_allclose(shards["test"], memory["test"], atol=1e-6)
     assert len(shards["test"]) == memory["data"].examples("test")
     # The baselines are fitted on the training frame of each source: the same rows.
