@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from purchase_intent import cli
-from purchase_intent.baselines import PEERS, SEQUENCE_PEER, TFIDF_PEER, fit_peers, peer_names
+from purchase_intent.baselines import GRIDS, ONE_POINT, PEERS, SEQUENCE_PEER, TFIDF_PEER, fit_peers, peer_names
 from purchase_intent.schema import FeatureSchema, SchemaError
 from purchase_intent.targeting import bootstrap_auc
 
@@ -158,7 +158,8 @@ def compare(cfg, schema: FeatureSchema, splits: dict[str, pd.DataFrame], *, seed
 
     splits = {k: df[schema.feature_names + [schema.label]] for k, df in splits.items()}
     fusion = fit_fusion(cfg, schema, splits, seeds=seeds, text_cache=text_cache, cache_dir=cache_dir)
-    fitted = fit_peers(schema, splits, seed=cfg.train.seed, names=peers)
+    fitted = fit_peers(schema, splits, seed=cfg.train.seed, names=peers,
+                       grids=ONE_POINT if cfg.train.peer_grid == "one" else GRIDS)
     p_val = {FUSION: fusion["val"], **{k: v["val"] for k, v in fitted.items()}}
     p_test = {FUSION: fusion["test"], **{k: v["test"] for k, v in fitted.items()}}
     y_val = splits["validation"][schema.label].to_numpy()

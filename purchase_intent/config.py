@@ -233,6 +233,9 @@ class TrainConfig:
     # permutation importance of every feature, text included, and occlusion of each kind of input,
     # written to RUN_DIR/explain/ for the report's drivers (about 50 s for 1,000 rows on 2 cores). 0: off.
     explain_rows: int = 1000
+    # compare's peers: "full" tunes each on its small grid (baselines.GRIDS, 3-10 fits) on validation;
+    # "one" fits each once at its middle grid point (baselines.ONE_POINT): a wiring check, not a tuned peer.
+    peer_grid: str = "full"
 
 
 @dataclasses.dataclass
@@ -346,6 +349,7 @@ class Config:
             (t.cpu_replicas >= 0, "train.cpu_replicas must be >= 0"),
             (t.steps_per_execution >= 1, "train.steps_per_execution must be >= 1"),
             (t.explain_rows >= 0, "train.explain_rows must be >= 0 (0: off)"),
+            (t.peer_grid in ("full", "one"), f"train.peer_grid must be 'full' or 'one', not {t.peer_grid!r}"),
             (t.mixed_precision in MIXED_PRECISION,
              "train.mixed_precision must be " + ", ".join(MIXED_PRECISION[:-1]) + " or " + MIXED_PRECISION[-1]),
             (self.export.version >= 0, "export.version must be >= 0"),
@@ -393,6 +397,7 @@ def _tiny() -> Config:
     cfg.train.boosted_trees_max_iter = 40
     cfg.train.boosted_trees_max_leaf_nodes = 15
     cfg.train.explain_rows = 0  # no drivers after the export: tests and notebooks do not pay for them
+    cfg.train.peer_grid = "one"  # compare's peers fitted once each (their grids: 29 fits per subset)
     return cfg
 
 

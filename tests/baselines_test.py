@@ -96,5 +96,7 @@ def test_sequence_peer_bags_events_and_their_crosses():
     out = baselines.fit_peers(SYNTHETIC_SCHEMA, splits, names=["logistic_regression", baselines.SEQUENCE_PEER])
     peer = out[baselines.SEQUENCE_PEER]
     assert len(peer["grid"]) == 10 and set(peer["params"]) == {"C", "class_weight"}
+    assert baselines.ONE_POINT[baselines.SEQUENCE_PEER] == {"C": [1.0], "class_weight": ["balanced"]}
+    assert baselines.ONE_POINT["xgboost"] == {"learning_rate": [0.1], "max_depth": [5]}
     y_test = splits["test"]["label"].to_numpy()
     assert baselines.roc_auc(y_test, peer["test"]) > baselines.roc_auc(y_test, out["logistic_regression"]["test"]) + 0.01

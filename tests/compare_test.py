@@ -95,6 +95,11 @@ def test_compare_end_to_end_on_fixture(tmp_path):
             assert 0 <= lo <= hi <= 1, model
             assert {"roc_auc", "pr_auc", "log_loss", "ece", "f1", "threshold", "val_roc_auc"} <= set(m)
         assert sub["best_peer"] in expected
+        # The tiny preset fits each peer once (train.peer_grid=one), at the middle of its grid.
+        assert set(sub["peers"]) == expected - {compare.FUSION}
+        for peer, fitted in sub["peers"].items():
+            assert len(fitted["grid"]) == 1, peer
+            assert fitted["params"].items() >= {p: v[0] for p, v in baselines.ONE_POINT[peer].items()}.items()
         assert any(k.startswith("purchase_intent - ") for k in sub["bootstrap"]["differences"])
     assert set(saved["subsets"]) == {"text", "all"}
     assert report["subsets"].keys() == saved["subsets"].keys()
