@@ -9,14 +9,17 @@ Usage::
     .venv/bin/python benchmarks/quality.py [--datasets online_shoppers,online_retail,womens_reviews]
         [--work-dir runs/quality] [--cache-dir ~/.cache/purchase_intent] [--out benchmarks/quality.md]
         [--set KEY=VALUE ...] [--render-only] [--keep-others]
+        [--timing-note TEXT]
 
 ``--out`` names the .md; the machine-readable summary goes beside it with the
 suffix ``.json`` (``benchmarks/quality.json``, see :func:`summarise`).
 ``--render-only`` rebuilds both from the ``compare.json`` files in ``--work-dir``
 without training. ``--keep-others`` keeps the sections of the datasets not in
 ``--datasets`` from the existing .json (their date says when they were measured),
-so one dataset can be rerun alone. ``--set`` adds a config override to every dataset (after the
-dataset's own), to measure a candidate default across datasets; use another
+so one dataset can be rerun alone; ``--timing-note`` qualifies this run's run times
+(e.g. a machine shared with another job), and a kept section keeps its note. ``--set``
+adds a config override to every dataset (after the dataset's own), to measure a
+candidate default across datasets; use another
 ``--work-dir`` and ``--out`` to keep the reference files, e.g.::
 
     .venv/bin/python benchmarks/quality.py --set model.dropout=0.3 \\
@@ -270,7 +273,8 @@ def summarise(name: str, rep: dict) -> dict[str, Any]:
         "difference": fusion - best peer test ROC-AUC {"observed", "bootstrap_mean", "ci95",
         "p_le_0"}, "models": every model's test metrics, "ablations": {subset: {"features",
         "fusion", "best_peer", "difference", "tabular_peers_max_test_roc_auc",
-        "fusion_best_epochs"}}, "skipped_subsets", "target": {"met", "text"}}``, all for the
+        "fusion_best_epochs"}}, "skipped_subsets", "target": {"met", "text"}}`` (:func:`main` adds
+        ``"timing_note"``, its ``--timing-note`` or None), all for the
         ``all`` subset unless under ``ablations``. Test metrics: :data:`MODEL_METRICS`.
     """
     from purchase_intent.compare import FUSION
@@ -354,7 +358,8 @@ def render(reports: dict[str, dict], summaries: dict[str, dict]) -> str:
                       + ", ".join(f"`{o}`" for o in extra) + ".", ""]
         lines += ["Split: " + ", ".join(f"{k} {v['examples']:,} ({100 * v['positive_rate']:.1f} % positive)"
                                         for k, v in summary["splits"].items())
-                  + f". Run time {(summary['seconds'] or 0) / 60:.1f} min, measured {summary['measured']}.", ""]
+                  + f". Run time {(summary['seconds'] or 0) / 60:.1f} min, measured {summary['measured']}"
+                  + (f" ({summary['timing_note']})" if summary.get("timing_note") else "") + ".", ""]
         full = rep["subsets"]["all"]
         lines += ["### Peers (all features)", "", format_markdown(full["results"], full["best_peer"]), ""]
         lines += ["### Ablations (test ROC-AUC per modality subset)", "",
@@ -415,6 +420,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="rebuild the .md and .json from the compare.json files in --work-dir (no training)")
     p.add_argument("--keep-others", action="store_true",
                    help="keep the other datasets' sections from the existing .json of --out")
+    p.add_argument("--timing-note", default="",
+                   help="said after this run's run times, e.g. 'on a machine shared with a test run: not a speed "
+                        "figure'; kept with a section by --keep-others")
     from purchase_intent.cli import add_config_flags
 
     add_config_flags(p)  # --help-config: every --set key
@@ -431,6 +439,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         reports = run(datasets, work_dir, args.cache_dir, args.overrides, args.subsets)
     summaries = {name: summarise(name, rep) for name, rep in reports.items()}
+    for summary in summaries.values():
+        summary["timing_note"] = args.timing_note or None
     out = Path(args.out)
     if args.keep_others:
         reports, summaries = keep_others(reports, summaries, out.with_suffix(".json"))

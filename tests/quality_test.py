@@ -93,7 +93,8 @@ def test_keep_others_reruns_one_dataset_and_keeps_the_rest(quality, compare_json
     quality.main(["--datasets", "online_retail", "--work-dir", str(compare_json), "--out", str(md), "--render-only"])
     alone = md.read_text()
     doc = json.loads(md.with_suffix(".json").read_text())
-    kept = dict(doc["datasets"]["online_retail"], title="Kept section", measured="2026-01-02")
+    kept = dict(doc["datasets"]["online_retail"], title="Kept section", measured="2026-01-02",
+                timing_note="on a busy machine")
     doc["datasets"] = {"online_shoppers": kept}  # an earlier run of another dataset
     md.with_suffix(".json").write_text(json.dumps(doc))
     quality.main(["--datasets", "online_retail", "--work-dir", str(compare_json), "--out", str(md), "--render-only",
@@ -101,7 +102,7 @@ def test_keep_others_reruns_one_dataset_and_keeps_the_rest(quality, compare_json
     both = md.read_text()
     assert list(json.loads(md.with_suffix(".json").read_text())["datasets"]) == ["online_shoppers", "online_retail"]
     kept_part, retail_part = both.split("\n## Kept section")[1].split("\n## ")[0], alone.split("\n## ")[1]
-    assert "measured 2026-01-02" in kept_part
+    assert "measured 2026-01-02 (on a busy machine)." in kept_part
     table = [line for line in retail_part.splitlines() if line.startswith("|")]
     assert len(table) > 6 and all(line in kept_part for line in table)  # the same peers and ablation rows
     assert retail_part.split("\n", 1)[1] in both  # the rerun section as rendered alone
