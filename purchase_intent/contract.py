@@ -34,8 +34,8 @@ Examples:
 ['A', '[EMPTY]', 'B']
 >>> events(["view", ""], count=event_count(["view", ""], ["sku1", "sku2"]))
 ['view', '[EMPTY]']
->>> category("-2.000"), category("3.5")
-('-2', '3.5')
+>>> category("-2.000"), category("3.5"), category(" UK ")
+('-2', '3.5', 'UK')
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ PADDING_RULE = ("each sequence value is trimmed of surrounding ASCII whitespace 
                 "sequences are right-padded with \"\": an example's events end at the last position "
                 "where any of its sequence inputs is not \"\"; the \"\" after it are padding, a \"\" "
                 f"before it is an empty event ({EMPTY_EVENT!r}); the most recent max_events events are kept")
-CATEGORICAL_RULE = "a categorical value like \"3.0\" or \"-2.000\" is read as \"3\" or \"-2\" (and \"-0\" as \"0\")"
+CATEGORICAL_RULE = ("a categorical value is trimmed of surrounding ASCII whitespace (\" UK \" is \"UK\"); "
+                    "one like \"3.0\" or \"-2.000\" is read as \"3\" or \"-2\" (and \"-0\" as \"0\")")
 
 # The regular expressions of the graph (RE2) and of :func:`category` (Python re, fullmatch).
 INTEGER_DECIMAL = r"(-?[0-9]+)\.0+"
@@ -141,7 +142,9 @@ def frame_model_events(df: pd.DataFrame, names) -> dict[str, list[list]]:
 
 
 def category(value: str) -> str:
-    """The categorical value the model reads: ``"3.0"`` -> ``"3"``, ``"-0.0"`` -> ``"0"``, else as is."""
+    """The categorical value the model reads: trimmed (:func:`trim`), then ``"3.0"`` -> ``"3"``,
+    ``"-0.0"`` -> ``"0"``, else as is."""
+    value = trim(value)
     match = re.fullmatch(INTEGER_DECIMAL, value)
     if match:
         value = match.group(1)

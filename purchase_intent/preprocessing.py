@@ -116,8 +116,10 @@ def trim_sequences(raw, names):
 
 
 def categorical_values(x):
-    """Raw categorical strings -> the values looked up: ``"3.0"`` -> ``"3"``, ``"-0"`` -> ``"0"`` (:func:`contract.category`)."""
-    x = tf.strings.regex_replace(tf.convert_to_tensor(x, tf.string), f"^{contract.INTEGER_DECIMAL}$", r"\1")
+    """Raw categorical strings -> the values looked up: trimmed, ``"3.0"`` -> ``"3"``, ``"-0"`` -> ``"0"``
+    (:func:`contract.category`)."""
+    x = tf.strings.strip(tf.convert_to_tensor(x, tf.string))
+    x = tf.strings.regex_replace(x, f"^{contract.INTEGER_DECIMAL}$", r"\1")
     return tf.strings.regex_replace(x, f"^{contract.NEGATIVE_ZERO}$", "0")
 
 

@@ -31,10 +31,9 @@ import dataclasses
 import json
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any
-
-import re
 
 import numpy as np
 import pandas as pd
@@ -353,10 +352,23 @@ def _as_float_column(s: pd.Series, name: str, where: str) -> pd.Series:
     if bad.any():
         row, v = _first_bad(bad, s)
         raise SchemaError(f"{where}: column {name!r}, {row}: expected a number, got "
-                          f"{type(v).__name__} {str(v)[:60]!r} ({int(bad.sum())} such rows)")
+                          f"{type(v).__name__} {str(v)[:60]!r} ({int(bad.sum())} such rows){_number_hint(v)}")
     values = converted.to_numpy(dtype=np.float64, copy=True)
     values[~np.isfinite(values)] = np.nan  # inf is treated like missing: imputed and flagged
     return pd.Series(values.astype(np.float32), index=s.index)
+
+
+# A number written for people: a currency sign, a percent sign, digit grouping or a decimal comma.
+_FORMATTED_NUMBER = re.compile(r"^\s*[-+]?\s*[$€£¥]?\s*[-+]?\d[\d.,' \u00a0]*\s*(%|[$€£¥]|EUR|USD|GBP)?\s*$")
+
+
+def _number_hint(value: Any) -> str:
+    """A hint for a number written with a currency or percent sign or digit grouping, else ""."""
+    if not isinstance(value, str) or not _FORMATTED_NUMBER.match(value):
+        return ""
+    return ("; the file writes numbers as people read them (a currency or percent sign, digit grouping "
+            "or a decimal comma): write plain numbers such as 1234.5 (in a spreadsheet: number format "
+            "'General' before saving)")
 
 
 _TRUE = {"1", "true", "yes", "y", "t", "1.0"}

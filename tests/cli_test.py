@@ -444,19 +444,6 @@ def test_scoring_reads_as_training_does_and_refuses_another_delimiter(tmp_path, 
     assert "latin1.csv: column 'c' has 1 cell(s) with bytes that are not UTF-8" in caplog.text
 
 
-def test_semicolon_csv_is_read_with_a_warning(tmp_path, caplog):
-    from purchase_intent.data.readers import read_table
-    from purchase_intent.schema import FeatureSchema
-
-    schema = FeatureSchema.from_dict(SCHEMA)
-    _table().to_csv(tmp_path / "plain.csv", index=False)
-    _table().to_csv(tmp_path / "excel_de.csv", index=False, sep=";")
-    with caplog.at_level(logging.WARNING):
-        pd.testing.assert_frame_equal(read_table(tmp_path / "excel_de.csv", schema),
-                                      read_table(tmp_path / "plain.csv", schema))
-    assert "semicolon-separated" in caplog.text and "excel_de.csv" in caplog.text
-
-
 def test_tensorflow_import_writes_no_cpp_log_lines():
     code = ("import sys; from purchase_intent import cli; cli.quiet_tensorflow(); "
             "from purchase_intent.serving import protos; import tensorflow as tf; "

@@ -20,7 +20,7 @@ from purchase_intent.schema import FeatureSchema
 ROWS = [["a", "", "b", "", ""], ["", "", ""], ["", "x"], ["a", "b", "c", "d"], [], ["", "a", "", "b"]]
 OTHER = [["v", "", "v", "v", ""], ["", "", "v"], ["", "v"], ["v", "v", "", ""], [], ["v", "v", "", ""]]
 CATEGORIES = ["3.0", "-2.000", "-0.0", "-0", "3.5", "x", "03.0", "3.", "1e+20", "", "3.0\n", " 3.0",
-              "\u0663.0"]
+              "\u0663.0", " UK ", "\tmobile", "  ", "a b", "\u00a0UK"]
 
 
 def test_importing_the_contract_loads_neither_keras_nor_tensorflow():
@@ -40,6 +40,9 @@ def test_events_padding_rule():
 def test_category_rule():
     assert [contract.category(v) for v in ("3.0", "-2.000", "-0.0", "-0", "3.5", "x", "3")] == [
         "3", "-2", "0", "0", "3.5", "x", "3"]
+    # Spaces around a value (a CSV written "a, b") are not part of it; inside, and non-ASCII ones, are.
+    assert [contract.category(v) for v in (" UK ", "\tmobile\r", " 3.0 ", "  ", "a b", "\u00a0UK")] == [
+        "UK", "mobile", "3", "", "a b", "\u00a0UK"]
 
 
 def test_events_of_an_example_are_counted_over_all_its_sequence_columns():

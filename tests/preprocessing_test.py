@@ -203,3 +203,17 @@ def test_spaces_around_the_sequence_delimiter_give_the_same_ids():
     known = pre.lookups["items"](["i1", "i2"]).numpy().tolist()
     assert all(row.tolist() == known + [0, 0] for row in ids), ids
     np.testing.assert_array_equal(direct, ids)
+
+
+def test_spaces_around_a_category_give_the_same_id_trained_either_way():
+    """A CSV written "a, b" puts " UK" in the training table; a caller sends "UK" (or the reverse):
+    the same known id both ways, never the unseen one (it was: a different answer, no error)."""
+    spaced = make(30)
+    spaced["c"] = " " + spaced["c"] + " "
+    for train in (make(30), spaced):
+        pre = preprocessor(train)
+        assert set(pre.lookups["c"].get_vocabulary()[1:]) == {"UK", "DE"}
+        raw = raw_batch(train.head(3), SCHEMA)
+        raw["c"] = tf.constant(["UK", " UK", "\tUK\r\n"])
+        ids = pre(raw)["c"].numpy().tolist()
+        assert ids == [pre.lookups["c"](tf.constant("UK")).numpy()] * 3 and ids[0] != 0

@@ -43,6 +43,49 @@ def test_csv_with_delimited_sequences(tmp_path):
         assert out["y"].tolist() == [1, 0]
 
 
+def test_semicolons_with_a_decimal_comma_read_as_the_comma_file_warned_once(tmp_path, caplog):
+    """Excel's CSV where the comma is the decimal mark: ";" between cells, "1,5" in them."""
+    from purchase_intent.data.readers import check_table_file
+
+    df = examples().assign(x=[1.5, 2.25])
+    for col in ("titles", "items"):
+        df[col] = df[col].map("|".join)
+    df.to_csv(tmp_path / "plain.csv", index=False)
+    df.to_csv(tmp_path / "excel.csv", index=False, sep=";", decimal=",")
+    assert "1,5" in (tmp_path / "excel.csv").read_text()
+    with caplog.at_level(logging.WARNING, logger="purchase_intent.data.readers"):
+        check_table_file(tmp_path / "excel.csv")  # what a command does before TensorFlow loads
+        excel = read_table(tmp_path / "excel.csv", SCHEMA)
+    pd.testing.assert_frame_equal(SCHEMA.validate(excel), SCHEMA.validate(read_table(tmp_path / "plain.csv", SCHEMA)))
+    said = [r.getMessage() for r in caplog.records if "semicolon" in r.getMessage()]
+    assert len(said) == 1 and "decimal comma" in said[0] and "excel.csv" in said[0]
+
+
+def test_spaces_around_header_names_are_dropped_with_a_warning(tmp_path, caplog):
+    from purchase_intent.data.readers import iter_table
+
+    df = examples()
+    for col in ("titles", "items"):
+        df[col] = df[col].map("|".join)
+    df.to_csv(tmp_path / "plain.csv", index=False)
+    text = (tmp_path / "plain.csv").read_text().splitlines()
+    spaced = tmp_path / "spaced.csv"
+    spaced.write_text("\n".join([", ".join(text[0].split(",")) + " "] + text[1:]) + "\n")
+    with caplog.at_level(logging.WARNING, logger="purchase_intent.data.readers"):
+        raw = read_table(spaced, SCHEMA)
+    plain = read_table(tmp_path / "plain.csv", SCHEMA)
+    assert list(raw.columns) == list(plain.columns)
+    pd.testing.assert_frame_equal(SCHEMA.validate(raw), SCHEMA.validate(plain))  # "0042" kept: read as a string
+    said = [r.getMessage() for r in caplog.records if "spaces around them" in r.getMessage()]
+    assert len(said) == 1 and "' titles'" in said[0] and "6 column name(s)" in said[0]
+    chunks = [chunk for _, chunk in iter_table(spaced, SCHEMA, chunk_rows=1)]
+    assert [list(c.columns) for c in chunks] == [list(plain.columns)] * 2
+
+    (tmp_path / "twice.csv").write_text("x, x ,y\n1,2,0\n")  # equal once the spaces are gone
+    with pytest.raises(SchemaError, match=r"twice.csv: the header names 'x' \(columns 1, 2\) more than once"):
+        read_table(tmp_path / "twice.csv", SCHEMA)
+
+
 def test_parquet_with_list_columns(tmp_path):
     path = tmp_path / "t.parquet"
     examples().to_parquet(path)

@@ -42,6 +42,15 @@ def test_wrong_numeric_type_names_column_and_row():
         SCHEMA.validate(frame(x=[1.0, "abc"]))
 
 
+@pytest.mark.parametrize("value", ["$1,234.50", "15%", "3,5", "1.234,5", "12 €", "1 200 EUR"])
+def test_a_number_written_for_people_gets_a_hint(value):
+    with pytest.raises(SchemaError, match=r"got str .*\(1 such rows\); the file writes numbers as people read them"):
+        SCHEMA.validate(frame(x=[1.0, value]))
+    with pytest.raises(SchemaError) as plain:  # not a formatted number: no hint
+        SCHEMA.validate(frame(x=[1.0, "lots"]))
+    assert "as people read them" not in str(plain.value)
+
+
 def test_label_not_binary():
     with pytest.raises(SchemaError, match=r"label column 'y', spreadsheet row 3 \(header = row 1\): expected 0/1"):
         SCHEMA.validate(frame(y=[1, 2]))

@@ -132,9 +132,16 @@ def check_table_file(path: str | Path) -> str:
 
 
 def _csv_options(path: Path, string_columns: Iterable[str]) -> dict[str, Any]:
-    """``pd.read_csv`` options: string columns as str (only "" missing), pandas' NA markers elsewhere."""
+    """``pd.read_csv`` options: string columns as str (only "" missing), pandas' NA markers elsewhere.
+
+    Column names are read without the spaces around them (``a, b`` is columns ``a`` and ``b``;
+    :func:`_check_header` has warned and refused names that would then be equal).
+    """
     options = csv_options(path)
-    header = pd.read_csv(path, nrows=0, encoding_errors="replace", **options).columns
+    raw = pd.read_csv(path, nrows=0, encoding_errors="replace", **options).columns
+    header = [str(c).strip() or str(c) for c in raw]
+    if header != list(raw):
+        options.update(names=header, header=0)
     strings = set(string_columns)
     na_values = {c: ([""] if c in strings else _DEFAULT_NA) for c in header}
     # Bytes that are not UTF-8 (a latin-1 export, a corrupt cell) become U+FFFD
@@ -150,13 +157,18 @@ def _check_header(path: Path, options: dict[str, str]) -> None:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", encoding=options["encoding"], errors="replace", newline="") as f:
         names = next(csv.reader(f, delimiter=options["sep"]), [])
-    names = [n.lstrip("\ufeff") for n in names]
+    raw = [n.lstrip("\ufeff") for n in names]
+    names = [n.strip() for n in raw]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         where = ", ".join(f"{n!r} (columns {', '.join(str(i + 1) for i, m in enumerate(names) if m == n)})"
                           for n in dupes)
         raise SchemaError(f"{path}: the header names {where} more than once; which one is meant cannot be "
                           "guessed: rename or delete the extra column(s)")
+    spaced = [n for n in raw if n != n.strip() and n.strip()]
+    if spaced:
+        _warn_once(path, "%s: %d column name(s) of the header have spaces around them (%s): read without "
+                   "them", path, len(spaced), ", ".join(repr(n) for n in spaced[:5]) + (", ..." if len(spaced) > 5 else ""))
 
 
 class _read_errors:
@@ -268,7 +280,8 @@ def csv_options(path: str | Path) -> dict[str, str]:
     read as such, with a warning; so is UTF-16 without a BOM (every other
     byte zero). The separator is a comma, unless the header has none but
     has tabs or semicolons (Excel's CSV in locales with a decimal comma):
-    then that one, with a warning.
+    then that one, with a warning; semicolon-separated files are read with a
+    decimal comma (``decimal=","``: "3,5" is 3.5), as Excel writes them.
     """
     path = Path(path)
     opener = gzip.open if path.name.lower().endswith(".gz") else open
@@ -287,14 +300,34 @@ def csv_options(path: str | Path) -> dict[str, str]:
     sep = "," if "," in first else "\t" if "\t" in first else ";" if ";" in first else ","
     names = {",": "comma", "\t": "tab", ";": "semicolon"}
     if encoding != "utf-8":
-        logger.warning("%s: the file is %s text (%s-separated), as Excel's \"Unicode text\" writes it; "
-                       "read as such. Re-saving it as \"CSV UTF-8\" avoids this guess.", path,
-                       encoding.upper(), names[sep])
+        _warn_once(path, "%s: the file is %s text (%s-separated), as Excel's \"Unicode text\" writes it; "
+                   "read as such. Re-saving it as \"CSV UTF-8\" avoids this guess.", path,
+                   encoding.upper(), names[sep])
+    elif sep == ";":
+        _warn_once(path, "%s: the header has no comma but semicolons: read as semicolon-separated with "
+                   "a decimal comma (\"3,5\" is 3.5), as Excel writes CSV where the "
+                   "comma is the decimal mark. \"CSV UTF-8 (comma delimited)\" avoids the guess.", path)
+        return {"encoding": encoding, "sep": sep, "decimal": ","}
     elif sep != ",":
-        logger.warning("%s: the header has no comma but %ss: read as %s-separated. Numbers with a "
-                       "decimal comma are not read as numbers; \"CSV UTF-8 (comma delimited)\" avoids "
-                       "both.", path, names[sep], names[sep])
+        _warn_once(path, "%s: the header has no comma but %ss: read as %s-separated. Numbers with a "
+                   "decimal comma are not read as numbers; \"CSV UTF-8 (comma delimited)\" avoids "
+                   "both.", path, names[sep], names[sep])
     return {"encoding": encoding, "sep": sep}
+
+
+_WARNED: set[tuple] = set()
+
+
+def _warn_once(path: Path, message: str, *args: Any) -> None:
+    """``logger.warning(message, *args)`` the first time it is said of ``path`` in this process.
+
+    A file is checked before TensorFlow loads, then read (once or chunk by chunk): one warning, not one
+    per look at it.
+    """
+    key = (str(Path(path).resolve()), message, args)
+    if key not in _WARNED:
+        _WARNED.add(key)
+        logger.warning(message, *args)
 
 
 def _warn_replaced_bytes(df: pd.DataFrame, path: Path) -> None:
