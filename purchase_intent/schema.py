@@ -33,7 +33,7 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -250,7 +250,8 @@ class FeatureSchema:
         missing = [c for c in needed if c not in df.columns]
         if missing:
             raise SchemaError(
-                f"{where}: missing column(s) {missing}; the table has {list(df.columns)[:30]}")
+                f"{where}: missing column(s) {missing}; the table has {list(df.columns)[:30]}"
+                + near_names(missing, df.columns))
         out = pd.DataFrame(index=df.index)
         for name in self.id:
             if name in df.columns:
@@ -285,6 +286,36 @@ class FeatureSchema:
 
 
 ROW_WORDING = "spreadsheet row {} (header = row 1)"
+
+
+def _name_key(name: Any) -> str:
+    return re.sub(r"[\s_\-]+", "_", str(name).strip().lower())
+
+
+def near_names(missing: Iterable[str], columns: Iterable[Any]) -> str:
+    """``"; did you mean 'Spend' for 'spend', ..."`` for missing names that a column spells otherwise
+    (case, spaces, ``_`` or ``-``), else ``""``: the end of a missing-column message."""
+    by_key: dict[str, list[str]] = {}
+    for c in columns:
+        by_key.setdefault(_name_key(c), []).append(str(c))
+    pairs = [(by_key[_name_key(m)][0], m) for m in missing if _name_key(m) in by_key]
+    if not pairs:
+        return ""
+    return ("; did you mean " + ", ".join(f"{have!r} for {want!r}" for have, want in pairs)
+            + " (names must match exactly: rename the column(s) or write the schema with the file's names)")
+
+
+def check_blank_rows(df: pd.DataFrame, where: str) -> None:
+    """Raises :class:`SchemaError` naming the first row of ``df`` whose every cell is missing (and their
+    number): a spreadsheet can leave such rows below its data; read as a row of missing values, one would
+    be imputed and scored, or fail on its label."""
+    if df.shape[1] < 2:
+        return
+    blank = df.isna().all(axis=1).to_numpy()
+    if blank.any():
+        raise SchemaError(f"{where}: {_first_bad(blank, df.iloc[:, 0])[0]} is empty (every cell blank; "
+                          f"{int(blank.sum())} such rows), as a spreadsheet can leave below its data: "
+                          "delete the empty rows")
 
 
 def row_ref(index_value: Any) -> str:

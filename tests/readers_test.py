@@ -86,6 +86,26 @@ def test_spaces_around_header_names_are_dropped_with_a_warning(tmp_path, caplog)
         read_table(tmp_path / "twice.csv", SCHEMA)
 
 
+def test_blank_rows_stop_with_their_row_in_memory_and_in_chunks(tmp_path):
+    """Rows whose every cell is empty (what a spreadsheet can leave below its data) are neither scored as
+    rows of missing values nor reported as a bad label: one error naming the first and their number."""
+    from purchase_intent.data.readers import iter_table
+
+    df = examples()
+    for col in ("titles", "items"):
+        df[col] = df[col].map("|".join)
+    path = tmp_path / "t.csv"
+    df.to_csv(path, index=False)
+    path.write_text(path.read_text() + ",,,,,,\n,,,,,,\n")
+    want = r"t.csv: spreadsheet row 4 \(header = row 1\) is empty \(every cell blank; 2 such rows\).*delete"
+    with pytest.raises(SchemaError, match=want):
+        read_table(path, SCHEMA)
+    with pytest.raises(SchemaError, match=want):
+        list(iter_table(path, SCHEMA, chunk_rows=10))
+    df.assign(q="").to_csv(path, index=False)  # some empty cells in every row: rows, read as such
+    assert len(read_table(path, SCHEMA)) == 2
+
+
 def test_parquet_with_list_columns(tmp_path):
     path = tmp_path / "t.parquet"
     examples().to_parquet(path)

@@ -51,6 +51,18 @@ def test_a_number_written_for_people_gets_a_hint(value):
     assert "as people read them" not in str(plain.value)
 
 
+def test_a_missing_column_spelt_otherwise_is_pointed_to():
+    from purchase_intent.schema import near_names
+
+    renamed = frame().rename(columns={"x": "X", "c": " C"})
+    with pytest.raises(SchemaError, match=r"missing column\(s\) \['x', 'c'\].*; did you mean 'X' for 'x', ' C' for 'c' "
+                                          r"\(names must match exactly"):
+        SCHEMA.validate(renamed)
+    for spelt in ("Order Total", "order-total ", "ORDER_TOTAL"):
+        assert near_names(["order_total"], ["id", spelt]).startswith(f"; did you mean {spelt!r} for 'order_total'")
+    assert near_names(["price"], ["prices", "cost"]) == ""  # another name: no guess
+
+
 def test_label_not_binary():
     with pytest.raises(SchemaError, match=r"label column 'y', spreadsheet row 3 \(header = row 1\): expected 0/1"):
         SCHEMA.validate(frame(y=[1, 2]))

@@ -12,7 +12,7 @@ from purchase_intent.config import DataConfig
 from purchase_intent.data.builtin import (DATA_ENV, DATA_FILES, default_data_root,  # noqa: F401 (re-exported)
                                           resolve_data_file, stratified_split, stratified_split_frames)
 from purchase_intent.schema import (SPLITS, FeatureSchema, SchemaError, check_delimiters,  # noqa: F401
-                                    label_mapping, row_ref)
+                                    label_mapping, near_names, row_ref)
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,8 @@ def check_table(table: pd.DataFrame, schema: FeatureSchema, cfg: DataConfig) -> 
                     "the label" if c == schema.label else "a feature of the schema") for c in missing}
         raise SchemaError(f"{cfg.name}: missing column(s) "
                           + ", ".join(f"{c!r} ({w})" for c, w in what.items())
-                          + f"; the file has {list(table.columns)[:30]} (the schema is {cfg.schema})")
+                          + f"; the file has {list(table.columns)[:30]} (the schema is {cfg.schema})"
+                          + near_names(missing, table.columns))
     mapping = label_mapping(table[schema.label])
     logger.info("%s: label column %r read as %s (1 = purchase)", cfg.name, schema.label,
                 ", ".join(f"{k!r} -> {v}" for k, v in mapping.items()) or "nothing")

@@ -25,7 +25,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from purchase_intent.schema import FeatureSchema, SchemaError, row_ref
+from purchase_intent.schema import FeatureSchema, SchemaError, check_blank_rows, row_ref
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,9 @@ def read_raw(path: str | Path, string_columns: Iterable[str] = ()) -> pd.DataFra
             _warn_replaced_bytes(df, path)
     if len(df) == 0:
         raise SchemaError(f"{path}: the file has no data rows (columns: {list(df.columns)[:30]})")
-    return df.reset_index(drop=True)
+    df = df.reset_index(drop=True)
+    check_blank_rows(df, str(path))
+    return df
 
 
 # Leading bytes of files that are not what their name says, and what to do about them.
@@ -252,6 +254,7 @@ def iter_table(path: str | Path, schema: FeatureSchema, chunk_rows: int = 50_000
                 continue
             if fmt == "csv":
                 _warn_replaced_bytes(df, path)
+            check_blank_rows(df, str(path))
             for name in schema.sequence_like:
                 if name in df.columns and df[name].dtype == object:
                     df[name] = [list(v) if isinstance(v, (np.ndarray, tuple)) else v for v in df[name]]

@@ -70,8 +70,15 @@ class SessionModel:
         self.path = Path(path)
         self.graph = tf.Graph()
         self.session = tf.compat.v1.Session(graph=self.graph, config=config or tf.compat.v1.ConfigProto())
-        with self.graph.as_default():
-            meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], str(self.path))
+        # The TF1 loader on purpose (TF Serving's path); its deprecation notice is not the user's business.
+        tf_logger = logging.getLogger("tensorflow")
+        level = tf_logger.level
+        tf_logger.setLevel(logging.ERROR)
+        try:
+            with self.graph.as_default():
+                meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], str(self.path))
+        finally:
+            tf_logger.setLevel(level)
         if signature not in meta.signature_def:
             raise ValueError(f"{self.path}: no {signature!r} signature, only {sorted(meta.signature_def)}")
         self.meta_graph = meta
