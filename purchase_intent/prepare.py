@@ -168,9 +168,9 @@ def split_of(df, path: Path, cfg, seed: int) -> np.ndarray:
         raise SchemaError(f"{path}: group column {cfg.group_column!r} (data.group_column) is missing")
     import pandas as pd
 
-    from purchase_intent.data.readers import is_missing_key
+    from purchase_intent.data.readers import id_keys, is_missing_key
 
-    ids = df[cfg.group_column].astype(str).str.strip()
+    ids = id_keys(df[cfg.group_column])
     hashed = pd.util.hash_pandas_object(ids, index=False).to_numpy(np.uint64)  # the same in every file
     groups = hash_split(hashed, seed, cfg.validation_fraction, cfg.test_fraction)
     return np.where(is_missing_key(df[cfg.group_column]), rows, groups)  # no id: a group of its own

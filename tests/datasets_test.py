@@ -162,6 +162,19 @@ def test_repeated_ids_keep_each_customer_in_one_split(tmp_path, caplog):
     assert all(named[k].equals(splits[k]) for k in splits)
 
 
+def test_an_id_written_as_an_integer_and_as_a_float_is_one_customer(tmp_path):
+    """Numeric customer ids, some rows written 1042 and others 1042.0 (files appended after a float
+    column): one customer, kept in one split."""
+    df = _snapshots(tmp_path)
+    number = df["customer_id"].str[1:].astype(int).astype(str)
+    df["customer_id"] = np.where(df["m"] % 2 == 0, number + ".0", " " + number)
+    df.to_csv(tmp_path / "snap.csv", index=False)
+    _, splits = load_splits(_table_cfg(tmp_path))
+    ids = {k: set(v["customer_id"].str.strip().str.replace(".0", "", regex=False)) for k, v in splits.items()}
+    assert not (ids["train"] & ids["test"]) and not (ids["train"] & ids["validation"])
+    assert {k: len(v) for k, v in ids.items()} == {"train": 140, "validation": 30, "test": 30}
+
+
 def test_unique_ids_give_the_row_by_row_split_as_before(tmp_path):
     from purchase_intent.data import random_split
 

@@ -381,6 +381,10 @@ def test_group_column_keeps_a_customers_rows_in_one_split_in_any_file():
     assert (rows[[3, 7]] == a[[3, 7]]).all()  # auto / none: row by row, as before
     with pytest.raises(SchemaError, match=r"group column 'client' \(data.group_column\) is missing"):
         prepare.split_of(df, Path("a.csv"), DataConfig(group_column="client"), seed=0)
+    numbers = pd.DataFrame({"customer": [str(i % 300) for i in range(1500)]})
+    floats = numbers.assign(customer=numbers["customer"] + ".0")  # the same ids from a float column
+    np.testing.assert_array_equal(prepare.split_of(numbers, Path("a.csv"), cfg, seed=0),
+                                  prepare.split_of(floats, Path("b.csv"), cfg, seed=0))
 
 
 def test_time_split_is_refused_with_what_to_do(table, tmp_path):

@@ -106,6 +106,14 @@ def test_blank_rows_stop_with_their_row_in_memory_and_in_chunks(tmp_path):
     assert len(read_table(path, SCHEMA)) == 2
 
 
+def test_id_keys_read_an_integer_written_as_a_decimal_as_that_integer():
+    from purchase_intent.data.readers import id_keys
+
+    got = id_keys(pd.Series(["1042", "1042.0", " 1042.00 ", "-7.0", "0042", "1042.5", "A1.0", "1e3"]))
+    assert got.tolist() == ["1042", "1042", "1042", "-7", "0042", "1042.5", "A1.0", "1e3"]
+    assert id_keys(pd.Series([1042.0, 7.0])).tolist() == ["1042", "7"]  # a float column (Parquet)
+
+
 def test_parquet_with_list_columns(tmp_path):
     path = tmp_path / "t.parquet"
     examples().to_parquet(path)

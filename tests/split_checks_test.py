@@ -36,6 +36,13 @@ def test_ids_in_training_and_test_are_named_with_the_share_of_rows():
     assert leakage_warnings(_splits(train, val, test), SCHEMA, temporal=True) == []  # a time split: by design
 
 
+def test_an_id_written_otherwise_in_test_is_still_the_training_one():
+    train, val, test = _frame(400), _frame(100, start=400, seed=1), _frame(100, start=500, seed=2)
+    train["customer"], test["customer"] = [str(i) for i in range(400)], [f" {i}.0" for i in range(10, 110)]
+    warnings = leakage_warnings(_splits(train, val, test), SCHEMA)
+    assert len(warnings) == 1 and warnings[0].startswith("Leakage: 100.0% of the test rows (100 of 100)")
+
+
 def test_rows_repeated_across_splits_warn_unless_chance_explains_them():
     train, val, test = _frame(400), _frame(100, start=400, seed=1), _frame(100, start=500, seed=2)
     test.iloc[:20, 1:] = train.iloc[:20, 1:].to_numpy()  # 20 rows copied from train (all but the id)

@@ -185,8 +185,10 @@ def group_column(table: pd.DataFrame, schema: FeatureSchema, cfg: DataConfig) ->
         return cfg.group_column
     if not schema.id or schema.id[0] not in table.columns:
         return None
+    from purchase_intent.data.readers import id_keys
+
     ids = table[schema.id[0]]
-    repeats = int(ids[~_missing(ids)].duplicated().sum())
+    repeats = int(id_keys(ids[~_missing(ids)]).duplicated().sum())
     if not repeats:
         return None
     logger.info("%s: the id column %r repeats (%d rows share an id with an earlier row): the split keeps "
@@ -213,10 +215,12 @@ def group_split(df: pd.DataFrame, cfg: DataConfig, seed: int, column: str) -> di
     Raises:
         SchemaError: fewer than 3 groups, or a split left empty.
     """
+    from purchase_intent.data.readers import id_keys
+
     values = df[column]
     alone = _missing(values)
     codes = np.zeros(len(df), dtype=np.int64)
-    codes[~alone] = pd.factorize(values[~alone].astype(str).str.strip(), sort=True)[0]
+    codes[~alone] = pd.factorize(id_keys(values[~alone]), sort=True)[0]
     codes[alone] = (codes[~alone].max() + 1 if (~alone).any() else 0) + np.arange(int(alone.sum()))
     n_groups = int(codes.max()) + 1
     if n_groups < 3:

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from purchase_intent.config import ConfigError, DataConfig
-from purchase_intent.data.readers import (group_boundaries, keep_last_n, parse_times, read_raw,
+from purchase_intent.data.readers import (group_boundaries, id_keys, keep_last_n, parse_times, read_raw,
                                           split_to_lists)
 from purchase_intent.schema import FeatureSchema, SchemaError, row_ref
 
@@ -100,7 +100,7 @@ def _customer_ids(s: pd.Series, where: str) -> pd.Series:
     if s.isna().any():
         raise SchemaError(f"{where}: CustomerID is missing in {int(s.isna().sum())} rows; "
                           "run clean_events first")
-    return s.astype(str).str.strip().str.replace(r"\.0$", "", regex=True)
+    return id_keys(s)
 
 
 def _numeric(s: pd.Series, column: str, where: str) -> pd.Series:

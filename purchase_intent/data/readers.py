@@ -612,6 +612,13 @@ def event_order(codes: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.nd
     return order, rank[codes[order]]
 
 
+def id_keys(s: pd.Series) -> pd.Series:
+    """Ids as rows are grouped and compared by (splits, leakage checks): strings without surrounding
+    whitespace, an integer written as a decimal read as that integer (``"1042.0"`` is ``"1042"``: a
+    spreadsheet or a float column wrote it so). Missing values are the caller's (:func:`is_missing_key`)."""
+    return s.astype(str).str.strip().str.replace(r"^(-?[0-9]+)\.0+$", r"\1", regex=True)
+
+
 def is_missing_key(s: pd.Series) -> np.ndarray:
     """Mask of missing or blank (whitespace-only) keys, e.g. session or customer ids."""
     missing = s.isna().to_numpy()

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from purchase_intent.config import DataConfig
+from purchase_intent.data.readers import id_keys
 from purchase_intent.schema import FeatureSchema
 
 logger = logging.getLogger(__name__)
@@ -82,12 +83,12 @@ def leakage_warnings(splits: dict[str, pd.DataFrame], schema: FeatureSchema, tem
     for column in ([] if temporal else schema.id):
         if column not in train.columns:
             continue
-        seen = set(train[column].dropna().astype(str).str.strip()) - {""}
+        seen = set(id_keys(train[column].dropna())) - {""}
         for name in EVALUATED:
             df = splits.get(name)
             if df is None or not len(df) or column not in df.columns:
                 continue
-            ids = df[column].astype(str).str.strip()
+            ids = id_keys(df[column])
             shared = ids.isin(seen).to_numpy() & df[column].notna().to_numpy()
             if shared.any():
                 out.append(
