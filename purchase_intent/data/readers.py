@@ -169,8 +169,9 @@ def _check_header(path: Path, options: dict[str, str]) -> None:
                           "guessed: rename or delete the extra column(s)")
     spaced = [n for n in raw if n != n.strip() and n.strip()]
     if spaced:
+        shown = ", ".join(repr(n) for n in spaced[:5]) + (", ..." if len(spaced) > 5 else "")
         _warn_once(path, "%s: %d column name(s) of the header have spaces around them (%s): read without "
-                   "them", path, len(spaced), ", ".join(repr(n) for n in spaced[:5]) + (", ..." if len(spaced) > 5 else ""))
+                   "them", path, len(spaced), shown)
 
 
 class _read_errors:
