@@ -1,8 +1,9 @@
 """Whom to contact now, what it is worth, and why: ``python -m purchase_intent.campaign``.
 
-Scores the current customer base (a table without labels) with an export,
-read, validated and scored exactly as ``python -m purchase_intent.predict``
-does (:func:`purchase_intent.scoring_io.validated_chunks`,
+Scores the current customer base (a table without labels, one row per
+customer: an id in several rows is refused) with an export, read, validated
+and scored exactly as ``python -m purchase_intent.predict`` does
+(:func:`purchase_intent.scoring_io.validated_chunks`,
 :class:`purchase_intent.predict.Predictor`), and writes into ``--output``:
 
 * ``contacts.csv``: the schema's id columns as written in the input (strings:
@@ -381,19 +382,42 @@ def read_customers(path: str | Path, schema, chunk_rows: int = 20_000) -> tuple[
     number in the file (1 = the first row after the header).
 
     Raises:
-        SchemaError: an id column of the schema is missing, or as :func:`~purchase_intent.scoring_io.validated_chunks`.
+        SchemaError: an id column of the schema is missing, or an id is in more than one row (a campaign
+            contacts each customer once), or as :func:`~purchase_intent.scoring_io.validated_chunks`.
     """
     from purchase_intent.scoring_io import validated_chunks
 
-    ids, valid = [], []
+    ids, valid, rows = [], [], []
     for chunk, v in validated_chunks(path, schema, chunk_rows):
         if schema.id:
             schema.require_ids(chunk.columns, where=str(path))
             ids.append(chunk[list(schema.id)].reset_index(drop=True))
         else:
             ids.append(pd.DataFrame({"row": np.asarray(chunk.index) + 1}))
+        rows.append(np.asarray(chunk.index))
         valid.append(v)
-    return pd.concat(ids, ignore_index=True), pd.concat(valid, ignore_index=True)
+    ids = pd.concat(ids, ignore_index=True)
+    if schema.id:
+        _refuse_repeated_ids(ids[schema.id[0]], np.concatenate(rows), path)
+    return ids, pd.concat(valid, ignore_index=True)
+
+
+def _refuse_repeated_ids(values: pd.Series, rows: np.ndarray, path) -> None:
+    """Raises if a customer id (read as :func:`~purchase_intent.data.readers.id_keys` reads it) is in several
+    rows: each would be scored, ranked and counted as a customer of its own, contacted once per row."""
+    from purchase_intent.data.readers import id_keys, is_missing_key
+    from purchase_intent.schema import SchemaError
+
+    keys = id_keys(values).where(~is_missing_key(values))
+    repeated = keys.duplicated(keep=False) & keys.notna()
+    if not repeated.any():
+        return
+    first = keys[repeated].iloc[0]
+    at = " and ".join(str(int(r) + 2) for r in rows[(keys == first).to_numpy()][:3])  # as row_ref counts
+    raise SchemaError(
+        f"{path}: {keys[repeated].nunique():,} id(s) of column {values.name!r} are in more than one row "
+        f"({int(repeated.sum()):,} rows; e.g. {values[keys == first].iloc[0]!r} in spreadsheet rows {at}, header = row 1): a campaign "
+        "contacts each customer once, so give one row per customer, the current one (e.g. the latest month)")
 
 
 def model_info(version_dir: Path) -> dict[str, Any]:

@@ -133,6 +133,22 @@ def _run(args):
                           capture_output=True, text=True, timeout=600)
 
 
+def test_a_customer_in_several_rows_is_refused_naming_the_rows(tmp_path):
+    """Monthly snapshots given as "the current customers": each row would be ranked and contacted as a
+    customer of its own, so the buyers and profit expected would count them twice."""
+    from purchase_intent.schema import FeatureSchema, SchemaError
+
+    schema = FeatureSchema(label="y", numeric=["x"], id=["customer_id"])
+    df = pd.DataFrame({"customer_id": ["7", "8", "9", "7.0", "", ""], "x": [1, 2, 3, 4, 5, 6]})
+    df.to_csv(tmp_path / "c.csv", index=False)
+    with pytest.raises(SchemaError, match=r"c.csv: 1 id\(s\) of column 'customer_id' are in more than one row "
+                                          r"\(2 rows; e.g. '7' in spreadsheet rows 2 and 5, header = row 1\)"):
+        campaign.read_customers(tmp_path / "c.csv", schema, chunk_rows=2)  # across chunks
+    df.drop(index=3).to_csv(tmp_path / "c.csv", index=False)  # rows without an id: not one customer
+    ids, frame = campaign.read_customers(tmp_path / "c.csv", schema, chunk_rows=2)
+    assert ids["customer_id"].fillna("").tolist() == ["7", "8", "9", "", ""] and len(frame) == 5
+
+
 def test_cli_end_to_end_keeps_ids_as_strings(user_csv_run, tmp_path):
     run_dir, _, csv, _ = user_csv_run
     df = pd.read_csv(csv, dtype=str).drop(columns=["label"]).head(40)
