@@ -33,9 +33,11 @@ else a seeded hash with the fractions ``data.validation_fraction`` /
 column is named (all rows of a customer in one split), else of its file name
 and row number: the same for any partitioning, but not the permutation of
 the in-memory path. A stream cannot know whether ids repeat before its end,
-so ``group_column=auto`` splits row by row here (train's leakage check warns
-when ids are shared); ``data.split_time_column`` needs the whole table sorted
-and is refused: write a split column.
+so ``group_column=auto`` hashes the schema's first id column when there is one
+(each customer's rows in one split, as in memory; the shards keep no ids, so
+train's leakage check could not see them shared afterwards), else rows;
+``data.split_time_column`` needs the whole table sorted and is refused: write a
+split column.
 
 An event log (``--set data.format=events`` and the clickstream settings,
 :mod:`purchase_intent.data.clickstream`): :func:`prepare_events_partition`
@@ -154,26 +156,40 @@ def hash_split(rows: np.ndarray, key: int, validation_fraction: float, test_frac
                     np.where(u < test_fraction + validation_fraction, "validation", "train"))
 
 
-def split_of(df, path: Path, cfg, seed: int) -> np.ndarray:
-    """The split of each row of a raw chunk: its ``data.split_column`` value or :func:`hash_split`."""
+def split_of(df, path: Path, cfg, seed: int, id_column: str | None = None) -> np.ndarray:
+    """The split of each row of a raw chunk: its ``data.split_column`` value or :func:`hash_split`.
+
+    Hashed by row, or by the value of :func:`group_by` (``data.group_column``; with ``auto``, the
+    schema's first id column ``id_column`` when the chunk has it).
+    """
     if cfg.split_column:
         if cfg.split_column not in df.columns:
             raise SchemaError(f"{path}: split column {cfg.split_column!r} is missing")
         return split_values(df[cfg.split_column], cfg.split_column, str(path)).to_numpy()
     key = zlib.crc32(path.name.encode()) + seed
     rows = hash_split(df.index.to_numpy(), key, cfg.validation_fraction, cfg.test_fraction)
-    if cfg.group_column in ("auto", "none"):
+    column = group_by(cfg, id_column)
+    if column is None or (cfg.group_column == "auto" and column not in df.columns):
         return rows
-    if cfg.group_column not in df.columns:
-        raise SchemaError(f"{path}: group column {cfg.group_column!r} (data.group_column) is missing")
+    if column not in df.columns:
+        raise SchemaError(f"{path}: group column {column!r} (data.group_column) is missing")
     import pandas as pd
 
     from purchase_intent.data.readers import id_keys, is_missing_key
 
-    ids = id_keys(df[cfg.group_column])
+    ids = id_keys(df[column])
     hashed = pd.util.hash_pandas_object(ids, index=False).to_numpy(np.uint64)  # the same in every file
     groups = hash_split(hashed, seed, cfg.validation_fraction, cfg.test_fraction)
-    return np.where(is_missing_key(df[cfg.group_column]), rows, groups)  # no id: a group of its own
+    return np.where(is_missing_key(df[column]), rows, groups)  # no id: a group of its own
+
+
+def group_by(cfg, id_column: str | None) -> str | None:
+    """The column whose values a stream's split keeps together: ``data.group_column`` when named; with
+    ``auto``, the schema's first id column (a stream cannot know whether ids repeat before its end, and
+    hashing unique ids splits row by row all the same); None for ``none`` or no id column."""
+    if cfg.group_column == "none":
+        return None
+    return id_column if cfg.group_column == "auto" else cfg.group_column
 
 
 class ShardWriter:
@@ -272,12 +288,17 @@ def prepare_partition(inputs: list[str], schema: FeatureSchema, out_dir: str | P
     writers = {s: ShardWriter(out_dir, f"{s}-{index:05d}", shard_examples, compression) for s in SPLITS}
     parts: dict[str, st.SplitStats] = {}
     rows, t0 = 0, time.perf_counter()
+    id_column = schema.id[0] if schema.id else None
+    if not cfg.split_column:
+        by = group_by(cfg, id_column)
+        logger.info("Split: a seeded hash of %s (data.group_column=%s)", f"{by!r} (each value's rows in one split)"
+                    if by else "each row's file and number", cfg.group_column)
     for f, path in enumerate(files):
         if by_file and f % count != index:
             continue
         chunks = None if by_file else (lambda number: number % count == index)
         for number, raw in iter_table(path, schema, chunk_rows, chunks=chunks):
-            splits = split_of(raw, path, cfg, seed)
+            splits = split_of(raw, path, cfg, seed, id_column)
             valid = schema.validate(raw, where=str(path))
             write_splits(valid, splits, schema, cfg, writers, parts, sample_size=sample_size,
                          seed=seed + 7919 * f + number, max_values=max_values)

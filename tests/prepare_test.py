@@ -378,7 +378,15 @@ def test_group_column_keeps_a_customers_rows_in_one_split_in_any_file():
     shares = pd.Series(a).value_counts(normalize=True)
     assert 0.5 < shares["train"] < 0.7 and 0.1 < shares["test"] < 0.3
     rows = prepare.split_of(df, Path("a.csv"), DataConfig(validation_fraction=0.2, test_fraction=0.2), seed=0)
-    assert (rows[[3, 7]] == a[[3, 7]]).all()  # auto / none: row by row, as before
+    assert (rows[[3, 7]] == a[[3, 7]]).all()  # auto without an id column: row by row, as before
+    # auto with the schema's id column: grouped by it, as a named group column (the shards keep no ids,
+    # so the leakage check of training cannot see shared ids afterwards; in memory auto groups too).
+    auto = prepare.split_of(df, Path("a.csv"), DataConfig(validation_fraction=0.2, test_fraction=0.2), seed=0,
+                            id_column="customer")
+    np.testing.assert_array_equal(auto, a)
+    none = prepare.split_of(df, Path("a.csv"), DataConfig(group_column="none", validation_fraction=0.2,
+                                                          test_fraction=0.2), seed=0, id_column="customer")
+    np.testing.assert_array_equal(none, rows)
     with pytest.raises(SchemaError, match=r"group column 'client' \(data.group_column\) is missing"):
         prepare.split_of(df, Path("a.csv"), DataConfig(group_column="client"), seed=0)
     numbers = pd.DataFrame({"customer": [str(i % 300) for i in range(1500)]})
