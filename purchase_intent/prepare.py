@@ -341,7 +341,7 @@ def _event_chunk(raw, schema: FeatureSchema, cfg, where: str) -> tuple[Any, int]
     import pandas as pd
 
     from purchase_intent.data import clickstream as cs
-    from purchase_intent.data.readers import is_missing_key
+    from purchase_intent.data.readers import id_keys, is_missing_key
     from purchase_intent.schema import _as_float_column
 
     cs._check_columns(raw, schema, cfg, where)
@@ -353,6 +353,7 @@ def _event_chunk(raw, schema: FeatureSchema, cfg, where: str) -> tuple[Any, int]
     if not len(events):
         return raw[columns].iloc[:0], int(no_key.sum())
     out = events[columns].copy()
+    out[cfg.session_column] = id_keys(events[cfg.session_column])  # as clickstream reads it in memory
     out[cfg.time_column] = cs.event_times(events[cfg.time_column], cfg.time_column, where,
                                           cfg.time_format).view("datetime64[ns]")
     for name in schema.numeric + ([cfg.price_column] if cfg.price_column else []):

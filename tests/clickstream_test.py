@@ -198,6 +198,10 @@ def test_labels_on_a_hand_written_log():
     assert out["prefix_seconds"].tolist() == [0, 60, 0, 30]
     at_cart = build_prefixes(log, schema, DataConfig(prefix_every=0, prefix_at=["cart"]))
     assert at_cart["item_id"].tolist() == [["x", "y"]]
+    # Ids written otherwise in some rows (a float column: "7.0"; spaces) are the same session.
+    numbered = log.assign(session_id=["7", "7.0", " 7", "7", "7.00", "8", "8.0", "9", "9"])
+    assert build_prefixes(numbered, schema, DataConfig(prefix_every=1))["session_id"].tolist() == [
+        "7", "7", "8", "8"]
     every2 = build_prefixes(log, schema, DataConfig(prefix_every=2))
     assert every2["session_id"].tolist() == ["a", "b"]
     assert every2[SESSION_START].tolist() == [pd.Timestamp("2024-01-01 10:00"),

@@ -219,6 +219,8 @@ def event_log(tmp_path_factory):
     log = make_synthetic_clickstream(SESSIONS, seed=4)
     log = log.sample(frac=1.0, random_state=0).reset_index(drop=True)  # unsorted, as logs may be
     log.loc[3, "session_id"] = ""  # a row without a session: dropped and counted by both paths
+    spaced = log.index % 7 == 1
+    log.loc[spaced, "session_id"] = " " + log.loc[spaced, "session_id"]  # the same session, by both paths
     log.to_csv(root / "events.csv", index=False)
     CLICKSTREAM_SCHEMA.save(root / "schema.json")
     sets = [f"data.{k}={v}" for k, v in CLICKSTREAM_COLUMNS.items()] + [

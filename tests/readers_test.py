@@ -142,6 +142,9 @@ def event_log():
 def test_event_log_unsorted_is_sorted_and_last_event_wins():
     out = read_event_log(event_log(), SCHEMA, key="session", time="ts", label="y")
     assert out["session"].tolist() == ["a", "b"]  # order of first event
+    numbered = event_log().assign(session=["2", "1.0", "1", " 2", "1", "1.00"])  # one id written 3 ways
+    assert read_event_log(numbered, SCHEMA, key="session", time="ts", label="y")["items"].tolist() == [
+        ["a1", "a2", "a3", "a4"], ["b1", "b2"]]
     a, b = out.iloc[0], out.iloc[1]
     assert a["items"] == ["a1", "a2", "a3", "a4"]
     assert a["titles"] == ["A one", "A two", "A three", "A four"]

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from purchase_intent.config import DataConfig
-from purchase_intent.data.readers import (event_order, group_boundaries, is_missing_key, parse_times,
+from purchase_intent.data.readers import (event_order, group_boundaries, id_keys, is_missing_key, parse_times,
                                           read_raw)
 from purchase_intent.schema import SPLITS, FeatureSchema, SchemaError, _as_float_column, row_ref
 
@@ -216,7 +216,7 @@ def _prepare(df: pd.DataFrame, schema: FeatureSchema, cfg: DataConfig, where: st
             df = df[~no_key]
             if len(df) == 0:
                 raise SchemaError(f"{where}: every event has a missing {cfg.session_column!r}")
-        codes, sessions = pd.factorize(df[cfg.session_column], sort=False)
+        codes, sessions = pd.factorize(id_keys(df[cfg.session_column]), sort=False)  # "12.0" is "12"
     else:
         codes, sessions = np.zeros(len(df), dtype=np.int64), pd.Index(["live"])
     t = event_times(df[cfg.time_column], cfg.time_column, where, cfg.time_format)

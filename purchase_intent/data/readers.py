@@ -690,7 +690,7 @@ def read_event_log(path_or_df: str | Path | pd.DataFrame, schema: FeatureSchema,
             raise SchemaError(f"{where}: every event has a missing {key!r}")
 
     times = parse_times(df[time], time, where, fmt=time_format or None, exact=bool(time_format))
-    codes, _ = pd.factorize(df[key], sort=False)
+    codes, _ = pd.factorize(id_keys(df[key]), sort=False)  # " 12" and "12.0" are "12"
     order, sorted_codes = event_order(codes, times.to_numpy())
 
     seq_cols = list(dict.fromkeys(schema.sequence_like))
