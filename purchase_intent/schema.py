@@ -389,17 +389,19 @@ def _as_float_column(s: pd.Series, name: str, where: str) -> pd.Series:
     return pd.Series(values.astype(np.float32), index=s.index)
 
 
-# A number written for people: a currency sign, a percent sign, digit grouping or a decimal comma.
-_FORMATTED_NUMBER = re.compile(r"^\s*[-+]?\s*[$€£¥]?\s*[-+]?\d[\d.,' \u00a0]*\s*(%|[$€£¥]|EUR|USD|GBP)?\s*$")
+# A number written for people: a currency sign, a percent sign, digit grouping, a decimal comma or
+# an accountant's negative in parentheses.
+_FORMATTED_NUMBER = re.compile(
+    r"^\s*\(?\s*[-+]?\s*[$€£¥]?\s*[-+]?\d[\d.,' \u00a0]*\s*(%|[$€£¥]|EUR|USD|GBP)?\s*\)?\s*$")
 
 
 def _number_hint(value: Any) -> str:
     """A hint for a number written with a currency or percent sign or digit grouping, else ""."""
     if not isinstance(value, str) or not _FORMATTED_NUMBER.match(value):
         return ""
-    return ("; the file writes numbers as people read them (a currency or percent sign, digit grouping "
-            "or a decimal comma): write plain numbers such as 1234.5 (in a spreadsheet: number format "
-            "'General' before saving)")
+    return ("; the file writes numbers as people read them (a currency or percent sign, digit grouping, "
+            "a decimal comma or a negative in parentheses): write plain numbers such as -1234.5 (in a "
+            "spreadsheet: number format 'General' before saving)")
 
 
 _TRUE = {"1", "true", "yes", "y", "t", "1.0"}

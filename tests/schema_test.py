@@ -42,7 +42,7 @@ def test_wrong_numeric_type_names_column_and_row():
         SCHEMA.validate(frame(x=[1.0, "abc"]))
 
 
-@pytest.mark.parametrize("value", ["$1,234.50", "15%", "3,5", "1.234,5", "12 €", "1 200 EUR"])
+@pytest.mark.parametrize("value", ["$1,234.50", "15%", "3,5", "1.234,5", "12 €", "1 200 EUR", "(12.50)"])
 def test_a_number_written_for_people_gets_a_hint(value):
     with pytest.raises(SchemaError, match=r"got str .*\(1 such rows\); the file writes numbers as people read them"):
         SCHEMA.validate(frame(x=[1.0, value]))
