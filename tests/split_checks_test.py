@@ -6,7 +6,8 @@ import pytest
 
 from purchase_intent.config import DataConfig
 from purchase_intent.data.split_checks import (leakage_warnings, psi, rate_shifted, shift_warnings,
-                                               split_checks, split_warnings, time_ordered)
+                                               split_checks, split_warnings, target_leak_warnings,
+                                               time_ordered)
 from purchase_intent.schema import FeatureSchema
 
 SCHEMA = FeatureSchema(label="y", numeric=["x", "z"], categorical=["c"], sequences=["items"], id=["customer"])
@@ -41,6 +42,21 @@ def test_an_id_written_otherwise_in_test_is_still_the_training_one():
     train["customer"], test["customer"] = [str(i) for i in range(400)], [f" {i}.0" for i in range(10, 110)]
     warnings = leakage_warnings(_splits(train, val, test), SCHEMA)
     assert len(warnings) == 1 and warnings[0].startswith("Leakage: 100.0% of the test rows (100 of 100)")
+
+
+def test_a_feature_that_alone_separates_the_classes_is_named_as_a_possible_leak():
+    train, val, test = _frame(400), _frame(300, start=400, seed=1), _frame(100, start=700, seed=2)
+    assert target_leak_warnings(_splits(train, val, test), SCHEMA) == []
+    for df in (train, val):  # known after the purchase: a refund amount (0 for non-buyers), an order status
+        df["z"] = np.where(df["y"] == 1, 0.0, 5 + df["z"])  # buyers lowest, one tie: ROC-AUC 1 the other way
+        df.loc[df.index[:3], "z"] = np.nan  # missing counts as lowest
+        df["c"] = np.where(df["y"] == 1, "paid", df["c"])
+    (warning,) = target_leak_warnings(_splits(train, val, test), SCHEMA)
+    assert warning.startswith("Possible target leak: 2 feature(s) alone all but separate the validation buyers")
+    assert "'c' (ROC-AUC 1.000)" in warning and "'z' (ROC-AUC 0.99" in warning and "lower values buy" in warning
+    assert warning in split_checks(_splits(train, val, test), SCHEMA, DataConfig())  # reaches the run's warnings
+    few = pd.concat([val[val["y"] == 0], val[val["y"] == 1].iloc[:19]])  # 19 buyers: too few to tell
+    assert target_leak_warnings(_splits(train, few, test), SCHEMA) == []
 
 
 def test_rows_repeated_across_splits_warn_unless_chance_explains_them():

@@ -8,6 +8,9 @@
 * **Shift** (:func:`shift_warnings`): a base rate of validation or test far
   from the training split's, and numeric features distributed differently
   (population stability index over the training deciles).
+* **Target leak** (:func:`target_leak_warnings`): a numeric or categorical
+  feature that alone all but separates the validation buyers from the others,
+  as a value known only after the purchase does.
 
 Each returns plain sentences; ``train`` logs them, writes them into
 ``metrics.json`` ``warnings`` and the report shows them at the top. numpy
@@ -36,12 +39,15 @@ RATE_STANDARD_ERRORS = 3.0  # ... and more than this many standard errors away
 PSI_THRESHOLD = 0.25  # population stability index above this: the feature has shifted
 PSI_MIN_ROWS = 200  # the index is computed on splits of at least this many rows (noise below)
 PSI_BINS = 10  # the training deciles
+LEAK_ROC_AUC = 0.98  # one feature alone separating validation's classes this well (either direction) ...
+LEAK_MIN_CLASS = 20  # ... with at least this many buyers and non-buyers in validation
 
 
 def split_checks(splits: dict[str, pd.DataFrame], schema: FeatureSchema, cfg: DataConfig) -> list[str]:
     """:func:`leakage_warnings` then :func:`shift_warnings` of the split ``cfg`` made."""
     temporal = time_ordered(cfg)
-    return leakage_warnings(splits, schema, temporal) + shift_warnings(splits, schema, temporal)
+    return (leakage_warnings(splits, schema, temporal) + target_leak_warnings(splits, schema)
+            + shift_warnings(splits, schema, temporal))
 
 
 def time_ordered(cfg: DataConfig) -> bool:
@@ -187,6 +193,56 @@ def shift_warnings(splits: dict[str, pd.DataFrame], schema: FeatureSchema, tempo
                 f"{PSI_THRESHOLD}): {listed}{more}. The model meets values it was not trained on; "
                 f"its {name} figures may not hold for the training period, or the other way round.")
     return out
+
+
+def target_leak_warnings(splits: dict[str, pd.DataFrame], schema: FeatureSchema) -> list[str]:
+    """Warnings for features that alone separate the validation buyers from the others.
+
+    Each numeric feature is ranked as it is (missing values lowest); each
+    categorical one by its training buy rate per value (values unseen in
+    training: the training rate). A feature whose validation ROC-AUC is at
+    least :data:`LEAK_ROC_AUC` (0.98), or at most 1 - that, is named, best
+    first, when validation has :data:`LEAK_MIN_CLASS` (20) buyers and
+    non-buyers. Such a feature is usually known only after the purchase (an
+    order count over the label window, a refund, an order status): the run's
+    figures are then unreachable in production.
+    """
+    train, val = splits.get("train"), splits.get("validation")
+    if train is None or val is None or not len(train) or schema.label not in val.columns:
+        return []
+    y = val[schema.label].to_numpy(np.float64) > 0.5
+    if min(int(y.sum()), int((~y).sum())) < LEAK_MIN_CLASS:
+        return []
+    scores = {}
+    for f in schema.numeric:
+        if f in val.columns:
+            x = val[f].to_numpy(np.float64)
+            scores[f] = np.where(np.isnan(x), -np.inf, x)
+    y_train = train[schema.label].to_numpy(np.float64)
+    for f in schema.categorical:
+        if f in train.columns and f in val.columns:
+            rate = pd.Series(y_train).groupby(train[f].astype(str).to_numpy()).mean()
+            scores[f] = val[f].astype(str).map(rate).fillna(float(y_train.mean())).to_numpy(np.float64)
+    found = sorted(((f, rank_roc_auc(s, y)) for f, s in scores.items()), key=lambda fa: -abs(fa[1] - 0.5))
+    found = [(f, a) for f, a in found if max(a, 1 - a) >= LEAK_ROC_AUC]
+    if not found:
+        return []
+    listed = ", ".join(f"{f!r} (ROC-AUC {max(a, 1 - a):.3f}{', lower values buy' if a < 0.5 else ''})"
+                       for f, a in found[:5])
+    return [f"Possible target leak: {len(found)} feature(s) alone all but separate the validation buyers from the "
+            f"others: {listed}. A value known only after the purchase (an order count over the label window, a "
+            f"refund, an order status) does this, and the figures of this run are then out of reach in production: "
+            f"if so, remove it from the schema and train again."]
+
+
+def rank_roc_auc(score: np.ndarray, y: np.ndarray) -> float:
+    """ROC-AUC of ``score`` for the boolean labels ``y`` (Mann-Whitney, ties counted half); 0.5 without both classes."""
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    if not n1 or not n0:
+        return 0.5
+    ranks = pd.Series(score).rank(method="average").to_numpy()
+    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def _se(p0: float, n0: int, p1: float, n1: int) -> float:
