@@ -65,6 +65,9 @@ def test_rows_repeated_across_splits_warn_unless_chance_explains_them():
     warnings = leakage_warnings(_splits(train, val, test), SCHEMA)
     assert len(warnings) == 1 and warnings[0].startswith("Leakage: 20.0% of the test rows repeat a training "
                                                          "row exactly (every feature), against 0.0% expected")
+    assert "not kept together by the id column 'customer': the same rows under other ids" in warnings[0]
+    no_id = FeatureSchema(label="y", numeric=["x", "z"], categorical=["c"], sequences=["items"])
+    assert "declare its id column" in leakage_warnings(_splits(train, val, test), no_id)[0]
     coarse = FeatureSchema(label="y", categorical=["c"])  # two values: rows meet by chance
     assert leakage_warnings(_splits(train, val, test), coarse) == []
 

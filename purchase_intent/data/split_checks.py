@@ -113,12 +113,14 @@ def leakage_warnings(splits: dict[str, pd.DataFrame], schema: FeatureSchema, tem
                 continue
             share, chance = repeated_share(train, df, features), chance_repeated_share(train, df, features)
             if share > DUPLICATE_SHARE and share > DUPLICATE_OVER_CHANCE * chance:
+                advice = (f"They are not kept together by the id column {schema.id[0]!r}: the same rows under "
+                          f"other ids (a table appended twice?); drop the repeats." if schema.id else
+                          "If rows are repeated snapshots of one customer, declare its id column (schema 'id') "
+                          "so the split keeps them together (data.group_column=auto), or drop the repeats.")
                 out.append(
                     f"Leakage: {share:.1%} of the {name} rows repeat a training row exactly (every feature), "
                     f"against {chance:.1%} expected by chance from the columns' values: the model has seen "
-                    f"them, label included. If rows are repeated snapshots of one customer, declare its id "
-                    f"column (schema 'id') so the split keeps them together (data.group_column=auto), or "
-                    f"drop the repeats.")
+                    f"them, label included. {advice}")
     return out
 
 
