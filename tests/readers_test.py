@@ -114,6 +114,22 @@ def test_id_keys_read_an_integer_written_as_a_decimal_as_that_integer():
     assert id_keys(pd.Series([1042.0, 7.0])).tolist() == ["1042", "7"]  # a float column (Parquet)
 
 
+def test_a_delimiter_at_the_end_of_each_row_keeps_the_columns_in_place(tmp_path, caplog):
+    """Rows one cell longer than the header: pandas' default made the first column the index and shifted
+    every other one left (numbers under the wrong names, no error when they are all numbers)."""
+    numbers = FeatureSchema(label="y", numeric=["a", "b", "c"])
+    (tmp_path / "plain.csv").write_text("a,b,c,y\n1,2,3,0\n4,5,6,1\n")
+    (tmp_path / "trailing.csv").write_text("a,b,c,y\n1,2,3,0,\n4,5,6,1,\n")
+    with caplog.at_level(logging.WARNING, logger="purchase_intent.data.readers"):
+        got = read_table(tmp_path / "trailing.csv", numbers)
+    pd.testing.assert_frame_equal(got, read_table(tmp_path / "plain.csv", numbers))
+    assert "rows end with an empty cell after the last column" in caplog.text and "2 of the 2 rows" in caplog.text
+    (tmp_path / "extra.csv").write_text("a,b,c,y\n1,2,3,0\n4,5,6,1,7\n")  # a value with no column
+    with pytest.raises(SchemaError, match=r"extra.csv: spreadsheet row 3 \(header = row 1\) has 5 cells but the "
+                                          r"header names 4 columns \(a value beyond the last column: '7'\)"):
+        read_table(tmp_path / "extra.csv", numbers)
+
+
 def test_parquet_with_list_columns(tmp_path):
     path = tmp_path / "t.parquet"
     examples().to_parquet(path)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import itertools
 import logging
 import warnings
 import zlib
@@ -148,7 +149,9 @@ def _csv_options(path: Path, string_columns: Iterable[str]) -> dict[str, Any]:
     na_values = {c: ([""] if c in strings else _DEFAULT_NA) for c in header}
     # Bytes that are not UTF-8 (a latin-1 export, a corrupt cell) become U+FFFD
     # instead of failing the whole file; the affected cells are counted by _warn_replaced_bytes.
-    return dict(dtype={c: str for c in header if c in strings}, keep_default_na=False,
+    # index_col=False: rows with one cell more than the header (a delimiter at the end of each line) keep
+    # their columns; pandas' default would make the first column the index and shift every other one left.
+    return dict(dtype={c: str for c in header if c in strings}, keep_default_na=False, index_col=False,
                 na_values=na_values, encoding_errors="replace", **options)
 
 
@@ -158,7 +161,9 @@ def _check_header(path: Path, options: dict[str, str]) -> None:
 
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", encoding=options["encoding"], errors="replace", newline="") as f:
-        names = next(csv.reader(f, delimiter=options["sep"]), [])
+        reader = csv.reader(f, delimiter=options["sep"])
+        names = next(reader, [])
+        _check_extra_cells(path, len(names), itertools.islice(reader, EXTRA_CELL_ROWS))
     raw = [n.lstrip("\ufeff") for n in names]
     names = [n.strip() for n in raw]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -172,6 +177,26 @@ def _check_header(path: Path, options: dict[str, str]) -> None:
         shown = ", ".join(repr(n) for n in spaced[:5]) + (", ..." if len(spaced) > 5 else "")
         _warn_once(path, "%s: %d column name(s) of the header have spaces around them (%s): read without "
                    "them", path, len(spaced), shown)
+
+
+EXTRA_CELL_ROWS = 1000  # data rows checked for more cells than the header has
+
+
+def _check_extra_cells(path: Path, width: int, rows: Iterable[list[str]]) -> None:
+    """Raises on a row with a value beyond the header's last column; warns when rows only end with empty
+    cells there (a delimiter at the end of each line, which the reader then ignores)."""
+    trailing, seen = 0, 0
+    for i, row in enumerate(rows):
+        seen += 1
+        extra = [c for c in row[width:] if c.strip()]
+        if extra:
+            raise SchemaError(f"{path}: {row_ref(i)} has {len(row)} cells but the header names {width} columns "
+                              f"(a value beyond the last column: {extra[0][:40]!r}): a delimiter inside an "
+                              "unquoted value, or a column without a name; quote the value or name the column")
+        trailing += len(row) > width
+    if trailing:
+        _warn_once(path, "%s: rows end with an empty cell after the last column (a delimiter at the end of the "
+                   "line; %d of the %d rows checked): ignored", path, trailing, seen)
 
 
 class _read_errors:
