@@ -9,7 +9,8 @@ written another way:
 * ``spaced_values``: ``", "`` between cells (values with a leading space);
 * ``spaced_header``: ``", "`` in the header only;
 * ``float_ids``: every other row's id written ``1042.0`` (a float column appended to an integer one);
-* ``bom_crlf``: a UTF-8 byte-order mark and CRLF line ends.
+* ``bom_crlf``: a UTF-8 byte-order mark and CRLF line ends;
+* ``trailing_delimiter``: a comma at the end of every data row, none after the header.
 
 For each variant, ``python -m purchase_intent.train --preset tiny`` (exit status, split sizes, test
 ROC-AUC), then ``python -m purchase_intent.predict`` of the plain file with that variant's export:
@@ -57,7 +58,8 @@ def table(customers: int, seed: int = 0) -> pd.DataFrame:
 def variants(df: pd.DataFrame, out: Path) -> dict[str, Path]:
     """Writes each variant of ``df`` into ``out``; returns name -> file."""
     files = {name: out / f"{name}.csv" for name in
-             ("plain", "semicolon", "spaced_values", "spaced_header", "float_ids", "bom_crlf")}
+             ("plain", "semicolon", "spaced_values", "spaced_header", "float_ids", "bom_crlf",
+              "trailing_delimiter")}
     df.to_csv(files["plain"], index=False)
     df.to_csv(files["semicolon"], index=False, sep=";", decimal=",")
     lines = files["plain"].read_text().splitlines()
@@ -66,6 +68,7 @@ def variants(df: pd.DataFrame, out: Path) -> dict[str, Path]:
     floats = df.assign(customer_id=np.where(np.arange(len(df)) % 2, df["customer_id"] + ".0", df["customer_id"]))
     floats.to_csv(files["float_ids"], index=False)
     files["bom_crlf"].write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
+    files["trailing_delimiter"].write_text("\n".join([lines[0]] + [r + "," for r in lines[1:]]) + "\n")
     return files
 
 
