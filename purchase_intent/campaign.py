@@ -414,10 +414,12 @@ def _refuse_repeated_ids(values: pd.Series, rows: np.ndarray, path) -> None:
         return
     first = keys[repeated].iloc[0]
     at = " and ".join(str(int(r) + 2) for r in rows[(keys == first).to_numpy()][:3])  # as row_ref counts
+    example = values[keys == first].iloc[0]
     raise SchemaError(
         f"{path}: {keys[repeated].nunique():,} id(s) of column {values.name!r} are in more than one row "
-        f"({int(repeated.sum()):,} rows; e.g. {values[keys == first].iloc[0]!r} in spreadsheet rows {at}, header = row 1): a campaign "
-        "contacts each customer once, so give one row per customer, the current one (e.g. the latest month)")
+        f"({int(repeated.sum()):,} rows; e.g. {example!r} in spreadsheet rows {at}, header = row 1): a "
+        "campaign contacts each customer once, so give one row per customer, the current one (e.g. the "
+        "latest month)")
 
 
 def model_info(version_dir: Path) -> dict[str, Any]:
