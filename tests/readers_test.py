@@ -24,10 +24,13 @@ def examples():
     })
 
 
+def delimited(df):
+    """``df`` with its sequence columns as "|"-delimited strings, as a CSV holds them."""
+    return df.assign(**{col: df[col].map("|".join) for col in ("titles", "items")})
+
+
 def test_csv_with_delimited_sequences(tmp_path):
-    df = examples()
-    for col in ("titles", "items"):
-        df[col] = df[col].map("|".join)
+    df = delimited(examples())
     for name in ("t.csv", "t.csv.gz"):
         path = tmp_path / name
         df.to_csv(path, index=False)
@@ -47,9 +50,7 @@ def test_semicolons_with_a_decimal_comma_read_as_the_comma_file_warned_once(tmp_
     """Excel's CSV where the comma is the decimal mark: ";" between cells, "1,5" in them."""
     from purchase_intent.data.readers import check_table_file
 
-    df = examples().assign(x=[1.5, 2.25])
-    for col in ("titles", "items"):
-        df[col] = df[col].map("|".join)
+    df = delimited(examples().assign(x=[1.5, 2.25]))
     df.to_csv(tmp_path / "plain.csv", index=False)
     df.to_csv(tmp_path / "excel.csv", index=False, sep=";", decimal=",")
     assert "1,5" in (tmp_path / "excel.csv").read_text()
@@ -64,9 +65,7 @@ def test_semicolons_with_a_decimal_comma_read_as_the_comma_file_warned_once(tmp_
 def test_spaces_around_header_names_are_dropped_with_a_warning(tmp_path, caplog):
     from purchase_intent.data.readers import iter_table
 
-    df = examples()
-    for col in ("titles", "items"):
-        df[col] = df[col].map("|".join)
+    df = delimited(examples())
     df.to_csv(tmp_path / "plain.csv", index=False)
     text = (tmp_path / "plain.csv").read_text().splitlines()
     spaced = tmp_path / "spaced.csv"
@@ -91,9 +90,7 @@ def test_blank_rows_stop_with_their_row_in_memory_and_in_chunks(tmp_path):
     rows of missing values nor reported as a bad label: one error naming the first and their number."""
     from purchase_intent.data.readers import iter_table
 
-    df = examples()
-    for col in ("titles", "items"):
-        df[col] = df[col].map("|".join)
+    df = delimited(examples())
     path = tmp_path / "t.csv"
     df.to_csv(path, index=False)
     path.write_text(path.read_text() + ",,,,,,\n,,,,,,\n")
